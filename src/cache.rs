@@ -1,0 +1,98 @@
+//! The result cache: one file per job, named by its key.
+//!
+//! Architecture Invariant: an entry is either absent or complete and
+//! verified. Writes go to a temporary file that is renamed into place, and
+//! every entry starts with a header line holding its key and the SHA-256 of
+//! its body, so a truncated, corrupted or misplaced file is detected on read
+//! and recomputed, never trusted.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+const MAGIC: &str = "learning-dynamics-cache v1";
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// What a lookup found.
+pub enum Lookup<T> {
+    Hit(T),
+    Miss,
+    /// The entry exists but cannot be trusted; it will be recomputed.
+    Damaged(String),
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+        Ok(Cache { dir: dir.to_path_buf() })
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Lookup<T> {
+        let path = self.path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) => return Lookup::Damaged(format!("cannot read {}: {e}", path.display())),
+        };
+        match decode(key, &bytes) {
+            Ok(v) => Lookup::Hit(v),
+            Err(why) => Lookup::Damaged(format!("{}: {why}", path.display())),
+        }
+    }
+
+    /// Stores a value atomically: a reader sees the old state or the new
+    /// entry, never a partial one, even if this process is killed.
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_vec(value).context("cannot serialize a cache entry")?;
+        let mut bytes = format!("{MAGIC} {key} {}\n", hex::encode(Sha256::digest(&body))).into_bytes();
+        bytes.extend_from_slice(&body);
+        write_atomically(&self.path(key), &bytes)
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> std::result::Result<T, String> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not text")?;
+    let body = &bytes[newline + 1..];
+    let mut parts = header.rsplitn(3, ' ');
+    let (checksum, found_key, magic) = (parts.next(), parts.next(), parts.next());
+    if magic != Some(MAGIC) {
+        return Err("not a cache entry of this program (bad header)".into());
+    }
+    if found_key != Some(key) {
+        return Err(format!("entry holds key {}, not the key it is filed under", found_key.unwrap_or("?")));
+    }
+    if checksum != Some(hex::encode(Sha256::digest(body)).as_str()) {
+        return Err("checksum mismatch (truncated or corrupted)".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("body does not parse: {e}"))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory,
+/// flushed to disk and renamed into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Temporary files are private (0600); results are ordinary files.
+        let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644));
+    }
+    tmp.as_file().sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot move the new {} into place", path.display()))?;
+    Ok(())
+}

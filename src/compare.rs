@@ -1,0 +1,109 @@
+//! `--check`: what changed between a committed figure and a regenerated one.
+//! Compares the data and the claims, not the provenance (commit, dirty) that
+//! changes with every commit.
+
+use crate::figure::{FigureData, Series};
+
+/// Numbers match within a relative 1e-4 (absolute near zero): values are
+/// already rounded to 6 significant digits, and the last bits of a float may
+/// differ between CPUs (see the README's guarantees).
+pub fn close(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+}
+
+const MAX_LISTED: usize = 8;
+
+/// Human-readable differences, empty when the figures agree.
+pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
+    let mut out = Vec::new();
+    for old in &committed.series {
+        match now.series.iter().find(|s| s.name == old.name) {
+            None => out.push(format!("series {:?} is gone", old.name)),
+            Some(new) => series(old, new, &mut out),
+        }
+    }
+    for new in &now.series {
+        if !committed.series.iter().any(|s| s.name == new.name) {
+            out.push(format!("series {:?} is new", new.name));
+        }
+    }
+    for (name, old) in &committed.scalars {
+        match now.scalars.get(name) {
+            None => out.push(format!("scalar {name:?} is gone")),
+            Some(new) if !close(*old, *new) => out.push(format!("scalar {name:?}: committed {old}, now {new}")),
+            _ => {}
+        }
+    }
+    for name in now.scalars.keys().filter(|k| !committed.scalars.contains_key(*k)) {
+        out.push(format!("scalar {name:?} is new"));
+    }
+    for old in &committed.claims {
+        match now.claims.iter().find(|c| c.name == old.name) {
+            None => out.push(format!("claim {:?} is gone", old.name)),
+            Some(new) => {
+                if old.passed != new.passed {
+                    out.push(format!("claim {:?}: committed {}, now {}", old.name, verdict(old.passed), verdict(new.passed)));
+                }
+                if old.expected_to_pass != new.expected_to_pass {
+                    out.push(format!("claim {:?}: its declared expectation changed", old.name));
+                }
+                if !close(old.measured, new.measured) {
+                    out.push(format!("claim {:?}: measured {} committed, {} now", old.name, old.measured, new.measured));
+                }
+            }
+        }
+    }
+    for new in now.claims.iter().filter(|c| !committed.claims.iter().any(|o| o.name == c.name)) {
+        out.push(format!("claim {:?} is new", new.name));
+    }
+    if committed.divergences != now.divergences {
+        out.push(format!("divergences: {} committed, {} now", committed.divergences.len(), now.divergences.len()));
+    }
+    out
+}
+
+fn verdict(passed: bool) -> &'static str {
+    if passed {
+        "passed"
+    } else {
+        "failed"
+    }
+}
+
+fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
+    let name = &old.name;
+    if (old.panel, old.source, old.style) != (new.panel, new.source, new.style) {
+        out.push(format!("series {name:?}: panel, source or style changed"));
+    }
+    let mut listed = 0;
+    let mut more = 0;
+    let mut values = |what: &str, a: &[f64], b: &[f64]| {
+        if a.len() != b.len() {
+            out.push(format!("series {name:?}: {what} has {} values committed, {} now", a.len(), b.len()));
+            return;
+        }
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            if !close(*x, *y) {
+                if listed < MAX_LISTED {
+                    out.push(format!("series {name:?}: {what}[{i}] committed {x}, now {y}"));
+                    listed += 1;
+                } else {
+                    more += 1;
+                }
+            }
+        }
+    };
+    values("x", &old.x, &new.x);
+    values("y", &old.y, &new.y);
+    match (&old.band, &new.band) {
+        (Some(a), Some(b)) => {
+            values("band.lo", &a.lo, &b.lo);
+            values("band.hi", &a.hi, &b.hi);
+        }
+        (None, None) => {}
+        _ => out.push(format!("series {name:?}: band added or removed")),
+    }
+    if more > 0 {
+        out.push(format!("series {name:?}: ... and {more} more differing values"));
+    }
+}

@@ -1,0 +1,125 @@
+//! One module per kind of figure. Each kind is three pure functions:
+//! `jobs` (the trainings it needs, each a cacheable unit), `run_job` (one
+//! training: config and seeds in, `TrainLog` out) and `assemble` (training
+//! logs in, figure data out, with the theory beside the measurement).
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::figure::FigureBody;
+use crate::spec::Outputs;
+use crate::train::TrainLog;
+
+pub mod phase_diagram;
+pub mod sigmoid;
+
+/// The experiment of a figure: `[figure.experiment.<kind>]` in paper.toml.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentSpec {
+    PhaseDiagram(phase_diagram::Config),
+    Sigmoid(sigmoid::Config),
+}
+
+/// One training of an ensemble: the unit of caching and of parallelism.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Unique within the figure, e.g. "grid" or "depth 2, aligned".
+    pub name: String,
+    /// Everything the job's result depends on besides seeds and code.
+    pub config: serde_json::Value,
+    pub seeds: Vec<u64>,
+    /// Networks trained side by side (for progress and reports).
+    pub members: usize,
+}
+
+impl ExperimentSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExperimentSpec::PhaseDiagram(_) => "phase_diagram",
+            ExperimentSpec::Sigmoid(_) => "sigmoid",
+        }
+    }
+
+    /// The source files whose code computes this kind's results (the
+    /// engine's, plus its own): they make up its code fingerprint.
+    pub fn source_files(&self) -> Vec<&'static str> {
+        let own = match self {
+            ExperimentSpec::PhaseDiagram(_) => "src/experiments/phase_diagram.rs",
+            ExperimentSpec::Sigmoid(_) => "src/experiments/sigmoid.rs",
+        };
+        vec!["src/train.rs", "src/rng.rs", own]
+    }
+
+    /// Problems that involve several values at once (each value alone was
+    /// checked while parsing).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => c.problems(),
+            ExperimentSpec::Sigmoid(c) => c.problems(),
+        }
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => c.outputs(),
+            ExperimentSpec::Sigmoid(c) => c.outputs(),
+        }
+    }
+
+    pub fn seeds(&self) -> Vec<u64> {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => (0..c.seed_count.get()).collect(),
+            ExperimentSpec::Sigmoid(c) => (0..c.seed_count.get()).collect(),
+        }
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => c.jobs(),
+            ExperimentSpec::Sigmoid(c) => c.jobs(),
+        }
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => c.run_job(job),
+            ExperimentSpec::Sigmoid(c) => c.run_job(job),
+        }
+    }
+
+    /// Builds the figure from its jobs' logs, given in the order of `jobs()`.
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        match self {
+            ExperimentSpec::PhaseDiagram(c) => c.assemble(logs),
+            ExperimentSpec::Sigmoid(c) => c.assemble(logs),
+        }
+    }
+}
+
+/// A job's config: the experiment's config as JSON with some fields replaced.
+pub fn job_config<T: Serialize>(config: &T, replace: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut value = serde_json::to_value(config).expect("configs serialize");
+    if let serde_json::Value::Object(map) = &mut value {
+        for (k, v) in replace {
+            map.insert((*k).to_string(), v.clone());
+        }
+    }
+    value
+}
+
+/// Mean, min and max over seeds of per-seed curves of equal length.
+pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let len = curves.first().map_or(0, Vec::len);
+    let mut mean = vec![0.0; len];
+    let mut lo = vec![f64::INFINITY; len];
+    let mut hi = vec![f64::NEG_INFINITY; len];
+    for c in curves {
+        for i in 0..len {
+            mean[i] += c[i] / curves.len() as f64;
+            lo[i] = lo[i].min(c[i]);
+            hi[i] = hi[i].max(c[i]);
+        }
+    }
+    (mean, lo, hi)
+}

@@ -1,0 +1,394 @@
+//! The paper's phase diagram: one ReLU unit f = z relu(u.x) on one point x
+//! (norm s, label +1). With y = u.x/|x|, the flow conserves y^2 - z^2, and the
+//! unit learns iff y0 > 0 and z0 > -y0 (see `theory::phase_succeeds`).
+//!
+//! Measured: a grid of initial points (z0, y0), every seed, trained as one
+//! ensemble, each classified by where it ended; and the trajectories from the
+//! marked starting points c1, c2, c3. x lives in R^d with d > 1 and u gets a
+//! random component orthogonal to x, which the theory says never moves.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{job_config, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::rng;
+use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
+use crate::theory;
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Dimension d of the input (> 1, so the reduction to (z, y) is tested).
+    pub input_dim: Count,
+    /// Norm s of the training point.
+    pub input_norm: Positive,
+    pub loss: Loss,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    /// Number of log-spaced logged steps.
+    pub log_points: Count,
+    /// Seeds 0..seed_count: each draws x's direction and u's orthogonal part.
+    pub seed_count: Count,
+    /// Standard deviation of u's component orthogonal to x.
+    pub orthogonal_scale: NonNegative,
+    pub grid: Grid,
+    /// Grid points closer than this to the boundary are not checked: they
+    /// sit next to the saddle and need unbounded time to decide.
+    pub boundary_distance: Positive,
+    #[serde(rename = "start")]
+    pub starts: Vec<Start>,
+}
+
+/// The viewed box [z_min, z_max] x [0, y_max] and the grid of initial points in it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    pub z_min: f64,
+    pub z_max: f64,
+    pub z_count: Count,
+    pub y_min: Positive,
+    pub y_max: Positive,
+    pub y_count: Count,
+}
+
+/// A marked starting point whose trajectory is drawn.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    pub name: String,
+    pub z: f64,
+    pub y: f64,
+}
+
+const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::PURPLE, palette::SKY_BLUE];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Failure,
+    Undecided,
+}
+
+impl Config {
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let g = &self.grid;
+        if self.input_dim.get() < 2 {
+            p.push("input_dim must be at least 2 (d > 1 is what tests the reduction to (z, y))".into());
+        }
+        if !(g.z_min < 0.0 && g.z_max > 0.0) {
+            p.push(format!("grid: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
+        }
+        if g.y_min.get() >= g.y_max.get() {
+            p.push(format!("grid: expected y_min < y_max, got {} and {}", g.y_min.get(), g.y_max.get()));
+        }
+        if self.starts.len() > TRAJECTORY_COLORS.len() {
+            p.push(format!("at most {} marked starts, got {}", TRAJECTORY_COLORS.len(), self.starts.len()));
+        }
+        for s in &self.starts {
+            if !(s.y > 0.0 && s.y <= g.y_max.get() && s.z >= g.z_min && s.z <= g.z_max) {
+                p.push(format!("start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0", s.name, s.z, s.y));
+            }
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut series: Vec<String> = [
+            "success region (theory)",
+            "failure region (theory)",
+            "streamlines (theory)",
+            "flow direction (theory)",
+            "grid: success",
+            "grid: failure",
+            "grid: undecided",
+            "grid: seeds disagree",
+            "marked starts",
+        ]
+        .map(String::from)
+        .to_vec();
+        for s in &self.starts {
+            series.push(format!("{} (trained)", s.name));
+            series.push(format!("{} (theory)", s.name));
+        }
+        let scalars = ["grid agreement", "grid points checked", "largest hyperbola drift"].map(String::from).to_vec();
+        Outputs { series, scalars }
+    }
+
+    fn grid_points(&self) -> Vec<(f64, f64)> {
+        let g = &self.grid;
+        let lin = |lo: f64, hi: f64, n: u64, i: u64| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (n - 1) as f64 };
+        let mut pts = Vec::new();
+        for iy in 0..g.y_count.get() {
+            for iz in 0..g.z_count.get() {
+                pts.push((lin(g.z_min, g.z_max, g.z_count.get(), iz), lin(g.y_min.get(), g.y_max.get(), g.y_count.get(), iy)));
+            }
+        }
+        pts
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let n = seeds.len();
+        vec![
+            Job {
+                name: "grid".into(),
+                config: job_config(self, &[("start", json!(null)), ("job", json!("grid"))]),
+                seeds: seeds.clone(),
+                members: self.grid_points().len() * n,
+            },
+            Job {
+                name: "trajectories".into(),
+                config: job_config(self, &[("grid", json!(null)), ("job", json!("trajectories"))]),
+                seeds,
+                members: self.starts.len() * n,
+            },
+        ]
+    }
+
+    fn starting_points(&self, job: &str) -> Vec<(f64, f64)> {
+        match job {
+            "grid" => self.grid_points(),
+            _ => self.starts.iter().map(|s| (s.z, s.y)).collect(),
+        }
+    }
+
+    /// Member order: seed-major, then starting point.
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let starts = self.starting_points(&job.name);
+        let d = self.input_dim.usize();
+        let s = self.input_norm.get();
+        let members = starts.len() * job.seeds.len();
+        let (mut x, mut w1, mut w2) = (Vec::new(), Vec::new(), Vec::new());
+        for &seed in &job.seeds {
+            let direction = x_direction(seed, d);
+            let mut orthogonal_rng = rng::stream(&format!("phase_diagram/u-orthogonal/{}", job.name), seed);
+            for &(z0, y0) in &starts {
+                let other = orthogonal_unit_vector(&mut orthogonal_rng, &direction);
+                let r = self.orthogonal_scale.get() * rng::normal(&mut orthogonal_rng);
+                x.extend(direction.iter().map(|v| (s * v) as f32));
+                w1.extend(direction.iter().zip(&other).map(|(a, b)| (y0 * a + r * b) as f32));
+                w2.push(z0 as f32);
+            }
+        }
+        let data = EnsembleData { members, points: 1, dim: d, x, y: vec![1.0; members] };
+        let init = EnsembleWeights { members, shapes: vec![(1, d), (1, 1)], layers: vec![w1, w2] };
+        let cfg = TrainConfig {
+            loss: self.loss,
+            learning_rate: self.learning_rate.get(),
+            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
+            record_weights: if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every },
+        };
+        train::train(&init, &data, &cfg)
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(logs.len() == 2, "phase diagram expects 2 job logs, got {}", logs.len());
+        let (grid_log, traj_log) = (&logs[0], &logs[1]);
+        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let g = &self.grid;
+        let (z_range, y_max) = ((g.z_min, g.z_max), g.y_max.get());
+        let mut body = FigureBody {
+            panels: vec![Panel {
+                title: format!(
+                    "f = z relu(u.x), |x| = {}, x in R^{}, {} loss, lr {}",
+                    self.input_norm.get(),
+                    self.input_dim.get(),
+                    loss_name(self.loss),
+                    self.learning_rate.get()
+                ),
+                x_label: "z (output weight)".into(),
+                y_label: "y = u.x / |x| (first-layer projection)".into(),
+                x_log: false,
+                y_log: false,
+                x_range: Some(z_range),
+                y_range: Some((0.0, y_max)),
+            }],
+            ..Default::default()
+        };
+        self.add_theory(&mut body);
+
+        // Grid outcomes, per seed, from the final weights and margins.
+        let grid = self.grid_points();
+        let directions: Vec<Vec<f64>> = seeds.iter().map(|&s| x_direction(s, self.input_dim.usize())).collect();
+        let outcomes = final_outcomes(grid_log, grid.len(), &directions)?;
+        let mut checked = 0usize;
+        let mut agree = 0usize;
+        let mut groups: [(Vec<f64>, Vec<f64>); 4] = Default::default();
+        for (i, &(z0, y0)) in grid.iter().enumerate() {
+            let per_seed: Vec<Outcome> = (0..seeds.len()).map(|k| outcomes[k * grid.len() + i]).collect();
+            if theory::phase_boundary_distance(z0, y0) > self.boundary_distance.get() {
+                let expected = if theory::phase_succeeds(z0, y0) { Outcome::Success } else { Outcome::Failure };
+                checked += per_seed.len();
+                agree += per_seed.iter().filter(|&&o| o == expected).count();
+            }
+            let group = if per_seed.iter().all(|&o| o == per_seed[0]) {
+                match per_seed[0] {
+                    Outcome::Success => 0,
+                    Outcome::Failure => 1,
+                    Outcome::Undecided => 2,
+                }
+            } else {
+                3
+            };
+            groups[group].0.push(z0);
+            groups[group].1.push(y0);
+        }
+        let group_style = [
+            ("grid: success", palette::GREEN),
+            ("grid: failure", palette::VERMILLION),
+            ("grid: undecided", palette::GREY),
+            ("grid: seeds disagree", palette::BLACK),
+        ];
+        for ((name, color), (x, y)) in group_style.iter().zip(groups) {
+            body.series.push(series(name, Source::Measured, Style::Points, color, !x.is_empty(), x, y));
+        }
+        body.scalars.insert("grid agreement".into(), if checked == 0 { f64::NAN } else { agree as f64 / checked as f64 });
+        body.scalars.insert("grid points checked".into(), checked as f64);
+
+        // Trajectories from the marked starts (seed 0 drawn; every seed checked).
+        let mut drift: f64 = 0.0;
+        let per_seed = self.starts.len();
+        for (i, start) in self.starts.iter().enumerate() {
+            let color = TRAJECTORY_COLORS[i];
+            let c0 = start.y * start.y - start.z * start.z;
+            for (k, _) in seeds.iter().enumerate() {
+                let path = trajectory(traj_log, k * per_seed + i, &directions[k]);
+                for &(z, y) in &path {
+                    let in_view = z >= z_range.0 && z <= z_range.1 && y > 0.0 && y <= y_max;
+                    if in_view {
+                        drift = drift.max((y * y - z * z - c0).abs());
+                    }
+                }
+                if k == 0 {
+                    // Drawn until it first leaves the view (plotters would
+                    // otherwise run the line along the edge).
+                    let inside = |&(z, y): &(f64, f64)| z >= z_range.0 && z <= z_range.1 && y >= 0.0 && y <= y_max;
+                    let (x, y): (Vec<f64>, Vec<f64>) = path.into_iter().take_while(inside).unzip();
+                    body.series.push(series(&format!("{} (trained)", start.name), Source::Measured, Style::Line, color, true, x, y));
+                }
+            }
+            let (x, y): (Vec<f64>, Vec<f64>) = theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
+            body.series.push(series(&format!("{} (theory)", start.name), Source::Theory, Style::Line, color, false, x, y));
+        }
+        body.scalars.insert("largest hyperbola drift".into(), drift);
+        let mut marks = series("marked starts", Source::Measured, Style::Points, palette::BLACK, false, Vec::new(), Vec::new());
+        for s in &self.starts {
+            marks.x.push(s.z);
+            marks.y.push(s.y);
+        }
+        marks.labels = Some(self.starts.iter().map(|s| s.name.clone()).collect());
+        body.series.push(marks);
+
+        for log in [grid_log, traj_log] {
+            let (job, starts) = if std::ptr::eq(log, grid_log) { ("grid", grid.len()) } else { ("trajectories", per_seed) };
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: job.into(), member, seed: seeds[member / starts.max(1)], step: *step });
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    /// The analytic picture: regions, streamlines with arrows.
+    fn add_theory(&self, body: &mut FigureBody) {
+        let g = &self.grid;
+        let (z_min, z_max, y_max) = (g.z_min, g.z_max, g.y_max.get());
+        // Success: y > 0 and z > -y. Failure: the rest of the box (y >= 0).
+        let corner = (-y_max).max(z_min);
+        let (sx, sy): (Vec<f64>, Vec<f64>) = [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
+        body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
+        let (fx, fy): (Vec<f64>, Vec<f64>) =
+            [(z_min, 0.0), (0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)].into_iter().unzip();
+        body.series.push(series("failure region (theory)", Source::Theory, Style::Area, palette::VERMILLION, true, fx, fy));
+
+        let mut lines = (Vec::new(), Vec::new());
+        let mut arrows = (Vec::new(), Vec::new());
+        for path in theory::phase_streamlines((z_min, z_max), y_max) {
+            if path.len() < 3 {
+                continue;
+            }
+            // NaN separates the polylines of one series.
+            for &(z, y) in &path {
+                lines.0.push(z);
+                lines.1.push(y);
+            }
+            lines.0.push(f64::NAN);
+            lines.1.push(f64::NAN);
+            let mid = path.len() / 2;
+            for p in [path[mid - 1], path[mid]] {
+                arrows.0.push(p.0);
+                arrows.1.push(p.1);
+            }
+        }
+        body.series.push(series("streamlines (theory)", Source::Theory, Style::Line, palette::GREY, true, lines.0, lines.1));
+        body.series.push(series("flow direction (theory)", Source::Theory, Style::Arrows, palette::GREY, false, arrows.0, arrows.1));
+    }
+}
+
+fn series(name: &str, source: Source, style: Style, color: &str, legend: bool, x: Vec<f64>, y: Vec<f64>) -> Series {
+    Series { name: name.into(), panel: 0, source, style, color: color.into(), legend, x, y, band: None::<Band>, labels: None }
+}
+
+pub fn loss_name(loss: Loss) -> &'static str {
+    match loss {
+        Loss::CrossEntropy => "cross-entropy",
+        Loss::Hinge => "hinge",
+    }
+}
+
+/// (z, y) of a member at every logged step where weights were recorded.
+fn trajectory(log: &TrainLog, member: usize, direction: &[f64]) -> Vec<(f64, f64)> {
+    log.weights.iter().map(|(_, w)| unit_coordinates(w, member, direction)).collect()
+}
+
+/// (z, y) with y = u.x/|x|, from a member's weights and its x's direction.
+fn unit_coordinates(w: &EnsembleWeights, member: usize, direction: &[f64]) -> (f64, f64) {
+    let u = w.member_layer(member, 0);
+    let z = w.member_layer(member, 1)[0] as f64;
+    (z, u.iter().zip(direction).map(|(a, b)| *a as f64 * b).sum())
+}
+
+/// Where each member ended: success (alive and correct), failure (the unit
+/// died: y <= 0), or undecided (alive, still wrong, or not finite).
+fn final_outcomes(log: &TrainLog, per_seed: usize, directions: &[Vec<f64>]) -> Result<Vec<Outcome>> {
+    let (_, w) = log.weights.last().ok_or_else(|| anyhow::anyhow!("grid log has no final weights"))?;
+    let margins = log.margins.last().ok_or_else(|| anyhow::anyhow!("grid log has no margins"))?;
+    Ok((0..w.members)
+        .map(|e| {
+            let (_, y) = unit_coordinates(w, e, &directions[e / per_seed]);
+            let m = margins[e] as f64;
+            if !m.is_finite() {
+                Outcome::Undecided
+            } else if y <= 0.0 {
+                Outcome::Failure
+            } else if m > 0.0 {
+                Outcome::Success
+            } else {
+                Outcome::Undecided
+            }
+        })
+        .collect())
+}
+
+fn x_direction(seed: u64, d: usize) -> Vec<f64> {
+    unit_vector(&mut rng::stream("phase_diagram/x-direction", seed), d)
+}
+
+fn unit_vector(rng: &mut rand_chacha::ChaCha8Rng, d: usize) -> Vec<f64> {
+    let v: Vec<f64> = (0..d).map(|_| rng::normal(rng)).collect();
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    v.into_iter().map(|a| a / norm).collect()
+}
+
+fn orthogonal_unit_vector(rng: &mut rand_chacha::ChaCha8Rng, to: &[f64]) -> Vec<f64> {
+    let v = unit_vector(rng, to.len());
+    let dot: f64 = v.iter().zip(to).map(|(a, b)| a * b).sum();
+    let w: Vec<f64> = v.iter().zip(to).map(|(a, b)| a - dot * b).collect();
+    let norm = w.iter().map(|a| a * a).sum::<f64>().sqrt();
+    w.into_iter().map(|a| a / norm).collect()
+}

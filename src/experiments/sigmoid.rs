@@ -1,0 +1,336 @@
+//! The sigmoidal error curve: training error over time for the linear model
+//! and bias-free ReLU nets of depth 2, 3, ..., on N points along orthogonal
+//! directions (x_i = s_i e_i, random labels, log-normal norms).
+//!
+//! Exact theory where it exists: the linear model's margins decouple and have
+//! a closed form (`theory::linear_ce_crossing_time`), and an aligned net's
+//! modes are independent scalar chains (`theory::Mode`), so the theory error
+//! curve is computed point by point from each seed's own initialisation.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{job_config, mean_min_max, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::rng;
+use crate::spec::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::theory;
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// N: the number of training points, and the input dimension.
+    pub points: Count,
+    /// Norms are exp(norm_log_std * normal): log-normal with median 1.
+    pub norm_log_std: NonNegative,
+    pub loss: Loss,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    /// Draws the norms and labels (the same data for every seed).
+    pub data_seed: u64,
+    /// Seeds 0..seed_count draw the initialisations.
+    pub seed_count: Count,
+    /// Step of the RK4 integration of the theory.
+    pub theory_dt: Positive,
+    #[serde(rename = "model")]
+    pub models: Vec<Model>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Names the model's series in the figure.
+    pub name: String,
+    /// Number of weight matrices: 1 is the linear model.
+    pub depth: Depth,
+    /// Width of every hidden layer (depth > 1 only).
+    pub width: Option<Count>,
+    pub init: Init,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Init {
+    /// Every weight ~ normal(0, scale^2 / fan_in).
+    Random { scale: Positive },
+    /// The "proper" init: hidden unit k of every layer sees only point k.
+    /// Mode k's hidden weights are scale * exp(log_spread * normal); its
+    /// output weight has a random sign (relative to the label) and a
+    /// magnitude of r times its smallest hidden weight, r uniform in
+    /// [output_ratio_min, output_ratio_max] (< 1: inside the region where
+    /// a wrong sign still learns, like c2 of the phase diagram).
+    Aligned { scale: Positive, log_spread: NonNegative, output_ratio_min: Fraction, output_ratio_max: Fraction },
+}
+
+impl Model {
+    fn has_theory(&self) -> bool {
+        self.depth.get() == 1 || matches!(self.init, Init::Aligned { .. })
+    }
+    fn gap_scalar(&self) -> String {
+        format!("{}: largest gap to theory (points)", self.name)
+    }
+    fn theory_series(&self) -> String {
+        format!("{} (theory)", self.name)
+    }
+}
+
+impl Config {
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.models.is_empty() {
+            p.push("expected at least one [[figure.experiment.sigmoid.model]]".into());
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if self.models[..i].iter().any(|o| o.name == m.name) {
+                p.push(format!("duplicate model name {:?}", m.name));
+            }
+            let depth = m.depth.get();
+            match (depth, m.width) {
+                (1, Some(_)) => p.push(format!("model {:?}: a linear model (depth 1) has no hidden width", m.name)),
+                (d, None) if d > 1 => p.push(format!("model {:?}: depth {d} needs a hidden `width`", m.name)),
+                _ => {}
+            }
+            if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
+                if depth == 1 {
+                    p.push(format!("model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)", m.name));
+                }
+                if m.width.is_some_and(|w| w.get() != self.points.get()) {
+                    p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, self.points.get()));
+                }
+                if !(output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
+                    p.push(format!(
+                        "model {:?}: expected output_ratio_min <= output_ratio_max < 1, got {} and {}",
+                        m.name,
+                        output_ratio_min.get(),
+                        output_ratio_max.get()
+                    ));
+                }
+            }
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for m in &self.models {
+            out.series.push(m.name.clone());
+            if m.has_theory() {
+                out.series.push(m.theory_series());
+                out.scalars.push(m.gap_scalar());
+            }
+        }
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        self.models
+            .iter()
+            .map(|m| Job {
+                name: m.name.clone(),
+                // The job depends on the shared values and its own model only;
+                // its name is a label, not an input.
+                config: job_config(self, &[("model", json!(null)), ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init }))]),
+                seeds: seeds.clone(),
+                members: seeds.len(),
+            })
+            .collect()
+    }
+
+    /// The training set: norms and labels from the data seed.
+    fn data(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut r = rng::stream("sigmoid/data", self.data_seed);
+        let n = self.points.usize();
+        let norms = (0..n).map(|_| (self.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
+        let labels = (0..n).map(|_| rng::sign(&mut r)).collect();
+        (norms, labels)
+    }
+
+    fn model(&self, job: &Job) -> Result<&Model> {
+        self.models.iter().find(|m| m.name == job.name).ok_or_else(|| anyhow::anyhow!("no model named {:?}", job.name))
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let model = self.model(job)?;
+        let n = self.points.usize();
+        let (norms, labels) = self.data();
+        let members = job.seeds.len();
+        let mut x = Vec::with_capacity(members * n * n);
+        let mut y = Vec::with_capacity(members * n);
+        for _ in 0..members {
+            for i in 0..n {
+                x.extend((0..n).map(|j| if i == j { norms[i] as f32 } else { 0.0 }));
+            }
+            y.extend(labels.iter().map(|&l| l as f32));
+        }
+        let data = EnsembleData { members, points: n, dim: n, x, y };
+        let inits: Vec<Vec<Vec<f32>>> = job.seeds.iter().map(|&s| self.init(model, s, &labels).0).collect();
+        let shapes = self.shapes(model);
+        let layers = (0..shapes.len()).map(|l| inits.iter().flat_map(|w| w[l].iter().copied()).collect()).collect();
+        let init = EnsembleWeights { members, shapes, layers };
+        let cfg = TrainConfig {
+            loss: self.loss,
+            learning_rate: self.learning_rate.get(),
+            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
+            record_weights: RecordWeights::Never,
+        };
+        train::train(&init, &data, &cfg)
+    }
+
+    fn shapes(&self, model: &Model) -> Vec<(usize, usize)> {
+        let n = self.points.usize();
+        let depth = model.depth.get() as usize;
+        let width = model.width.map_or(0, Count::usize);
+        (0..depth)
+            .map(|l| {
+                let fan_in = if l == 0 { n } else { width };
+                let out = if l == depth - 1 { 1 } else { width };
+                (out, fan_in)
+            })
+            .collect()
+    }
+
+    /// One seed's initial weights (row-major per layer) and, for an aligned
+    /// init, each point's mode (its chain of weights, output times label).
+    fn init(&self, model: &Model, seed: u64, labels: &[f64]) -> (Vec<Vec<f32>>, Vec<theory::Mode>) {
+        let shapes = self.shapes(model);
+        let n = self.points.usize();
+        match model.init {
+            Init::Random { scale } => {
+                let mut r = rng::stream("sigmoid/random-init", seed);
+                let layers = shapes
+                    .iter()
+                    .map(|&(o, i)| {
+                        let std = scale.get() / (i as f64).sqrt();
+                        (0..o * i).map(|_| (std * rng::normal(&mut r)) as f32).collect()
+                    })
+                    .collect();
+                (layers, Vec::new())
+            }
+            Init::Aligned { scale, log_spread, output_ratio_min, output_ratio_max } => {
+                let mut r = rng::stream("sigmoid/aligned-init", seed);
+                let depth = shapes.len();
+                let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();
+                let (norms, _) = self.data();
+                let mut modes = Vec::with_capacity(n);
+                for k in 0..n {
+                    let hidden: Vec<f64> = (0..depth - 1).map(|_| scale.get() * (log_spread.get() * rng::normal(&mut r)).exp()).collect();
+                    let smallest = hidden.iter().copied().fold(f64::INFINITY, f64::min);
+                    let ratio = rng::uniform(&mut r, output_ratio_min.get(), output_ratio_max.get());
+                    let out = rng::sign(&mut r) * ratio * smallest;
+                    for (l, &a) in hidden.iter().enumerate() {
+                        let width_in = shapes[l].1;
+                        layers[l][k * width_in + k] = a as f32;
+                    }
+                    layers[depth - 1][k] = (out * labels[k]) as f32;
+                    // The mode as the network computes it, in f32.
+                    let mut chain: Vec<f64> = hidden.iter().map(|&a| a as f32 as f64).collect();
+                    chain.push((out * labels[k]) as f32 as f64 * labels[k]);
+                    modes.push(theory::Mode { norm: norms[k] as f32 as f64, weights: chain });
+                }
+                (layers, modes)
+            }
+        }
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(logs.len() == self.models.len(), "sigmoid expects {} job logs, got {}", self.models.len(), logs.len());
+        let n = self.points.usize();
+        let (norms, labels) = self.data();
+        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let time_label = "time t = lr x step";
+        let error_label = "training error (fraction misclassified)";
+        let panel = |title: &str| Panel {
+            title: title.into(),
+            x_label: time_label.into(),
+            y_label: error_label.into(),
+            x_log: true,
+            y_log: false,
+            x_range: None,
+            y_range: Some((0.0, 0.8)),
+        };
+        let mut body = FigureBody {
+            panels: vec![panel("linear and aligned init: measured (solid) vs exact theory (dashed)")],
+            ..Default::default()
+        };
+        if self.models.iter().any(|m| !m.has_theory()) {
+            body.panels.push(panel("plain random Gaussian init (no exact theory)"));
+        }
+        for (model, log) in self.models.iter().zip(logs) {
+            let times = log.times();
+            let panel = if model.has_theory() { 0 } else { 1 };
+            let color = palette::depth(model.depth.get());
+            // Per seed, the error at each logged step.
+            let measured: Vec<Vec<f64>> = (0..seeds.len())
+                .map(|k| log.margins.iter().map(|m| error_fraction(&m[k * n..(k + 1) * n])).collect())
+                .collect();
+            let (mean, lo, hi) = mean_min_max(&measured);
+            body.series.push(Series {
+                name: model.name.clone(),
+                panel,
+                source: Source::Measured,
+                style: Style::Line,
+                color: color.into(),
+                legend: true,
+                x: times.clone(),
+                y: mean,
+                band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi }),
+                labels: None,
+            });
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: model.name.clone(), member, seed: seeds[member], step: *step });
+                }
+            }
+            if !model.has_theory() {
+                continue;
+            }
+            let t_max = *times.last().unwrap_or(&0.0);
+            let theory_curves: Vec<Vec<f64>> = seeds
+                .iter()
+                .enumerate()
+                .map(|(k, &seed)| {
+                    let crossings: Vec<Option<f64>> = if model.depth.get() == 1 {
+                        // From each point's measured initial margin.
+                        (0..n).map(|i| Some(theory::linear_ce_crossing_time(log.margins[0][k * n + i] as f64, norms[i], n as f64))).collect()
+                    } else {
+                        let (_, modes) = self.init(model, seed, &labels);
+                        modes
+                            .iter()
+                            .map(|mode| mode.time_to_reach(0.0, self.loss, n as f64, self.theory_dt.get(), t_max))
+                            .collect()
+                    };
+                    theory::error_curve(&crossings, &times)
+                })
+                .collect();
+            let gap = measured
+                .iter()
+                .zip(&theory_curves)
+                .flat_map(|(m, t)| m.iter().zip(t).map(|(a, b)| (a - b).abs() * n as f64))
+                .fold(0.0, f64::max);
+            body.scalars.insert(model.gap_scalar(), gap);
+            let (mean, _, _) = mean_min_max(&theory_curves);
+            body.series.push(Series {
+                name: model.theory_series(),
+                panel,
+                source: Source::Theory,
+                style: Style::Line,
+                color: color.into(),
+                legend: true,
+                x: times,
+                y: mean,
+                band: None,
+                labels: None,
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// Fraction of margins <= 0 (f = 0 counts as an error; NaN too).
+fn error_fraction(margins: &[f32]) -> f64 {
+    margins.iter().filter(|m| !(**m > 0.0)).count() as f64 / margins.len() as f64
+}

@@ -1,0 +1,199 @@
+//! The figure's data: everything needed to replot it, check its claims and
+//! cite it. This is the schema of `figures/<id>.json` (documented in README).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What an experiment produces, before claims and provenance are attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FigureBody {
+    pub panels: Vec<Panel>,
+    pub series: Vec<Series>,
+    /// Named measured numbers that claims can test.
+    pub scalars: BTreeMap<String, f64>,
+    /// Trainings that produced NaN or infinity.
+    pub divergences: Vec<Divergence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigureData {
+    pub id: String,
+    pub title: String,
+    pub caption: String,
+    pub provenance: Provenance,
+    pub panels: Vec<Panel>,
+    pub series: Vec<Series>,
+    pub scalars: BTreeMap<String, f64>,
+    pub claims: Vec<ClaimResult>,
+    pub divergences: Vec<Divergence>,
+}
+
+/// One set of axes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_log: bool,
+    pub y_log: bool,
+    /// Fixed axis ranges; None = fitted to the data.
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// From training runs.
+    Measured,
+    /// From the paper's theory (closed forms, ODEs).
+    Theory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Style {
+    /// A polyline through (x, y).
+    Line,
+    /// Markers at (x, y).
+    Points,
+    /// A filled polygon with vertices (x, y).
+    Area,
+    /// Arrows: consecutive (tail, head) pairs of points.
+    Arrows,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub name: String,
+    /// Index into `panels`.
+    pub panel: usize,
+    pub source: Source,
+    pub style: Style,
+    /// "#rrggbb".
+    pub color: String,
+    /// Shown in the legend.
+    pub legend: bool,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    pub band: Option<Band>,
+    /// Text drawn next to each point (Points style only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// A spread around a line, e.g. min-max over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    /// What the band spans, e.g. "min-max over 16 seeds".
+    pub what: String,
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    pub job: String,
+    pub member: usize,
+    pub seed: u64,
+    /// First logged step at which a margin was NaN or infinite.
+    pub step: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimResult {
+    pub name: String,
+    /// Whether the measurement satisfies the claim.
+    pub passed: bool,
+    /// What paper.toml declares: true for a claim we expect to hold.
+    pub expected_to_pass: bool,
+    /// The number the claim tests (the worst one, where it tests several).
+    pub measured: f64,
+    /// What it was tested against, in words: ">= 0.95".
+    pub expected: String,
+    /// Per-item values, e.g. each series' R^2.
+    pub detail: String,
+    /// Why the claim is known not to hold, where paper.toml says so.
+    pub reason: Option<String>,
+}
+
+impl ClaimResult {
+    /// A claim whose outcome differs from what paper.toml declares.
+    pub fn surprising(&self) -> bool {
+        self.passed != self.expected_to_pass
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// SHA-256 over the keys of the figure's jobs (config, seeds, code).
+    pub key: String,
+    pub code_fingerprint: String,
+    pub commit: String,
+    pub dirty: bool,
+    pub config: serde_json::Value,
+    pub seeds: Vec<u64>,
+    pub toolchain: String,
+}
+
+/// Rounds to `digits` significant digits, so that JSON files and snapshots
+/// do not churn on the last bits of a float.
+pub fn round_sig(v: f64, digits: i32) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(digits - 1 - v.abs().log10().floor() as i32);
+    let r = (v * scale).round() / scale;
+    // Re-parse through the shortest decimal representation to drop noise
+    // such as 0.30000000000000004.
+    format!("{r:.*e}", (digits - 1).max(0) as usize).parse().unwrap_or(r)
+}
+
+impl FigureBody {
+    /// Rounds every number to `digits` significant digits.
+    pub fn round(&mut self, digits: i32) {
+        let r = |v: &mut Vec<f64>| v.iter_mut().for_each(|x| *x = round_sig(*x, digits));
+        for s in &mut self.series {
+            r(&mut s.x);
+            r(&mut s.y);
+            if let Some(b) = &mut s.band {
+                r(&mut b.lo);
+                r(&mut b.hi);
+            }
+        }
+        for v in self.scalars.values_mut() {
+            *v = round_sig(*v, digits);
+        }
+    }
+
+    pub fn series(&self, name: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.name == name)
+    }
+}
+
+/// The Okabe-Ito colour-blind-safe palette.
+pub mod palette {
+    pub const ORANGE: &str = "#E69F00";
+    pub const SKY_BLUE: &str = "#56B4E9";
+    pub const GREEN: &str = "#009E73";
+    pub const YELLOW: &str = "#F0E442";
+    pub const BLUE: &str = "#0072B2";
+    pub const VERMILLION: &str = "#D55E00";
+    pub const PURPLE: &str = "#CC79A7";
+    pub const BLACK: &str = "#000000";
+    pub const GREY: &str = "#999999";
+
+    /// One colour per network depth, the same in every figure.
+    pub fn depth(depth: u64) -> &'static str {
+        match depth {
+            1 => BLUE,
+            2 => ORANGE,
+            3 => GREEN,
+            4 => VERMILLION,
+            5 => PURPLE,
+            6 => SKY_BLUE,
+            _ => BLACK,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Reproducible figures for "On the Learning Dynamics of Deep Neural
+//! Networks" (Tachet des Combes et al., arXiv:1809.06848).
+//!
+//! The flow, one module per step (see ARCHITECTURE.md):
+//! `spec` -> `pipeline` (plan, `cache`, `train` via `experiments`) ->
+//! `claims` -> `render`, with `theory` beside the measurements.
+
+pub mod cache;
+pub mod claims;
+pub mod compare;
+pub mod experiments;
+pub mod figure;
+pub mod pipeline;
+pub mod provenance;
+pub mod render;
+pub mod rng;
+pub mod spec;
+pub mod theory;
+pub mod train;

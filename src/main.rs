@@ -1,0 +1,194 @@
+//! `paper-figures`: regenerate, check and cite the paper's figures.
+//! Usually run through `cargo xtask`, which builds it in release mode.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use learning_dynamics::pipeline::{self, Options};
+use learning_dynamics::{provenance, spec, train};
+
+#[derive(Parser)]
+#[command(
+    name = "paper-figures",
+    about = "Reproducible figures for 'On the Learning Dynamics of Deep Neural Networks' (arXiv:1809.06848)",
+    long_about = "Reads the figure specifications (paper.toml), trains every figure's networks with Candle \
+                  (results cached under a hash of config, seeds and code), checks the paper's claims on the \
+                  measured data and renders figures/<id>.svg and figures/<id>.json."
+)]
+struct Cli {
+    /// The figure specification file.
+    #[arg(long, global = true, default_value = "paper.toml")]
+    spec: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate the figures (or, with --check, verify the committed ones).
+    Figures {
+        /// Regenerate in memory and fail if the committed figures/*.json differ
+        /// (data or claim outcomes) or a claim contradicts paper.toml. Writes nothing.
+        #[arg(long)]
+        check: bool,
+        /// Recompute every job, ignoring the cache.
+        #[arg(long)]
+        force: bool,
+        /// Only this figure (repeatable).
+        #[arg(long = "only", value_name = "ID")]
+        only: Vec<String>,
+        /// Where figures are written.
+        #[arg(long, default_value = "figures")]
+        out: PathBuf,
+        /// Where job results are cached.
+        #[arg(long, default_value = "target/figure-cache")]
+        cache_dir: PathBuf,
+        /// Jobs trained side by side (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Print what a paper or lab notebook needs to cite one figure exactly.
+    Cite {
+        /// The figure id.
+        id: String,
+        /// Where the committed figures are.
+        #[arg(long, default_value = "figures")]
+        out: PathBuf,
+    },
+    /// List the figures with their titles and claims.
+    List,
+}
+
+fn main() -> ExitCode {
+    train::pin_candle_threads();
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let paper = spec::load(&cli.spec)?;
+    match cli.command {
+        Command::List => {
+            for fig in &paper.figures {
+                println!("{}  ({})\n  {}", fig.id(), fig.experiment.kind(), fig.title);
+                for c in &fig.claims {
+                    let mark = if c.holds { "claim" } else { "claim (marked not holding)" };
+                    println!("    {mark}: {}", c.name);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cite { id, out } => cite(&paper, &id, &out),
+        Command::Figures { check, force, only, out, cache_dir, jobs } => {
+            let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
+            figures(&paper, &opts, check)
+        }
+    }
+}
+
+fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode> {
+    let start = Instant::now();
+    let run = pipeline::run(paper, opts)?;
+    let surprising: Vec<String> = run
+        .reports
+        .iter()
+        .flat_map(|r| r.claims.iter().filter(|c| c.surprising()).map(move |c| format!("{}: {}", r.id, c.name)))
+        .collect();
+    print_table(&run.reports);
+    for r in &run.reports {
+        for c in r.claims.iter().filter(|c| c.surprising()) {
+            let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
+            eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
+        }
+        if r.divergences > 0 {
+            eprintln!("warning: {}: {} training(s) diverged (NaN or infinity); see divergences in its JSON", r.id, r.divergences);
+        }
+    }
+    let mut failed = !surprising.is_empty();
+    if check {
+        let problems = pipeline::check(&opts.out_dir, &run);
+        for (id, diffs) in &problems {
+            eprintln!("figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
+            for d in diffs {
+                eprintln!("  - {d}");
+            }
+        }
+        if problems.is_empty() {
+            println!("check: {} figure(s) match the committed data and claims", run.figures.len());
+        } else {
+            eprintln!("check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit");
+            failed = true;
+        }
+    } else {
+        pipeline::write(&opts.out_dir, &run)?;
+        println!("wrote {} figure(s) to {}/ in {:.1}s", run.figures.len(), opts.out_dir.display(), start.elapsed().as_secs_f64());
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_table(reports: &[pipeline::FigureReport]) {
+    println!("{:<22} {:>8} {:>8} {:>9} {:>10}  cache", "figure", "claims", "failed", "diverged", "compute");
+    for r in reports {
+        let passed = r.claims.iter().filter(|c| c.passed).count();
+        let unexpected = r.claims.iter().filter(|c| c.surprising()).count();
+        let known = r.claims.iter().filter(|c| !c.passed && !c.expected_to_pass).count();
+        let cache = match (r.cached, r.jobs) {
+            (c, j) if c == j => "all cached".to_string(),
+            (0, _) => "computed".to_string(),
+            (c, j) => format!("{c}/{j} cached"),
+        };
+        let damaged = if r.damaged.is_empty() { String::new() } else { format!(", {} damaged entry(ies) recomputed", r.damaged.len()) };
+        let failed = if known > 0 { format!("{unexpected} (+{known} known)") } else { unexpected.to_string() };
+        println!(
+            "{:<22} {:>8} {:>8} {:>9} {:>9.2}s  {cache}{damaged}",
+            r.id,
+            format!("{passed}/{}", r.claims.len()),
+            failed,
+            r.divergences,
+            r.compute.as_secs_f64()
+        );
+    }
+}
+
+fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path) -> Result<ExitCode> {
+    let fig = pipeline::select(paper, &[id.to_string()])?[0];
+    let jobs = pipeline::plan(&[fig]);
+    let key = pipeline::figure_key(&jobs.iter().collect::<Vec<_>>());
+    let fingerprint = provenance::code_fingerprint(&fig.experiment.source_files());
+    let (commit, dirty) = provenance::git_state();
+    #[derive(serde::Serialize)]
+    struct Resolved<'a> {
+        figure: [&'a spec::FigureSpec; 1],
+    }
+    let config = toml::to_string(&Resolved { figure: [fig] })?;
+    println!("figure:           {} ({})", fig.id(), fig.title);
+    println!("cache key:        {key}");
+    println!("code fingerprint: {fingerprint}");
+    println!("commit:           {commit}{}", if dirty { " (work tree dirty: commit before citing)" } else { "" });
+    println!("toolchain:        {}", provenance::TOOLCHAIN);
+    println!("seeds:            {:?}", fig.experiment.seeds());
+    let committed = out.join(format!("{}.json", fig.id()));
+    match std::fs::read_to_string(&committed).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
+        Some(v) if v["provenance"]["key"] == key => println!("committed data:   {} (same key)", committed.display()),
+        Some(_) => println!("committed data:   {} is STALE (different key): regenerate it", committed.display()),
+        None => println!("committed data:   none at {}", committed.display()),
+    }
+    println!("regenerate:       git checkout {commit} && cargo xtask figures --only {}", fig.id());
+    println!("\nresolved config (paper.toml):\n\n{config}");
+    if dirty {
+        eprintln!("warning: the work tree is dirty: the commit above does not hold the code that would run");
+    }
+    Ok(ExitCode::SUCCESS)
+}

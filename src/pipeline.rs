@@ -1,0 +1,248 @@
+//! The flow: spec -> plan (jobs with keys) -> cache or train -> assemble ->
+//! claims -> render -> figures/<id>.{json,svg}, or a comparison with them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::cache::{self, Cache, Lookup};
+use crate::experiments::Job;
+use crate::figure::{ClaimResult, FigureData, Provenance};
+use crate::spec::{FigureSpec, Paper};
+use crate::train::TrainLog;
+use crate::{claims, compare, provenance, render};
+
+/// Bump when the meaning of a cached result changes without its code changing.
+const CACHE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Figure ids to run; empty = all.
+    pub only: Vec<String>,
+    /// Recompute even where the cache has a result.
+    pub force: bool,
+    /// Jobs trained side by side.
+    pub threads: usize,
+    /// Show a progress bar (a terminal is attached).
+    pub progress: bool,
+}
+
+/// A job with its cache key.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub figure: usize,
+    pub job: Job,
+    pub key: String,
+}
+
+/// How one figure's run went.
+#[derive(Debug, Clone)]
+pub struct FigureReport {
+    pub id: String,
+    pub jobs: usize,
+    pub cached: usize,
+    pub damaged: Vec<String>,
+    pub compute: Duration,
+    pub claims: Vec<ClaimResult>,
+    pub divergences: usize,
+}
+
+pub struct Run {
+    pub figures: Vec<(FigureData, String)>,
+    pub reports: Vec<FigureReport>,
+}
+
+/// The figures selected by `--only` (all when empty), with a clear error for
+/// an unknown id.
+pub fn select<'a>(paper: &'a Paper, only: &[String]) -> Result<Vec<&'a FigureSpec>> {
+    for id in only {
+        if !paper.figures.iter().any(|f| f.id() == id) {
+            let known: Vec<&str> = paper.figures.iter().map(|f| f.id()).collect();
+            bail!("no figure with id {id:?}; the figures are: {}", known.join(", "));
+        }
+    }
+    Ok(paper.figures.iter().filter(|f| only.is_empty() || only.iter().any(|id| id == f.id())).collect())
+}
+
+/// The cache key of a job: SHA-256 over the experiment kind, the job's
+/// config, its seeds and the fingerprint of the code that computes it.
+pub fn job_key(fig: &FigureSpec, job: &Job) -> String {
+    provenance::hash_json(&json!({
+        "format": CACHE_FORMAT,
+        "kind": fig.experiment.kind(),
+        "job": job.name,
+        "config": job.config,
+        "seeds": job.seeds,
+        "code": provenance::code_fingerprint(&fig.experiment.source_files()),
+    }))
+}
+
+pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
+    figures
+        .iter()
+        .enumerate()
+        .flat_map(|(i, fig)| fig.experiment.jobs().into_iter().map(move |job| PlannedJob { figure: i, key: job_key(fig, &job), job }))
+        .collect()
+}
+
+/// The key of a whole figure's data: over its jobs' keys.
+pub fn figure_key(jobs: &[&PlannedJob]) -> String {
+    provenance::hash_json(&json!(jobs.iter().map(|j| &j.key).collect::<Vec<_>>()))
+}
+
+/// Computes (or reads from the cache) every selected figure's data and SVG.
+pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
+    let figures = select(paper, &opts.only)?;
+    let cache = Cache::open(&opts.cache_dir)?;
+    let planned = plan(&figures);
+
+    // Cache lookups first, so the progress bar counts only real work.
+    let mut logs: Vec<Option<TrainLog>> = vec![None; planned.len()];
+    let mut damaged: Vec<Option<String>> = vec![None; planned.len()];
+    if !opts.force {
+        for (i, p) in planned.iter().enumerate() {
+            match cache.get::<TrainLog>(&p.key) {
+                Lookup::Hit(log) => logs[i] = Some(log),
+                Lookup::Miss => {}
+                Lookup::Damaged(why) => {
+                    eprintln!("warning: damaged cache entry for {} / {}: {why}; recomputing", figures[p.figure].id(), p.job.name);
+                    damaged[i] = Some(why);
+                }
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..planned.len()).filter(|&i| logs[i].is_none()).collect();
+    let bar = progress_bar(opts, &planned, &todo);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().context("cannot start the worker threads")?;
+    let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
+    let computed: Vec<(usize, Result<TrainLog>)> = pool.install(|| {
+        todo.par_iter()
+            .map(|&i| {
+                let p = &planned[i];
+                let fig = figures[p.figure];
+                let start = Instant::now();
+                let result = fig
+                    .experiment
+                    .run_job(&p.job)
+                    .and_then(|log| cache.put(&p.key, &log).map(|_| log))
+                    .with_context(|| format!("figure {:?}, job {:?}", fig.id(), p.job.name));
+                times.lock().unwrap()[i] = start.elapsed();
+                bar.inc(p.job.members as u64);
+                let line = format!(
+                    "  {:<22} {:<28} {:>5} nets  {:>6.2}s",
+                    fig.id(),
+                    p.job.name,
+                    p.job.members,
+                    start.elapsed().as_secs_f64()
+                );
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+                (i, result)
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    for (i, result) in computed {
+        logs[i] = Some(result?);
+    }
+    let times = times.into_inner().unwrap();
+
+    let (commit, dirty) = provenance::git_state();
+    let mut out = Run { figures: Vec::new(), reports: Vec::new() };
+    for (f, fig) in figures.iter().enumerate() {
+        let idx: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].figure == f).collect();
+        let fig_logs: Vec<TrainLog> = idx.iter().map(|&i| logs[i].take().expect("every job ran")).collect();
+        let mut body = fig.experiment.assemble(&fig_logs).with_context(|| format!("figure {:?}", fig.id()))?;
+        body.round(6);
+        let claims = claims::evaluate(&fig.claims, &body);
+        let jobs: Vec<&PlannedJob> = idx.iter().map(|&i| &planned[i]).collect();
+        let data = FigureData {
+            id: fig.id().to_string(),
+            title: fig.title.clone(),
+            caption: fig.caption.trim().to_string(),
+            provenance: Provenance {
+                key: figure_key(&jobs),
+                code_fingerprint: provenance::code_fingerprint(&fig.experiment.source_files()),
+                commit: commit.clone(),
+                dirty,
+                config: serde_json::to_value(&fig.experiment)?,
+                seeds: fig.experiment.seeds(),
+                toolchain: provenance::TOOLCHAIN.to_string(),
+            },
+            panels: body.panels,
+            series: body.series,
+            scalars: body.scalars,
+            claims: claims.clone(),
+            divergences: body.divergences,
+        };
+        let svg = render::svg(&data, &fig.render).with_context(|| format!("rendering figure {:?}", fig.id()))?;
+        out.reports.push(FigureReport {
+            id: data.id.clone(),
+            jobs: idx.len(),
+            cached: idx.iter().filter(|&&i| !todo.contains(&i)).count(),
+            damaged: idx.iter().filter_map(|&i| damaged[i].clone()).collect(),
+            compute: idx.iter().map(|&i| times[i]).sum(),
+            claims,
+            divergences: data.divergences.len(),
+        });
+        out.figures.push((data, svg));
+    }
+    Ok(out)
+}
+
+fn progress_bar(opts: &Options, planned: &[PlannedJob], todo: &[usize]) -> ProgressBar {
+    let total: u64 = todo.iter().map(|&i| planned[i].job.members as u64).sum();
+    if !opts.progress || todo.is_empty() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} training {pos}/{len} networks [{bar:30}] {elapsed_precise} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Writes figures/<id>.json and .svg (each atomically).
+pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create the output directory {}", out_dir.display()))?;
+    for (data, svg) in &run.figures {
+        let json = serde_json::to_string_pretty(data)? + "\n";
+        cache::write_atomically(&out_dir.join(format!("{}.json", data.id)), json.as_bytes())?;
+        cache::write_atomically(&out_dir.join(format!("{}.svg", data.id)), svg.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Compares each regenerated figure with the committed JSON. Returns the
+/// differences, per figure; empty when everything matches.
+pub fn check(out_dir: &Path, run: &Run) -> BTreeMap<String, Vec<String>> {
+    let mut problems = BTreeMap::new();
+    for (data, _) in &run.figures {
+        let path = out_dir.join(format!("{}.json", data.id));
+        let diffs = match std::fs::read_to_string(&path) {
+            Err(e) => vec![format!("cannot read {}: {e} (run `cargo xtask figures` and commit it)", path.display())],
+            Ok(text) => match serde_json::from_str::<FigureData>(&text) {
+                Err(e) => vec![format!("{} does not parse as figure data: {e}", path.display())],
+                Ok(committed) => compare::figures(&committed, data),
+            },
+        };
+        if !diffs.is_empty() {
+            problems.insert(data.id.clone(), diffs);
+        }
+    }
+    problems
+}

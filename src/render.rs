@@ -1,0 +1,343 @@
+//! Rendering: figure data in, SVG text out. Reads only `FigureData`, so
+//! restyling a figure never retrains anything.
+//!
+//! Log axes are drawn as linear axes over log10 of the data, with decade
+//! labels; theory is dashed, measurement solid, bands translucent. The legend
+//! sits in its own column to the right, so it never hides data.
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::figure::{FigureData, Panel, Series, Source, Style};
+use crate::spec::RenderSpec;
+
+const FONT: &str = "sans-serif";
+const LEGEND_WIDTH: u32 = 270;
+const LINE_HEIGHT: u32 = 17;
+
+/// Renders a figure as SVG: same data, same bytes.
+pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
+    let (width, height) = (spec.width.get(), spec.height.get());
+    let text_width_chars = (width as usize).saturating_sub(40) / 7;
+    let mut footer = Vec::new();
+    for line in wrap(&fig.caption, text_width_chars) {
+        footer.push((line, RGBColor(40, 40, 40)));
+    }
+    for c in &fig.claims {
+        let (tag, color) = match (c.passed, c.expected_to_pass) {
+            (true, true) => ("PASS", rgb("#009E73")),
+            (false, true) => ("FAIL", rgb("#D55E00")),
+            (false, false) => ("FAILS AS KNOWN", rgb("#B8860B")),
+            (true, false) => ("HOLDS, BUT MARKED NOT HOLDING", rgb("#D55E00")),
+        };
+        let mut text = format!("{tag}  {}: {} (expected {})", c.name, c.detail, c.expected);
+        if let Some(reason) = &c.reason {
+            text.push_str(&format!(" [why: {reason}]"));
+        }
+        for (i, line) in wrap(&text, text_width_chars).into_iter().enumerate() {
+            footer.push((if i == 0 { line } else { format!("      {line}") }, color));
+        }
+    }
+    for d in fig.divergences.iter().take(3) {
+        footer.push((format!("DIVERGED  job {:?}, seed {}, at step {} (NaN or infinity)", d.job, d.seed, d.step), rgb("#D55E00")));
+    }
+    let footer_height = 14 + LINE_HEIGHT * footer.len() as u32 + 18;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let (top, rest) = root.split_vertically(36);
+        top.draw(&Text::new(fig.title.clone(), (16, 10), (FONT, 19).into_font().style(FontStyle::Bold).color(&BLACK)))
+            .map_err(draw_err)?;
+        let plot_height = height.saturating_sub(36 + footer_height).max(120);
+        let (plots, bottom) = rest.split_vertically(plot_height);
+        let (panels_area, legend_area) = plots.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+        let areas = panels_area.split_evenly((1, fig.panels.len().max(1)));
+        let mut arrowheads = Vec::new();
+        for (i, (panel, area)) in fig.panels.iter().zip(&areas).enumerate() {
+            let series: Vec<&Series> = fig.series.iter().filter(|s| s.panel == i).collect();
+            draw_panel(area, panel, &series, &mut arrowheads)?;
+        }
+        for head in arrowheads {
+            root.draw(&Polygon::new(head, rgb("#777777").filled())).map_err(draw_err)?;
+        }
+        draw_legend(&legend_area, fig)?;
+        for (i, (line, color)) in footer.iter().enumerate() {
+            bottom
+                .draw(&Text::new(line.clone(), (16, 10 + (i as u32 * LINE_HEIGHT) as i32), (FONT, 13).into_font().color(color)))
+                .map_err(draw_err)?;
+        }
+        let stamp = format!("{}  key {}", fig.id, &fig.provenance.key[..12.min(fig.provenance.key.len())]);
+        let stamp_width = 7 * stamp.len() as i32;
+        bottom
+            .draw(&Text::new(stamp, (width as i32 - stamp_width - 8, footer_height as i32 - 16), (FONT, 11).into_font().color(&RGBColor(130, 130, 130))))
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(embed_metadata(&out, fig))
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+fn rgb(hex: &str) -> RGBColor {
+    let v = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0);
+    RGBColor((v >> 16) as u8, (v >> 8) as u8, v as u8)
+}
+
+/// Maps a data value to the plotted coordinate: log10 on log axes.
+fn axis_value(v: f64, log: bool) -> Option<f64> {
+    match (log, v.is_finite()) {
+        (_, false) => None,
+        (true, _) if v <= 0.0 => None,
+        (true, _) => Some(v.log10()),
+        (false, _) => Some(v),
+    }
+}
+
+fn range(panel_range: Option<(f64, f64)>, values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    if let Some((lo, hi)) = panel_range {
+        let (lo, hi) = (axis_value(lo, log).unwrap_or(lo), axis_value(hi, log).unwrap_or(hi));
+        return (lo, hi);
+    }
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.03).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+/// Tick labels: decades as plain numbers on log axes, short decimals elsewhere.
+fn tick_label(v: f64, log: bool) -> String {
+    if log {
+        if (v - v.round()).abs() < 1e-6 {
+            let p = v.round() as i32;
+            return if (-3..=4).contains(&p) { trim(10f64.powi(p)) } else { format!("1e{p}") };
+        }
+        return trim(10f64.powf(v));
+    }
+    trim(v)
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{:.3}", crate::figure::round_sig(v, 3));
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+fn points(s: &Series, xlog: bool, ylog: bool, ys: &[f64]) -> Vec<Option<(f64, f64)>> {
+    s.x.iter().zip(ys).map(|(&x, &y)| Some((axis_value(x, xlog)?, axis_value(y, ylog)?))).collect()
+}
+
+/// Splits a polyline at missing points (NaN separators, values off a log axis).
+fn runs(pts: &[Option<(f64, f64)>]) -> Vec<Vec<(f64, f64)>> {
+    let mut out = vec![Vec::new()];
+    for p in pts {
+        match p {
+            Some(p) => out.last_mut().unwrap().push(*p),
+            None if !out.last().unwrap().is_empty() => out.push(Vec::new()),
+            None => {}
+        }
+    }
+    out.retain(|r| !r.is_empty());
+    out
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    series: &[&Series],
+    arrowheads: &mut Vec<Vec<(i32, i32)>>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (xl, yl) = (panel.x_log, panel.y_log);
+    let all_x = series.iter().flat_map(|s| s.x.iter().filter_map(|&x| axis_value(x, xl)));
+    let all_y = series.iter().flat_map(|s| {
+        let band = s.band.iter().flat_map(|b| b.lo.iter().chain(&b.hi));
+        s.y.iter().chain(band).filter_map(|&y| axis_value(y, yl))
+    });
+    let xr = range(panel.x_range, all_x, xl);
+    let yr = range(panel.y_range, all_y, yl);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT, 14))
+        .margin(8)
+        .margin_right(24)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+        .map_err(draw_err)?;
+    let x_fmt = |v: &f64| tick_label(*v, xl);
+    let y_fmt = |v: &f64| tick_label(*v, yl);
+    chart
+        .configure_mesh()
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .x_labels(8)
+        .y_labels(8)
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(draw_err)?;
+    // Areas first, then bands, then lines and points on top.
+    let order = |s: &&&Series| match s.style {
+        Style::Area => 0,
+        _ if s.band.is_some() => 1,
+        Style::Line => 2,
+        Style::Arrows => 3,
+        Style::Points => 4,
+    };
+    let mut sorted: Vec<&&Series> = series.iter().collect();
+    sorted.sort_by_key(order);
+    for s in sorted {
+        let color = rgb(&s.color);
+        let pts = points(s, xl, yl, &s.y);
+        match s.style {
+            Style::Area => {
+                let poly: Vec<(f64, f64)> = pts.iter().flatten().copied().collect();
+                chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.13).filled()))).map_err(draw_err)?;
+            }
+            Style::Line => {
+                if let Some(band) = &s.band {
+                    let lo = points(s, xl, yl, &band.lo);
+                    let hi = points(s, xl, yl, &band.hi);
+                    let mut poly: Vec<(f64, f64)> = hi.iter().flatten().copied().collect();
+                    poly.extend(lo.iter().flatten().rev().copied());
+                    chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled()))).map_err(draw_err)?;
+                }
+                let width = if s.legend { 2 } else { 1 };
+                for run in runs(&pts) {
+                    match s.source {
+                        Source::Measured => {
+                            chart.draw_series(LineSeries::new(run, color.stroke_width(width))).map_err(draw_err)?;
+                        }
+                        Source::Theory => {
+                            chart.draw_series(DashedLineSeries::new(run, 7, 5, color.stroke_width(width))).map_err(draw_err)?;
+                        }
+                    }
+                }
+            }
+            Style::Points => {
+                let radius = if s.labels.is_some() { 5 } else { 3 };
+                chart
+                    .draw_series(pts.iter().flatten().map(|&p| Circle::new(p, radius, color.filled())))
+                    .map_err(draw_err)?;
+                for (p, label) in pts.iter().zip(s.labels.iter().flatten()) {
+                    if let Some(p) = p {
+                        let font = (FONT, 16).into_font().style(FontStyle::Bold).color(&color);
+                        let element = EmptyElement::at(*p) + Text::new(label.clone(), (7, -20), font);
+                        chart.draw_series(std::iter::once(element)).map_err(draw_err)?;
+                    }
+                }
+            }
+            Style::Arrows => {
+                for pair in pts.chunks(2) {
+                    if let [Some(tail), Some(head)] = pair {
+                        arrowheads.push(arrowhead(chart.backend_coord(tail), chart.backend_coord(head)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A small filled triangle pointing from `tail` to `head`, in pixels.
+fn arrowhead(tail: (i32, i32), head: (i32, i32)) -> Vec<(i32, i32)> {
+    let (dx, dy) = ((head.0 - tail.0) as f64, (head.1 - tail.1) as f64);
+    let len = dx.hypot(dy).max(1e-9);
+    let (ux, uy) = (dx / len, dy / len);
+    let (size, half) = (9.0, 4.0);
+    let base = (head.0 as f64 - ux * size, head.1 as f64 - uy * size);
+    vec![
+        head,
+        ((base.0 - uy * half).round() as i32, (base.1 + ux * half).round() as i32),
+        ((base.0 + uy * half).round() as i32, (base.1 - ux * half).round() as i32),
+    ]
+}
+
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &FigureData) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut y = 40;
+    let style = (FONT, 12).into_font().color(&BLACK);
+    for s in fig.series.iter().filter(|s| s.legend) {
+        let c = rgb(&s.color);
+        let (x0, x1) = (6, 34);
+        match s.style {
+            Style::Area => area.draw(&Rectangle::new([(x0, y - 6), (x1, y + 6)], c.mix(0.25).filled())),
+            Style::Points => area.draw(&Circle::new(((x0 + x1) / 2, y), 4, c.filled())),
+            Style::Line if s.source == Source::Theory => {
+                area.draw(&plotters::element::DashedPathElement::new(vec![(x0, y), (x1, y)], 6, 4, c.stroke_width(2)))
+            }
+            _ => {
+                if s.band.is_some() {
+                    area.draw(&Rectangle::new([(x0, y - 6), (x1, y + 6)], c.mix(0.18).filled())).map_err(draw_err)?;
+                }
+                area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2)))
+            }
+        }
+        .map_err(draw_err)?;
+        let mut label = s.name.clone();
+        if let Some(b) = &s.band {
+            label.push_str(&format!(" (band: {})", b.what));
+        }
+        for (i, line) in wrap(&label, 30).into_iter().enumerate() {
+            area.draw(&Text::new(line, (x1 + 8, y - 7 + i as i32 * 15), style.clone())).map_err(draw_err)?;
+            if i > 0 {
+                y += 15;
+            }
+        }
+        y += 22;
+    }
+    Ok(())
+}
+
+/// Greedy word wrap at `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// Puts the figure's id, key and code fingerprint in the SVG's <metadata>.
+fn embed_metadata(svg: &str, fig: &FigureData) -> String {
+    let meta = serde_json::json!({
+        "id": fig.id,
+        "key": fig.provenance.key,
+        "code_fingerprint": fig.provenance.code_fingerprint,
+        "regenerate": format!("cargo xtask figures --only {}", fig.id),
+    });
+    let escaped = meta.to_string().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let Some(start) = svg.find("<svg") else { return svg.to_string() };
+    let Some(end) = svg[start..].find('>') else { return svg.to_string() };
+    let at = start + end + 1;
+    format!("{}\n<metadata>{escaped}</metadata>{}", &svg[..at], &svg[at..])
+}

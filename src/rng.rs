@@ -1,0 +1,41 @@
+//! Our own seeded randomness. Candle's CPU generator cannot be seeded, so no
+//! Candle random op is ever used: every random number comes from a ChaCha
+//! stream named by what it is for and which seed it belongs to.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+pub use rand::RngExt;
+pub use rand_distr::{Distribution, StandardNormal};
+
+/// An independent, reproducible random stream for `(purpose, seed)`.
+///
+/// Streams with different purposes never overlap, so adding a new use of
+/// randomness does not shift the numbers an existing one draws.
+pub fn stream(purpose: &str, seed: u64) -> ChaCha8Rng {
+    let mut hasher = Sha256::new();
+    hasher.update(purpose.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(seed.to_le_bytes());
+    ChaCha8Rng::from_seed(hasher.finalize().into())
+}
+
+/// A standard normal draw.
+pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// A uniform draw in [lo, hi).
+pub fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.random::<f64>()
+}
+
+/// A random sign, +1 or -1.
+pub fn sign(rng: &mut ChaCha8Rng) -> f64 {
+    if rng.random::<bool>() {
+        1.0
+    } else {
+        -1.0
+    }
+}

@@ -1,0 +1,327 @@
+//! `paper.toml`: the typed figure specifications, parsed and validated before
+//! anything runs.
+//!
+//! Validation happens in two layers. Value-level rules (a positive rate, a
+//! non-zero count) live in small newtypes whose `Deserialize` rejects bad
+//! values, so the TOML parser reports them at the offending value's line and
+//! column. Cross-value rules (duplicate ids, a claim naming a series the
+//! experiment does not produce) run after parsing, on `Spanned` values, so they
+//! point at a line too.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::experiments::ExperimentSpec;
+
+/// The whole file: one `[[figure]]` table per figure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paper {
+    #[serde(rename = "figure")]
+    pub figures: Vec<FigureSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FigureSpec {
+    pub id: Spanned<FigureId>,
+    pub title: String,
+    pub caption: String,
+    /// Exactly one experiment kind, as a sub-table: `[figure.experiment.<kind>]`.
+    pub experiment: ExperimentSpec,
+    pub render: RenderSpec,
+    #[serde(rename = "claim", default)]
+    pub claims: Vec<ClaimSpec>,
+}
+
+impl FigureSpec {
+    pub fn id(&self) -> &str {
+        &self.id.get_ref().0
+    }
+}
+
+/// A figure id: used as a file name, so restricted to `[a-z0-9-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FigureId(pub String);
+
+impl<'de> Deserialize<'de> for FigureId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.starts_with('-');
+        if ok {
+            Ok(FigureId(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid figure id {s:?}: expected 1-64 characters of a-z, 0-9 and '-', not starting with '-' (it names the output files)"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderSpec {
+    /// Width of the SVG, in pixels.
+    pub width: Pixels,
+    /// Height of the SVG, in pixels.
+    pub height: Pixels,
+}
+
+/// One claim of the paper, checked against the figure's data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimSpec {
+    pub name: String,
+    pub check: Spanned<Check>,
+    /// `false` marks a claim of the paper that our measurement does not support.
+    /// It is still computed; the run fails if it starts to hold.
+    #[serde(default = "yes")]
+    pub holds: bool,
+    /// Why the claim does not hold (required when `holds = false`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The computations a claim can ask for. Names refer to the figure's series
+/// and scalars, which each experiment lists before it runs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// A scalar of the figure is at least `min`.
+    AtLeast { scalar: String, min: f64 },
+    /// A scalar of the figure is at most `max`.
+    AtMost { scalar: String, max: f64 },
+    /// Each series is fitted by a logistic in log x with R^2 >= `min_r2`.
+    LogisticFit { series: Vec<String>, min_r2: f64 },
+    /// The 10%-90% drop of `series` spans fewer decades of x than that of `than`.
+    Sharper { series: String, than: String },
+}
+
+impl Check {
+    pub fn series_names(&self) -> Vec<&str> {
+        match self {
+            Check::AtLeast { .. } | Check::AtMost { .. } => vec![],
+            Check::LogisticFit { series, .. } => series.iter().map(String::as_str).collect(),
+            Check::Sharper { series, than } => vec![series, than],
+        }
+    }
+    pub fn scalar_names(&self) -> Vec<&str> {
+        match self {
+            Check::AtLeast { scalar, .. } | Check::AtMost { scalar, .. } => vec![scalar],
+            _ => vec![],
+        }
+    }
+}
+
+macro_rules! validated {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $expect:literal, |$v:ident| $ok:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let $v = <$inner>::deserialize(d)?;
+                if $ok {
+                    Ok($name($v))
+                } else {
+                    Err(serde::de::Error::custom(format!(
+                        concat!("invalid value {}: expected ", $expect),
+                        $v
+                    )))
+                }
+            }
+        }
+
+        impl $name {
+            pub fn get(self) -> $inner {
+                self.0
+            }
+        }
+    };
+}
+
+validated!(
+    /// A finite number > 0 (rates, norms, scales).
+    Positive(f64), "a finite number > 0", |v| v.is_finite() && v > 0.0);
+validated!(
+    /// A finite number >= 0.
+    NonNegative(f64), "a finite number >= 0", |v| v.is_finite() && v >= 0.0);
+validated!(
+    /// A number in [0, 1].
+    Fraction(f64), "a number between 0 and 1", |v| (0.0..=1.0).contains(&v));
+validated!(
+    /// A count >= 1 (steps, points, seeds).
+    Count(u64), "a whole number >= 1", |v| v >= 1);
+validated!(
+    /// A network depth: 1 (linear) to 8 weight matrices.
+    Depth(u64), "a depth between 1 and 8", |v| (1..=8).contains(&v));
+validated!(
+    /// An image size in pixels.
+    Pixels(u32), "a size between 200 and 4000 pixels", |v| (200..=4000).contains(&v));
+
+impl Count {
+    pub fn usize(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The loss on the margin m = y f(x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// log(1 + e^-m)
+    CrossEntropy,
+    /// max(0, 1 - m)
+    Hinge,
+}
+
+/// A problem in paper.toml, located at a line and column.
+#[derive(Debug)]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The offending line of the file, for display.
+    pub source_line: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}\n{:>5} | {}\n      | {}^",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message,
+            self.line,
+            self.source_line,
+            " ".repeat(self.column.saturating_sub(1))
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Several problems at once, so a user fixes them all in one go.
+#[derive(Debug)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        write!(f, "\n{} problem(s) in the figure specification; nothing was run or written", self.0.len())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecError {
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    let source_line = text[line_start..].lines().next().unwrap_or("").to_string();
+    SpecError { path: path.to_path_buf(), line, column, message, source_line }
+}
+
+/// Reads and validates a figure specification file.
+pub fn load(path: &Path) -> anyhow::Result<Paper> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
+    Ok(parse(path, &text)?)
+}
+
+/// Parses and validates `text` (read from `path`, used in messages).
+pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
+    let paper: Paper = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        SpecErrors(vec![locate(path, text, span, e.message().trim().to_string())])
+    })?;
+    let mut errors = Vec::new();
+    let mut error = |span: Range<usize>, message: String| errors.push(locate(path, text, span, message));
+    if paper.figures.is_empty() {
+        error(0..0, "no figures: expected at least one [[figure]] table".into());
+    }
+    for (i, fig) in paper.figures.iter().enumerate() {
+        if let Some(first) = paper.figures[..i].iter().find(|f| f.id() == fig.id()) {
+            let first_line = locate(path, text, first.id.span(), String::new()).line;
+            error(fig.id.span(), format!("duplicate figure id {:?} (first defined on line {first_line})", fig.id()));
+        }
+        for problem in fig.experiment.problems() {
+            error(fig.id.span(), format!("figure {:?}: {problem}", fig.id()));
+        }
+        let outputs = fig.experiment.outputs();
+        for claim in &fig.claims {
+            let check = claim.check.get_ref();
+            for name in check.series_names() {
+                if !outputs.series.iter().any(|s| s == name) {
+                    error(
+                        claim.check.span(),
+                        format!(
+                            "claim {:?} names series {name:?}, which figure {:?} does not produce; expected one of: {}",
+                            claim.name,
+                            fig.id(),
+                            quoted(&outputs.series)
+                        ),
+                    );
+                }
+            }
+            for name in check.scalar_names() {
+                if !outputs.scalars.iter().any(|s| s == name) {
+                    error(
+                        claim.check.span(),
+                        format!(
+                            "claim {:?} names scalar {name:?}, which figure {:?} does not produce; expected one of: {}",
+                            claim.name,
+                            fig.id(),
+                            quoted(&outputs.scalars)
+                        ),
+                    );
+                }
+            }
+            if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
+                error(
+                    claim.check.span(),
+                    format!("claim {:?} is marked `holds = false`: expected a `reason` saying why", claim.name),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(paper)
+    } else {
+        Err(SpecErrors(errors))
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The names an experiment will produce, known from its config alone.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub series: Vec<String>,
+    pub scalars: Vec<String>,
+}

@@ -1,0 +1,252 @@
+//! The paper's theory: closed forms and ODEs under gradient flow, drawn next
+//! to every measurement. Derivations are in SCIENCE notes and ARCHITECTURE.md;
+//! `tests/theory.rs` checks each closed form against numerical integration.
+
+use crate::spec::Loss;
+
+/// -l'(m): how hard the loss pushes a margin m. sigma(-m) for cross-entropy,
+/// 1[m < 1] for hinge.
+pub fn push(loss: Loss, m: f64) -> f64 {
+    match loss {
+        Loss::CrossEntropy => sigmoid(-m),
+        Loss::Hinge => {
+            if m < 1.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// W0(e^k), the principal Lambert W of e^k, without forming e^k (which
+/// overflows for large k): solves w + ln w = k by Newton's method.
+pub fn lambert_w0_of_exp(k: f64) -> f64 {
+    let mut w = if k > 1.0 { k - k.ln() } else { k.exp().max(1e-300) };
+    for _ in 0..100 {
+        let step = (w + w.ln() - k) / (1.0 + 1.0 / w);
+        let next = (w - step).max(w * 1e-3);
+        if (next - w).abs() <= 1e-15 * w.max(1.0) {
+            return next;
+        }
+        w = next;
+    }
+    w
+}
+
+/// Linear model, cross-entropy, orthogonal data: the exact margin of a point of
+/// norm `s` (of `n` points) at time t, from m0. dm/dt = (s^2/n) sigma(-m)
+/// integrates to m + e^m = m0 + e^m0 + s^2 t / n =: K, so m = K - W0(e^K).
+pub fn linear_ce_margin(m0: f64, s: f64, n: f64, t: f64) -> f64 {
+    let k = m0 + m0.exp() + s * s * t / n;
+    k - lambert_w0_of_exp(k)
+}
+
+/// Linear model, cross-entropy: when a point with m0 < 0 becomes correct
+/// (m = 0, i.e. K = 1). Zero if it starts correct.
+pub fn linear_ce_crossing_time(m0: f64, s: f64, n: f64) -> f64 {
+    if m0 > 0.0 {
+        0.0
+    } else {
+        n * (1.0 - m0 - m0.exp()) / (s * s)
+    }
+}
+
+/// One independent mode of an aligned bias-free ReLU net: the scalar chain
+/// m = s p_1 ... p_L, where p_1..p_{L-1} are the mode's hidden weights (> 0
+/// while its units are active) and p_L its output weight times the label.
+/// Under gradient flow on the mean loss over n points,
+///   dp_l/dt = (1/n) push(m) s prod_{j != l} p_j,
+/// while every hidden pre-activation s p_1 ... p_l is > 0; once one reaches 0
+/// the unit is dead and nothing moves again.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    pub norm: f64,
+    pub weights: Vec<f64>,
+}
+
+impl Mode {
+    pub fn margin(&self) -> f64 {
+        self.norm * self.weights.iter().product::<f64>()
+    }
+
+    /// Whether every hidden unit of the mode is active.
+    pub fn alive(&self) -> bool {
+        let depth = self.weights.len();
+        let mut pre = self.norm;
+        for &w in &self.weights[..depth - 1] {
+            pre *= w;
+            if pre <= 0.0 {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn velocity(&self, weights: &[f64], loss: Loss, n: f64) -> Vec<f64> {
+        let m = self.norm * weights.iter().product::<f64>();
+        let g = push(loss, m) * self.norm / n;
+        (0..weights.len())
+            .map(|l| g * weights.iter().enumerate().filter(|&(j, _)| j != l).map(|(_, w)| w).product::<f64>())
+            .collect()
+    }
+
+    /// One classical Runge-Kutta step of length dt.
+    pub fn rk4_step(&mut self, loss: Loss, n: f64, dt: f64) {
+        if !self.alive() {
+            return;
+        }
+        let w0 = self.weights.clone();
+        let add = |k: &[f64], h: f64| -> Vec<f64> { w0.iter().zip(k).map(|(w, k)| w + h * k).collect() };
+        let k1 = self.velocity(&w0, loss, n);
+        let k2 = self.velocity(&add(&k1, dt / 2.0), loss, n);
+        let k3 = self.velocity(&add(&k2, dt / 2.0), loss, n);
+        let k4 = self.velocity(&add(&k3, dt), loss, n);
+        for (l, w) in self.weights.iter_mut().enumerate() {
+            *w += dt / 6.0 * (k1[l] + 2.0 * k2[l] + 2.0 * k3[l] + k4[l]);
+        }
+    }
+
+    /// The first time the margin reaches `target`, by RK4 with step `dt`
+    /// (linearly interpolated within the step); None if it has not by `t_max`
+    /// or the mode dies first.
+    pub fn time_to_reach(&self, target: f64, loss: Loss, n: f64, dt: f64, t_max: f64) -> Option<f64> {
+        let mut mode = self.clone();
+        let mut m = mode.margin();
+        if m >= target {
+            return Some(0.0);
+        }
+        let mut t = 0.0;
+        while t < t_max {
+            if !mode.alive() {
+                return None;
+            }
+            mode.rk4_step(loss, n, dt);
+            let next = mode.margin();
+            if next >= target {
+                return Some(t + dt * (target - m) / (next - m));
+            }
+            m = next;
+            t += dt;
+        }
+        None
+    }
+}
+
+/// The balanced chain's closed-form velocity of z = f = s w^L (all layers
+/// equal to w): dz/dt = L s^{2/L} z^{2-2/L} push(z) / n.
+pub fn balanced_chain_velocity(depth: u32, s: f64, z: f64, loss: Loss, n: f64) -> f64 {
+    let l = depth as f64;
+    l * s.powf(2.0 / l) * z.powf(2.0 - 2.0 / l) * push(loss, z) / n
+}
+
+/// Fraction of points still misclassified at each time, given each point's
+/// crossing time (None = never).
+pub fn error_curve(crossing_times: &[Option<f64>], times: &[f64]) -> Vec<f64> {
+    times
+        .iter()
+        .map(|&t| {
+            let wrong = crossing_times.iter().filter(|c| c.is_none_or(|c| c > t)).count();
+            wrong as f64 / crossing_times.len() as f64
+        })
+        .collect()
+}
+
+/// Phase diagram of one ReLU unit on one point, f = z relu(u.x), label +1,
+/// y = u.x/|x|. Flow: dy/dt = s z g, dz/dt = s y g with g >= 0, so y^2 - z^2
+/// is conserved. Success (f grows positive) iff y > 0 and z > -y.
+pub fn phase_succeeds(z0: f64, y0: f64) -> bool {
+    y0 > 0.0 && z0 > -y0
+}
+
+/// Distance of (z, y) from the boundary between the regions: the half-line
+/// z = -y (y > 0) and the dead axis y = 0.
+pub fn phase_boundary_distance(z: f64, y: f64) -> f64 {
+    // Project onto the half-line's direction (-1, 1)/sqrt(2); behind its
+    // start, the nearest point of it is the origin.
+    let along = (y - z) / 2f64.sqrt();
+    let to_half_line = if along <= 0.0 { z.hypot(y) } else { (z + y).abs() / 2f64.sqrt() };
+    to_half_line.min(y.abs())
+}
+
+/// The branch of the phase flow's hyperbola y^2 - z^2 = c that a point lies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    /// c > 0: y = sqrt(z^2 + c); dz/dt = s y g > 0, so it runs left to right.
+    Upper,
+    /// c <= 0, z > 0: z = sqrt(y^2 - c); y and z both grow (learning).
+    Right,
+    /// c <= 0, z < 0: z = -sqrt(y^2 - c); y falls to 0 (the unit dies).
+    Left,
+}
+
+/// Points of one branch inside the box [z_min, z_max] x [0, y_max], in the
+/// order the flow visits them, starting at parameter `from` (z for Upper,
+/// y for Right and Left). Exact: every point lies on the hyperbola.
+pub fn phase_branch(c: f64, branch: Branch, from: f64, z_range: (f64, f64), y_max: f64, samples: usize) -> Vec<(f64, f64)> {
+    let (z_min, z_max) = z_range;
+    let lerp = |a: f64, b: f64, i: usize| a + (b - a) * i as f64 / (samples - 1) as f64;
+    (0..samples)
+        .map(|i| match branch {
+            Branch::Upper => {
+                let z = lerp(from, z_max, i);
+                (z, (z * z + c).sqrt())
+            }
+            Branch::Right => {
+                let y = lerp(from, y_max, i);
+                ((y * y - c).sqrt(), y)
+            }
+            Branch::Left => {
+                let y = lerp(from, 0.0, i);
+                (-(y * y - c).sqrt(), y)
+            }
+        })
+        .filter(|&(z, y)| z >= z_min && z <= z_max && y <= y_max && y.is_finite() && z.is_finite())
+        .collect()
+}
+
+/// The theory trajectory from (z0, y0), y0 > 0, until it leaves the box.
+pub fn phase_hyperbola_from(z0: f64, y0: f64, z_range: (f64, f64), y_max: f64, samples: usize) -> Vec<(f64, f64)> {
+    let c = y0 * y0 - z0 * z0;
+    if c > 0.0 {
+        phase_branch(c, Branch::Upper, z0, z_range, y_max, samples)
+    } else if z0 > 0.0 {
+        phase_branch(c, Branch::Right, y0, z_range, y_max, samples)
+    } else {
+        phase_branch(c, Branch::Left, y0, z_range, y_max, samples)
+    }
+}
+
+/// A family of streamlines that fills the box: upper branches entering from
+/// the left or top edge, right branches rising from the z axis, left branches
+/// falling from the top or left edge, and the two separatrices y = |z|.
+pub fn phase_streamlines(z_range: (f64, f64), y_max: f64) -> Vec<Vec<(f64, f64)>> {
+    let (z_min, z_max) = z_range;
+    const SAMPLES: usize = 160;
+    let mut out = Vec::new();
+    let span = z_max.max(-z_min).max(y_max);
+    for k in 1..=6 {
+        // c spaced so that the curves are spread evenly near the origin.
+        let c = (span * k as f64 / 6.0).powi(2) * 0.9;
+        // Upper: enters at the left edge, or at the top edge if higher than it.
+        let z_enter = if z_min * z_min + c <= y_max * y_max { z_min } else { -(y_max * y_max - c).max(0.0).sqrt() };
+        out.push(phase_branch(c, Branch::Upper, z_enter, z_range, y_max, SAMPLES));
+        // Right: rises from the z axis at z = sqrt(-c').
+        out.push(phase_branch(-c, Branch::Right, 0.0, z_range, y_max, SAMPLES));
+        // Left: falls from the top edge (or the left edge) to the z axis.
+        let y_enter = if y_max * y_max + c <= z_min * z_min { y_max } else { (z_min * z_min - c).max(0.0).sqrt() };
+        out.push(phase_branch(-c, Branch::Left, y_enter, z_range, y_max, SAMPLES));
+    }
+    out.push(phase_branch(0.0, Branch::Right, 0.0, z_range, y_max, SAMPLES));
+    out.push(phase_branch(0.0, Branch::Left, y_max.min(-z_min), z_range, y_max, SAMPLES));
+    out
+}

@@ -1,0 +1,50 @@
+//! `cargo xtask`: the project's commands. Thin on purpose: it builds the
+//! `paper-figures` binary in release mode (training in a debug build is about
+//! 100x slower) and runs it from the repository root with the same arguments.
+//!
+//!   cargo xtask figures [--check] [--force] [--only ID]...
+//!   cargo xtask cite ID
+//!   cargo xtask list
+
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask: regenerate, check and cite the paper's figures
+
+USAGE:
+    cargo xtask figures [--check] [--force] [--only ID]... [--jobs N] [--cache-dir DIR]
+        Train (or read from the cache) every figure in paper.toml, check its
+        claims, and write figures/<id>.svg and figures/<id>.json.
+        --check compares with the committed figures instead and writes nothing.
+    cargo xtask cite ID
+        Print the exact config, cache key, code fingerprint and commit of a figure.
+    cargo xtask list
+        List the figures and their claims.
+
+Every command accepts --help for its full options.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if !matches!(args[0].as_str(), "figures" | "cite" | "list") {
+        eprintln!("error: unknown command {:?}\n\n{HELP}", args[0]);
+        return ExitCode::from(2);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["run", "--release", "--quiet", "--bin", "paper-figures", "--"])
+        .args(&args)
+        .status();
+    match status {
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: cannot run cargo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
