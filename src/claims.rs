@@ -46,7 +46,7 @@ fn evaluate_one(claim: &ClaimSpec, body: &FigureBody) -> ClaimResult {
         name: claim.name.clone(),
         passed,
         expected_to_pass: claim.holds,
-        measured,
+        measured: measured.is_finite().then_some(measured),
         expected,
         detail,
         reason: claim.reason.clone(),

@@ -108,8 +108,9 @@ pub struct ClaimResult {
     pub passed: bool,
     /// What paper.toml declares: true for a claim we expect to hold.
     pub expected_to_pass: bool,
-    /// The number the claim tests (the worst one, where it tests several).
-    pub measured: f64,
+    /// The number the claim tests (the worst one, where it tests several);
+    /// None where it is not a finite number (`detail` says why).
+    pub measured: Option<f64>,
     /// What it was tested against, in words: ">= 0.95".
     pub expected: String,
     /// Per-item values, e.g. each series' R^2.
@@ -151,6 +152,17 @@ pub fn round_sig(v: f64, digits: i32) -> f64 {
 }
 
 impl FigureBody {
+    /// Every number must be finite: JSON has no NaN, and a plotted NaN is garbage.
+    pub fn non_finite(&self) -> Option<String> {
+        for s in &self.series {
+            let band = s.band.iter().flat_map(|b| b.lo.iter().chain(&b.hi));
+            if s.x.iter().chain(&s.y).chain(band).any(|v| !v.is_finite()) {
+                return Some(format!("series {:?}", s.name));
+            }
+        }
+        self.scalars.iter().find(|(_, v)| !v.is_finite()).map(|(k, _)| format!("scalar {k:?}"))
+    }
+
     /// Rounds every number to `digits` significant digits.
     pub fn round(&mut self, digits: i32) {
         let r = |v: &mut Vec<f64>| v.iter_mut().for_each(|x| *x = round_sig(*x, digits));

@@ -195,9 +195,10 @@ where
     let order = |s: &&&Series| match s.style {
         Style::Area => 0,
         _ if s.band.is_some() => 1,
-        Style::Line => 2,
-        Style::Arrows => 3,
-        Style::Points => 4,
+        Style::Line if s.source == Source::Measured => 2,
+        Style::Line => 3,
+        Style::Arrows => 4,
+        Style::Points => 5,
     };
     let mut sorted: Vec<&&Series> = series.iter().collect();
     sorted.sort_by_key(order);

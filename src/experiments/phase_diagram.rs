@@ -246,7 +246,8 @@ impl Config {
         for ((name, color), (x, y)) in group_style.iter().zip(groups) {
             body.series.push(series(name, Source::Measured, Style::Points, color, !x.is_empty(), x, y));
         }
-        body.scalars.insert("grid agreement".into(), if checked == 0 { f64::NAN } else { agree as f64 / checked as f64 });
+        // No point checked is no evidence: 0, so the claim fails.
+        body.scalars.insert("grid agreement".into(), if checked == 0 { 0.0 } else { agree as f64 / checked as f64 });
         body.scalars.insert("grid points checked".into(), checked as f64);
 
         // Trajectories from the marked starts (seed 0 drawn; every seed checked).
@@ -306,26 +307,20 @@ impl Config {
             [(z_min, 0.0), (0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)].into_iter().unzip();
         body.series.push(series("failure region (theory)", Source::Theory, Style::Area, palette::VERMILLION, true, fx, fy));
 
-        let mut lines = (Vec::new(), Vec::new());
         let mut arrows = (Vec::new(), Vec::new());
-        for path in theory::phase_streamlines((z_min, z_max), y_max) {
-            if path.len() < 3 {
-                continue;
-            }
-            // NaN separates the polylines of one series.
-            for &(z, y) in &path {
-                lines.0.push(z);
-                lines.1.push(y);
-            }
-            lines.0.push(f64::NAN);
-            lines.1.push(f64::NAN);
+        let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
+        for (k, path) in paths.enumerate() {
+            // Tail and head several samples apart, so the direction survives
+            // rounding to whole pixels.
             let mid = path.len() / 2;
-            for p in [path[mid - 1], path[mid]] {
+            for p in [path[mid - 6], path[mid]] {
                 arrows.0.push(p.0);
                 arrows.1.push(p.1);
             }
+            let name = if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
+            let (x, y) = path.into_iter().unzip();
+            body.series.push(series(&name, Source::Theory, Style::Line, palette::GREY, k == 0, x, y));
         }
-        body.series.push(series("streamlines (theory)", Source::Theory, Style::Line, palette::GREY, true, lines.0, lines.1));
         body.series.push(series("flow direction (theory)", Source::Theory, Style::Arrows, palette::GREY, false, arrows.0, arrows.1));
     }
 }

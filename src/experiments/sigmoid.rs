@@ -318,7 +318,9 @@ impl Config {
                 panel,
                 source: Source::Theory,
                 style: Style::Line,
-                color: color.into(),
+                // Black, and drawn over the measurement: in the measurement's
+                // own colour a matching theory curve would vanish under it.
+                color: palette::BLACK.into(),
                 legend: true,
                 x: times,
                 y: mean,

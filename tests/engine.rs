@@ -1,0 +1,114 @@
+//! The batched engine's hand-derived gradients against Candle's autograd on
+//! the plain model, and its determinism.
+
+use candle_core::{Device, Tensor, Var};
+use learning_dynamics::rng;
+use learning_dynamics::spec::Loss;
+use learning_dynamics::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig};
+
+/// A random ensemble and data set (no exactly-zero pre-activations, where the
+/// two ReLU conventions differ).
+fn problem(depth: usize, members: usize, n: usize, d: usize, width: usize) -> (EnsembleWeights, EnsembleData) {
+    let mut r = rng::stream("test/engine", depth as u64);
+    let shapes: Vec<(usize, usize)> =
+        (0..depth).map(|l| (if l == depth - 1 { 1 } else { width }, if l == 0 { d } else { width })).collect();
+    let layers = shapes.iter().map(|&(o, i)| (0..members * o * i).map(|_| (0.8 * rng::normal(&mut r)) as f32).collect()).collect();
+    let x = (0..members * n * d).map(|_| rng::normal(&mut r) as f32).collect();
+    let y = (0..members * n).map(|_| rng::sign(&mut r) as f32).collect();
+    (EnsembleWeights { members, shapes, layers }, EnsembleData { members, points: n, dim: d, x, y })
+}
+
+/// Gradients of the summed (over members) mean loss, by Candle's autograd on
+/// the plain model: f = W_L relu(... relu(W_1 x)).
+fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
+    let dev = Device::Cpu;
+    let (e, n, d) = (data.members, data.points, data.dim);
+    let vars: Vec<Var> = init
+        .shapes
+        .iter()
+        .zip(&init.layers)
+        .map(|(&(o, i), w)| Var::from_tensor(&Tensor::from_vec(w.clone(), (e, o, i), &dev).unwrap()).unwrap())
+        .collect();
+    let mut h = Tensor::from_vec(data.x.clone(), (e, n, d), &dev).unwrap();
+    for (l, w) in vars.iter().enumerate() {
+        h = h.matmul(&w.as_tensor().t().unwrap()).unwrap();
+        if l + 1 < vars.len() {
+            h = h.relu().unwrap();
+        }
+    }
+    let y = Tensor::from_vec(data.y.clone(), (e, n), &dev).unwrap();
+    let m = (h.squeeze(2).unwrap() * y).unwrap();
+    let per_point = match loss {
+        // log(1 + e^-m) = relu(-m) + log(1 + e^-|m|), stable for any m.
+        Loss::CrossEntropy => (m.neg().unwrap().relu().unwrap() + (m.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0).unwrap().log().unwrap()).unwrap(),
+        Loss::Hinge => (m.neg().unwrap() + 1.0).unwrap().relu().unwrap(),
+    };
+    let total = (per_point.sum_all().unwrap() / n as f64).unwrap();
+    let grads = total.backward().unwrap();
+    vars.iter().map(|v| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+}
+
+/// Gradients implied by one step of the engine with rate 1: w0 - w1.
+fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
+    let cfg = TrainConfig { loss, learning_rate: 1.0, log_steps: vec![0, 1], record_weights: RecordWeights::Every };
+    let log = train::train(init, data, &cfg).unwrap();
+    let after = &log.weights[1].1;
+    init.layers.iter().zip(&after.layers).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect()).collect()
+}
+
+#[test]
+fn hand_derived_gradients_match_candle_autograd() {
+    train::pin_candle_threads();
+    for depth in 1..=4 {
+        for loss in [Loss::CrossEntropy, Loss::Hinge] {
+            let (init, data) = problem(depth, 3, 5, 4, 6);
+            let (want, got) = (autograd(&init, &data, loss), engine(&init, &data, loss));
+            for (l, (w, g)) in want.iter().zip(&got).enumerate() {
+                for (a, b) in w.iter().zip(g) {
+                    assert!((a - b).abs() <= 2e-5 * a.abs().max(1.0), "depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_preactivations_get_no_gradient() {
+    // Depth 2, one hidden unit whose pre-activation is exactly 0: Candle's
+    // relu'(0) = 1 would move its incoming weights; the paper's networks
+    // (and ours) use relu'(0) = 0.
+    let init = EnsembleWeights { members: 1, shapes: vec![(1, 2), (1, 1)], layers: vec![vec![0.0, 0.0], vec![-0.5]] };
+    let data = EnsembleData { members: 1, points: 1, dim: 2, x: vec![1.0, 0.0], y: vec![1.0] };
+    let grads = engine(&init, &data, Loss::CrossEntropy);
+    assert_eq!(grads[0], vec![0.0, 0.0]);
+}
+
+#[test]
+fn margins_are_logged_at_the_schedule() {
+    assert_eq!(train::log_schedule(100, 5), vec![0, 1, 3, 10, 32, 100]);
+    let (init, data) = problem(2, 2, 3, 3, 4);
+    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.1, log_steps: vec![0, 2, 7], record_weights: RecordWeights::Last };
+    let log = train::train(&init, &data, &cfg).unwrap();
+    assert_eq!(log.margins.len(), 3);
+    assert_eq!(log.margins[0].len(), 2 * 3);
+    assert_eq!(log.weights.len(), 1);
+    assert_eq!(log.weights[0].0, 7);
+    assert_eq!(log.times(), vec![0.0, 0.2, 0.7000000000000001]);
+}
+
+#[test]
+fn training_is_bit_for_bit_repeatable() {
+    let (init, data) = problem(3, 4, 6, 5, 7);
+    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.3, log_steps: train::log_schedule(300, 20), record_weights: RecordWeights::Last };
+    let a = train::train(&init, &data, &cfg).unwrap();
+    let b = train::train(&init, &data, &cfg).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn divergence_is_detected_not_plotted() {
+    let (init, data) = problem(3, 2, 4, 3, 5);
+    let cfg = TrainConfig { loss: Loss::Hinge, learning_rate: 1e30, log_steps: vec![0, 1, 5, 50], record_weights: RecordWeights::Never };
+    let log = train::train(&init, &data, &cfg).unwrap();
+    assert!(log.diverged_at.iter().all(|d| d.is_some()), "{:?}", log.diverged_at);
+}

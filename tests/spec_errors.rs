@@ -1,0 +1,126 @@
+//! Every kind of mistake in a figure specification is rejected before
+//! anything runs, with the file, line and column, and what was expected.
+
+mod common;
+
+use std::path::Path;
+
+use learning_dynamics::spec;
+
+/// Applies `edit` (a replacement of `from` by `to` in the small spec), parses
+/// the result and checks the first error's line and message.
+fn check(from: &str, to: &str, line: usize, expect: &str) {
+    let base = common::small_spec_text();
+    assert!(base.contains(from), "the small spec has no {from:?}");
+    let text = base.replacen(from, to, 1);
+    let errors = match spec::parse(Path::new("paper.toml"), &text) {
+        Ok(_) => panic!("accepted a spec with {to:?}"),
+        Err(e) => e,
+    };
+    let first = &errors.0[0];
+    let shown = errors.to_string();
+    assert!(shown.contains(expect), "message for {to:?} does not mention {expect:?}:\n{shown}");
+    assert_eq!(first.line, line, "wrong line for {to:?}:\n{shown}");
+    assert!(shown.starts_with(&format!("paper.toml:{line}:")), "no file:line prefix:\n{shown}");
+    assert!(shown.contains("nothing was run or written"));
+}
+
+fn line_of(needle: &str) -> usize {
+    let text = common::small_spec_text();
+    let at = text.find(needle).unwrap();
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn the_small_spec_is_valid() {
+    let paper = common::small_paper();
+    assert_eq!(paper.figures.len(), 2);
+}
+
+#[test]
+fn syntax_error() {
+    check("input_dim = 2", "input_dim = = 2", line_of("input_dim = 2"), "");
+}
+
+#[test]
+fn unknown_key() {
+    check("input_dim = 2", "input_dim = 2\ninput_dims = 3", line_of("input_dim = 2") + 1, "unknown field `input_dims`");
+}
+
+#[test]
+fn wrong_type() {
+    check("input_norm = 1.0", "input_norm = \"one\"", line_of("input_norm = 1.0"), "invalid type");
+}
+
+#[test]
+fn missing_value() {
+    check("input_norm = 1.0\n", "", line_of("[figure.experiment.phase_diagram]"), "missing field `input_norm`");
+}
+
+#[test]
+fn negative_rate() {
+    check("learning_rate = 0.01", "learning_rate = -0.01", line_of("learning_rate = 0.01"), "expected a finite number > 0");
+}
+
+#[test]
+fn zero_seeds() {
+    check("seed_count = 2", "seed_count = 0", line_of("seed_count = 2"), "expected a whole number >= 1");
+}
+
+#[test]
+fn duplicate_id() {
+    check("id = \"sigmoid-error\"", "id = \"phase-diagram\"", line_of("id = \"sigmoid-error\""), "duplicate figure id \"phase-diagram\" (first defined on line 4)");
+}
+
+#[test]
+fn bad_id() {
+    check("id = \"sigmoid-error\"", "id = \"Sigmoid Error\"", line_of("id = \"sigmoid-error\""), "invalid figure id");
+}
+
+#[test]
+fn unknown_experiment_kind() {
+    check("[figure.experiment.phase_diagram]", "[figure.experiment.phase_diagrams]", line_of("[figure.experiment.phase_diagram]"), "unknown variant `phase_diagrams`");
+}
+
+#[test]
+fn claim_names_a_missing_series() {
+    check("than = \"linear\"", "than = \"lineal\"", line_of("than = \"linear\""), "names series \"lineal\", which figure \"sigmoid-error\" does not produce");
+}
+
+#[test]
+fn claim_names_a_missing_scalar() {
+    check("scalar = \"grid agreement\"", "scalar = \"grid agreemnt\"", line_of("scalar = \"grid agreement\""), "names scalar \"grid agreemnt\"");
+}
+
+#[test]
+fn claim_marked_not_holding_needs_a_reason() {
+    let from = "check.at_least = { scalar = \"grid agreement\", min = 1.0 }";
+    check(from, &format!("{from}\nholds = false"), line_of(from), "expected a `reason`");
+}
+
+#[test]
+fn cross_value_problems_point_at_the_figure() {
+    check("z_min = -2.0", "z_min = 1.0", line_of("id = \"phase-diagram\""), "expected z_min < 0 < z_max");
+}
+
+#[test]
+fn aligned_init_needs_a_square_width() {
+    let from = "name = \"depth 2, aligned\"\ndepth = 2\nwidth = 8";
+    check(from, "name = \"depth 2, aligned\"\ndepth = 2\nwidth = 9", line_of("id = \"sigmoid-error\""), "aligned init needs width = points = 8");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = common::small_spec_text().replace("z_min = -2.0", "z_min = 1.0").replace("than = \"linear\"", "than = \"lineal\"");
+    let errors = spec::parse(Path::new("paper.toml"), &text).unwrap_err();
+    let shown = errors.to_string();
+    assert!(shown.contains("expected z_min < 0 < z_max") && shown.contains("\"lineal\""), "{shown}");
+}
+
+#[test]
+fn the_caret_points_at_the_column() {
+    let text = common::small_spec_text().replace("learning_rate = 0.01", "learning_rate = -0.01");
+    let e = &spec::parse(Path::new("paper.toml"), &text).unwrap_err().0[0];
+    assert_eq!(e.column, "learning_rate = ".len() + 1);
+    assert_eq!(e.source_line, "learning_rate = -0.01");
+}

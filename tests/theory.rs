@@ -1,0 +1,189 @@
+//! The theory functions, checked against numerical integration of the ODEs
+//! they solve, and against the reference numbers in the project's notes.
+
+use learning_dynamics::claims::{fit_logistic_in_log_x, transition_width};
+use learning_dynamics::figure::{Series, Source, Style};
+use learning_dynamics::spec::Loss;
+use learning_dynamics::theory::{self, Mode};
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
+}
+
+#[test]
+fn lambert_w_of_exp_solves_its_equation() {
+    for k in [-30.0, -5.0, -1.0, 0.0, 0.5, 1.0, 3.0, 20.0, 300.0] {
+        let w: f64 = theory::lambert_w0_of_exp(k);
+        assert!(close(w + w.ln(), k, 1e-12) || (w + w.ln() - k).abs() < 1e-12, "k = {k}: w = {w}");
+    }
+    assert!(close(theory::lambert_w0_of_exp(1.0), 1.0, 1e-14));
+}
+
+#[test]
+fn linear_ce_closed_form_matches_the_integrated_ode() {
+    for (m0, s) in [(-0.3, 1.0), (-0.05, 0.4), (0.2, 2.5), (-1.5, 1.3)] {
+        let n = 8.0;
+        let mut mode = Mode { norm: s, weights: vec![m0 / s] };
+        let dt = 1e-3;
+        let mut t = 0.0;
+        for checkpoint in [0.5, 3.0, 20.0] {
+            while t < checkpoint - 1e-12 {
+                mode.rk4_step(Loss::CrossEntropy, n, dt);
+                t += dt;
+            }
+            let exact = theory::linear_ce_margin(m0, s, n, t);
+            assert!(close(mode.margin(), exact, 1e-8), "m0 {m0}, s {s}, t {t}: ode {} vs closed form {exact}", mode.margin());
+        }
+    }
+}
+
+#[test]
+fn linear_ce_crossing_time_matches_the_integrated_ode() {
+    for (m0, s) in [(-0.3, 1.0), (-0.05, 0.4), (-1.5, 1.3)] {
+        let n = 8.0;
+        let mode = Mode { norm: s, weights: vec![m0 / s] };
+        let ode = mode.time_to_reach(0.0, Loss::CrossEntropy, n, 1e-3, 1e3).unwrap();
+        let exact = theory::linear_ce_crossing_time(m0, s, n);
+        assert!(close(ode, exact, 1e-5), "m0 {m0}: {ode} vs {exact}");
+    }
+    assert_eq!(theory::linear_ce_crossing_time(0.1, 1.0, 8.0), 0.0);
+}
+
+/// The notes' own numbers: time for a balanced chain (N = 1, CE) to reach
+/// margin 1 from weights eps (0.01 for L = 1, 0.1 for L > 1), s = 0.5..4.
+#[test]
+fn balanced_chain_matches_the_reference_escape_times() {
+    let table = [
+        (1, 0.01, [10.83, 2.70, 0.67, 0.17]),
+        (2, 0.1, [11.91, 5.26, 2.28, 0.97]),
+        (3, 0.1, [37.82, 18.62, 9.13, 4.45]),
+    ];
+    for (depth, eps, expected) in table {
+        for (s, want) in [0.5, 1.0, 2.0, 4.0].into_iter().zip(expected) {
+            let mode = Mode { norm: s, weights: vec![eps; depth] };
+            let t = mode.time_to_reach(1.0, Loss::CrossEntropy, 1.0, 1e-4, 1e3).unwrap();
+            // The table is rounded to 2 decimals and came from gradient descent
+            // with rate 1e-3, so allow that much.
+            assert!((t - want).abs() <= 0.006 + 0.002 * want, "L = {depth}, s = {s}: {t} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn balanced_chain_velocity_is_the_chain_rule_of_the_mode() {
+    for depth in 1..=4u32 {
+        for (s, w) in [(0.5, 0.3), (2.0, 0.7)] {
+            let mode = Mode { norm: s, weights: vec![w; depth as usize] };
+            let z = mode.margin();
+            let dt = 1e-7;
+            let mut next = mode.clone();
+            next.rk4_step(Loss::CrossEntropy, 3.0, dt);
+            let numeric = (next.margin() - z) / dt;
+            let closed = theory::balanced_chain_velocity(depth, s, z, Loss::CrossEntropy, 3.0);
+            assert!(close(numeric, closed, 1e-5), "L = {depth}: {numeric} vs {closed}");
+        }
+    }
+}
+
+#[test]
+fn hinge_two_layer_escape_time_has_its_closed_form() {
+    // dz/dt = 2 s z / N until z = 1: t* = (N / (2 s)) ln(1 / z0).
+    for (s, w, n) in [(1.0, 0.1, 1.0), (0.5, 0.2, 4.0), (3.0, 0.05, 2.0)] {
+        let mode = Mode { norm: s, weights: vec![w, w] };
+        let z0 = mode.margin();
+        let t = mode.time_to_reach(1.0, Loss::Hinge, n, 1e-4, 1e4).unwrap();
+        let exact = n / (2.0 * s) * (1.0 / z0).ln();
+        assert!(close(t, exact, 1e-4), "s {s}: {t} vs {exact}");
+    }
+}
+
+#[test]
+fn phase_rule_matches_the_integrated_flow() {
+    // The unit f = z relu(s y) on one point is the depth-2 chain (y, z).
+    let mut checked = 0;
+    for i in 0..25 {
+        for j in 1..13 {
+            let (z0, y0) = (-2.0 + 4.0 * i as f64 / 24.0, 2.0 * j as f64 / 12.0);
+            if theory::phase_boundary_distance(z0, y0) < 0.08 {
+                continue;
+            }
+            let mut mode = Mode { norm: 1.0, weights: vec![y0, z0] };
+            for _ in 0..4000 {
+                mode.rk4_step(Loss::CrossEntropy, 1.0, 0.01);
+            }
+            let learned = mode.alive() && mode.margin() > 0.0;
+            assert_eq!(learned, theory::phase_succeeds(z0, y0), "start (z, y) = ({z0}, {y0})");
+            if !learned {
+                // It died with z frozen at -sqrt(z0^2 - y0^2).
+                assert!(close(mode.weights[1], -(z0 * z0 - y0 * y0).sqrt(), 1e-2), "({z0}, {y0}): z = {}", mode.weights[1]);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200);
+}
+
+#[test]
+fn streamlines_lie_on_their_hyperbolas() {
+    for (z0, y0) in [(-0.8, 1.5), (-1.5, 0.9), (0.5, 0.2), (-0.5, 0.5)] {
+        let c = y0 * y0 - z0 * z0;
+        let path = theory::phase_hyperbola_from(z0, y0, (-2.0, 2.0), 2.0, 100);
+        assert!(path.len() > 10);
+        assert!(close(path[0].0, z0, 1e-9) && close(path[0].1, y0, 1e-9), "starts at its start point");
+        for (z, y) in path {
+            assert!((y * y - z * z - c).abs() < 1e-9);
+        }
+    }
+    for path in theory::phase_streamlines((-2.0, 2.0), 2.0) {
+        for w in path.windows(2) {
+            // Flow direction: dz/dt = y >= 0 and dy/dt = z.
+            let (dz, dy) = (w[1].0 - w[0].0, w[1].1 - w[0].1);
+            let z_mid = (w[0].0 + w[1].0) / 2.0;
+            assert!(dz >= -1e-12 && dy * z_mid >= -1e-9, "against the flow at {:?}", w[0]);
+        }
+    }
+}
+
+#[test]
+fn boundary_distance() {
+    assert!(close(theory::phase_boundary_distance(-1.0, 1.0), 0.0, 1e-12));
+    assert!(close(theory::phase_boundary_distance(0.0, 1.0), 2f64.sqrt() / 2.0, 1e-12));
+    assert!(close(theory::phase_boundary_distance(1.0, 0.5), 0.5, 1e-12));
+    assert!(close(theory::phase_boundary_distance(3.0, 4.0), 4.0, 1e-12));
+}
+
+#[test]
+fn error_curve_counts_points_not_yet_crossed() {
+    let crossings = [Some(0.0), Some(1.0), Some(3.0), None];
+    assert_eq!(theory::error_curve(&crossings, &[0.0, 0.5, 2.0, 10.0]), vec![0.75, 0.75, 0.5, 0.25]);
+}
+
+fn curve(x: Vec<f64>, y: Vec<f64>) -> Series {
+    Series { name: "c".into(), panel: 0, source: Source::Measured, style: Style::Line, color: "#000000".into(), legend: true, x, y, band: None, labels: None }
+}
+
+#[test]
+fn logistic_fit_recovers_a_logistic_and_rejects_a_staircase() {
+    let x: Vec<f64> = (0..60).map(|i| 10f64.powf(-1.0 + i as f64 / 15.0)).collect();
+    let y: Vec<f64> = x.iter().map(|t| 0.4 * theory::sigmoid(-(t.ln() - 2.0) / 0.7)).collect();
+    let fit = fit_logistic_in_log_x(&x, &y);
+    assert!(fit.r2 > 0.9999, "{fit:?}");
+    assert!(close(fit.center, 2.0, 1e-2) && close(fit.width, 0.7, 1e-2) && close(fit.amplitude, 0.4, 1e-2), "{fit:?}");
+    // Two plateaus separated by decades is not one logistic step.
+    let stairs: Vec<f64> = x.iter().map(|&t| if t < 0.5 { 0.5 } else if t < 50.0 { 0.25 } else { 0.0 }).collect();
+    assert!(fit_logistic_in_log_x(&x, &stairs).r2 < 0.95);
+}
+
+#[test]
+fn transition_width_in_decades() {
+    let x: Vec<f64> = std::iter::once(0.0).chain((0..=40).map(|i| 10f64.powf(i as f64 / 10.0))).collect();
+    // A linear fall in log10 x from 1 (x = 10) to 0 (x = 1000).
+    let y: Vec<f64> = x.iter().map(|&t| if t <= 10.0 { 1.0 } else { (3.0 - t.log10()).max(0.0) / 2.0 }).collect();
+    assert!(close(transition_width(&curve(x.clone(), y.clone())), 1.6, 1e-9));
+    // Never down to 10%: infinite. Already falling at the first logged x: NaN.
+    let stuck: Vec<f64> = y.iter().map(|v| v.max(0.5)).collect();
+    assert!(transition_width(&curve(x.clone(), stuck)).is_infinite());
+    let mut early = y.clone();
+    early[1] = 0.5;
+    assert!(transition_width(&curve(x, early)).is_nan());
+}
