@@ -133,6 +133,7 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
         }
     } else {
         pipeline::write(&opts.out_dir, &run)?;
+        pipeline::write_gallery(&opts.out_dir, paper)?;
         println!("wrote {} figure(s) to {}/ in {:.1}s", run.figures.len(), opts.out_dir.display(), start.elapsed().as_secs_f64());
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
