@@ -218,7 +218,8 @@ where
                     poly.extend(lo.iter().flatten().rev().copied());
                     chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled()))).map_err(draw_err)?;
                 }
-                let width = if s.legend { 2 } else { 1 };
+                // Grey theory lines are background (streamlines): thin.
+                let width = if s.source == Source::Theory && s.color == crate::figure::palette::GREY { 1 } else { 2 };
                 for run in runs(&pts) {
                     match s.source {
                         Source::Measured => {

@@ -274,28 +274,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
         let outputs = fig.experiment.outputs();
         for claim in &fig.claims {
             let check = claim.check.get_ref();
-            for name in check.series_names() {
-                if !outputs.series.iter().any(|s| s == name) {
+            let named = [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
+            for (what, names, known) in named {
+                for name in names.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
                     error(
                         claim.check.span(),
                         format!(
-                            "claim {:?} names series {name:?}, which figure {:?} does not produce; expected one of: {}",
+                            "claim {:?} names {what} {name:?}, which figure {:?} does not produce; expected one of: {}",
                             claim.name,
                             fig.id(),
-                            quoted(&outputs.series)
-                        ),
-                    );
-                }
-            }
-            for name in check.scalar_names() {
-                if !outputs.scalars.iter().any(|s| s == name) {
-                    error(
-                        claim.check.span(),
-                        format!(
-                            "claim {:?} names scalar {name:?}, which figure {:?} does not produce; expected one of: {}",
-                            claim.name,
-                            fig.id(),
-                            quoted(&outputs.scalars)
+                            quoted(known)
                         ),
                     );
                 }

@@ -149,6 +149,18 @@ pub fn balanced_chain_velocity(depth: u32, s: f64, z: f64, loss: Loss, n: f64) -
     l * s.powf(2.0 / l) * z.powf(2.0 - 2.0 / l) * push(loss, z) / n
 }
 
+/// Leading-order escape time of the balanced chain of depth L >= 3 from a
+/// small margin z0, cross-entropy: while z << 1, push = sigma(-z) ~ 1/2, so
+/// dz/dt ~ L s^{2/L} z^{2-2/L} / (2n), which reaches infinity in
+///   t* ~ 2n / (L (1 - 2/L) s^{2/L} z0^{1-2/L}).
+/// (The project's notes give this without the factor 2 of sigma(0) = 1/2;
+/// that form is the hinge loss's, whose push is 1.)
+pub fn balanced_chain_escape_time(depth: u32, s: f64, z0: f64, loss: Loss, n: f64) -> f64 {
+    let l = depth as f64;
+    let push0 = push(loss, 0.0);
+    n / (push0 * l * (1.0 - 2.0 / l) * s.powf(2.0 / l) * z0.powf(1.0 - 2.0 / l))
+}
+
 /// Fraction of points still misclassified at each time, given each point's
 /// crossing time (None = never).
 pub fn error_curve(crossing_times: &[Option<f64>], times: &[f64]) -> Vec<f64> {

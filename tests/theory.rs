@@ -86,6 +86,23 @@ fn balanced_chain_velocity_is_the_chain_rule_of_the_mode() {
 }
 
 #[test]
+fn deep_chain_escape_time_has_the_factor_two_of_cross_entropy() {
+    // From a tiny margin, the escape time to margin 1 is dominated by the
+    // plateau, where the asymptotic form holds to leading order.
+    for (depth, s, w0) in [(3u32, 1.0, 1e-3f64), (3, 2.0, 1e-3), (4, 0.5, 1e-2)] {
+        let mode = Mode { norm: s, weights: vec![w0; depth as usize] };
+        let z0 = mode.margin();
+        let n = 2.0;
+        let ode = mode.time_to_reach(1.0, Loss::CrossEntropy, n, 0.05, 1e9).unwrap();
+        let asymptotic = theory::balanced_chain_escape_time(depth, s, z0, Loss::CrossEntropy, n);
+        assert!(close(ode, asymptotic, 0.05), "L = {depth}, s = {s}: ode {ode}, asymptotic {asymptotic}");
+        // The same formula for hinge (push 1) is half as long.
+        let hinge = theory::balanced_chain_escape_time(depth, s, z0, Loss::Hinge, n);
+        assert!(close(asymptotic, 2.0 * hinge, 1e-12));
+    }
+}
+
+#[test]
 fn hinge_two_layer_escape_time_has_its_closed_form() {
     // dz/dt = 2 s z / N until z = 1: t* = (N / (2 s)) ln(1 / z0).
     for (s, w, n) in [(1.0, 0.1, 1.0), (0.5, 0.2, 4.0), (3.0, 0.05, 2.0)] {
