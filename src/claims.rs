@@ -46,7 +46,8 @@ fn evaluate_one(claim: &ClaimSpec, body: &FigureBody) -> ClaimResult {
         name: claim.name.clone(),
         passed,
         expected_to_pass: claim.holds,
-        measured: measured.is_finite().then_some(measured),
+        // Rounded like the rest of the figure data, so the JSON round-trips exactly.
+        measured: measured.is_finite().then(|| crate::figure::round_sig(measured, 6)),
         expected,
         detail,
         reason: claim.reason.clone(),

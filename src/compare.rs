@@ -16,6 +16,14 @@ const MAX_LISTED: usize = 8;
 /// Human-readable differences, empty when the figures agree.
 pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
     let mut out = Vec::new();
+    let same_text = [
+        ("title", committed.title == now.title),
+        ("caption", committed.caption == now.caption),
+        ("panels (titles, axes, ranges)", committed.panels == now.panels),
+        ("experiment config", committed.provenance.config == now.provenance.config),
+        ("seeds", committed.provenance.seeds == now.provenance.seeds),
+    ];
+    out.extend(same_text.iter().filter(|(_, same)| !same).map(|(what, _)| format!("{what} changed")));
     for old in &committed.series {
         match now.series.iter().find(|s| s.name == old.name) {
             None => out.push(format!("series {:?} is gone", old.name)),
@@ -47,6 +55,9 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
                 if old.expected_to_pass != new.expected_to_pass {
                     out.push(format!("claim {:?}: its declared expectation changed", old.name));
                 }
+                if (&old.expected, &old.reason) != (&new.expected, &new.reason) {
+                    out.push(format!("claim {:?}: its threshold or reason changed", old.name));
+                }
                 let same = match (old.measured, new.measured) {
                     (Some(a), Some(b)) => close(a, b),
                     (a, b) => a == b,
@@ -76,8 +87,8 @@ fn verdict(passed: bool) -> &'static str {
 
 fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     let name = &old.name;
-    if (old.panel, old.source, old.style) != (new.panel, new.source, new.style) {
-        out.push(format!("series {name:?}: panel, source or style changed"));
+    if (old.panel, old.source, old.style, old.legend, &old.color, &old.labels) != (new.panel, new.source, new.style, new.legend, &new.color, &new.labels) {
+        out.push(format!("series {name:?}: panel, source, style, colour, legend or labels changed"));
     }
     let mut listed = 0;
     let mut more = 0;

@@ -166,8 +166,8 @@ fn print_table(reports: &[pipeline::FigureReport]) {
 fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path) -> Result<ExitCode> {
     let fig = pipeline::select(paper, &[id.to_string()])?[0];
     let jobs = pipeline::plan(&[fig]);
-    let key = pipeline::figure_key(&jobs.iter().collect::<Vec<_>>());
-    let fingerprint = provenance::code_fingerprint(&fig.experiment.source_files());
+    let key = pipeline::figure_key(fig, &jobs.iter().collect::<Vec<_>>());
+    let fingerprint = provenance::code_fingerprint(&fig.experiment.figure_source_files());
     let (commit, dirty) = provenance::git_state();
     #[derive(serde::Serialize)]
     struct Resolved<'a> {

@@ -93,9 +93,14 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
         .collect()
 }
 
-/// The key of a whole figure's data: over its jobs' keys.
-pub fn figure_key(jobs: &[&PlannedJob]) -> String {
-    provenance::hash_json(&json!(jobs.iter().map(|j| &j.key).collect::<Vec<_>>()))
+/// The key of a whole figure's data: over its jobs' keys, the code that
+/// assembles the figure and its claims, and the claims themselves.
+pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
+    provenance::hash_json(&json!({
+        "jobs": jobs.iter().map(|j| &j.key).collect::<Vec<_>>(),
+        "code": provenance::code_fingerprint(&fig.experiment.figure_source_files()),
+        "claims": fig.claims,
+    }))
 }
 
 /// Computes (or reads from the cache) every selected figure's data and SVG.
@@ -175,8 +180,8 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
             title: fig.title.clone(),
             caption: fig.caption.trim().to_string(),
             provenance: Provenance {
-                key: figure_key(&jobs),
-                code_fingerprint: provenance::code_fingerprint(&fig.experiment.source_files()),
+                key: figure_key(fig, &jobs),
+                code_fingerprint: provenance::code_fingerprint(&fig.experiment.figure_source_files()),
                 commit: commit.clone(),
                 dirty,
                 config: serde_json::to_value(&fig.experiment)?,
@@ -269,7 +274,7 @@ pub fn write_gallery(out_dir: &Path, paper: &Paper) -> Result<()> {
             let reason = c.reason.as_ref().map_or(String::new(), |r| format!(" (why: {r})"));
             md.push_str(&format!("| {}{reason} | {result} | {measured} | {} |\n", c.name, c.expected));
         }
-        md.push_str(&format!("\nData: [`{0}.json`]({0}.json), key `{1}`.\n", data.id, &data.provenance.key[..16]));
+        md.push_str(&format!("\nData: [`{0}.json`]({0}.json), key `{1}`.\n", data.id, &data.provenance.key.get(..16).unwrap_or(&data.provenance.key)));
     }
     cache::write_atomically(&out_dir.join("README.md"), md.as_bytes())
 }

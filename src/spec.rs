@@ -288,6 +288,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
                     );
                 }
             }
+            if matches!(check, Check::LogisticFit { series, .. } if series.is_empty()) {
+                error(claim.check.span(), format!("claim {:?}: expected at least one series to fit", claim.name));
+            }
             if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
                 error(
                     claim.check.span(),

@@ -36,8 +36,13 @@ fn cold_then_warm_then_one_value_changed() {
     let changed = common::run(&common::parse(&text), dir.path(), 2);
     assert_eq!(cached(&changed), vec![("phase-diagram".into(), 0, 2), ("sigmoid-error".into(), 5, 5)]);
 
-    // Titles, captions, rendering and claims are not inputs of the training.
-    let text = common::small_spec_text().replace("width = 1000", "width = 900").replace("Small test configuration.", "Another caption.");
+    // Titles, captions, rendering, claims and values read only by the theory
+    // are not inputs of the training.
+    let text = common::small_spec_text()
+        .replace("width = 1000", "width = 900")
+        .replace("Small test configuration.", "Another caption.")
+        .replace("theory_dt = 0.1", "theory_dt = 0.05")
+        .replace("boundary_distance = 0.1", "boundary_distance = 0.2");
     let restyled = common::run(&common::parse(&text), dir.path(), 2);
     assert_eq!(cached(&restyled), vec![("phase-diagram".into(), 2, 2), ("sigmoid-error".into(), 5, 5)]);
 

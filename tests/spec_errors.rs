@@ -93,6 +93,15 @@ fn claim_names_a_missing_scalar() {
 }
 
 #[test]
+fn logistic_fit_needs_a_series() {
+    let from = "check.logistic_fit = { series = [";
+    let text = common::small_spec_text();
+    let start = text.find(from).unwrap();
+    let end = start + text[start..].find(']').unwrap();
+    check(&text[start..=end], "check.logistic_fit = { series = []", line_of(from), "expected at least one series to fit");
+}
+
+#[test]
 fn claim_marked_not_holding_needs_a_reason() {
     let from = "check.at_least = { scalar = \"grid agreement\", min = 1.0 }";
     check(from, &format!("{from}\nholds = false"), line_of(from), "expected a `reason`");

@@ -51,6 +51,14 @@ impl ExperimentSpec {
         vec!["src/train.rs", "src/rng.rs", own]
     }
 
+    /// Every source file behind the figure's data: the training's, plus the
+    /// theory, claims and schema code that turn logs into the figure.
+    pub fn figure_source_files(&self) -> Vec<&'static str> {
+        let mut files = self.source_files();
+        files.extend(["src/theory.rs", "src/claims.rs", "src/figure.rs", "src/experiments/mod.rs"]);
+        files
+    }
+
     /// Problems that involve several values at once (each value alone was
     /// checked while parsing).
     pub fn problems(&self) -> Vec<String> {

@@ -136,13 +136,13 @@ impl Config {
         vec![
             Job {
                 name: "grid".into(),
-                config: job_config(self, &[("start", json!(null)), ("job", json!("grid"))]),
+                config: job_config(self, &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!("grid"))]),
                 seeds: seeds.clone(),
                 members: self.grid_points().len() * n,
             },
             Job {
                 name: "trajectories".into(),
-                config: job_config(self, &[("grid", json!(null)), ("job", json!("trajectories"))]),
+                config: job_config(self, &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!("trajectories"))]),
                 seeds,
                 members: self.starts.len() * n,
             },

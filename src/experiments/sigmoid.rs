@@ -100,9 +100,9 @@ impl Config {
                 if m.width.is_some_and(|w| w.get() != self.points.get()) {
                     p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, self.points.get()));
                 }
-                if !(output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
+                if !(0.0 < output_ratio_min.get() && output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
                     p.push(format!(
-                        "model {:?}: expected output_ratio_min <= output_ratio_max < 1, got {} and {}",
+                        "model {:?}: expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
                         m.name,
                         output_ratio_min.get(),
                         output_ratio_max.get()
@@ -133,7 +133,7 @@ impl Config {
                 name: m.name.clone(),
                 // The job depends on the shared values and its own model only;
                 // its name is a label, not an input.
-                config: job_config(self, &[("model", json!(null)), ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init }))]),
+                config: job_config(self, &[("model", json!(null)), ("theory_dt", json!(null)), ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init }))]),
                 seeds: seeds.clone(),
                 members: seeds.len(),
             })
@@ -294,8 +294,18 @@ impl Config {
                 .enumerate()
                 .map(|(k, &seed)| {
                     let crossings: Vec<Option<f64>> = if model.depth.get() == 1 {
-                        // From each point's measured initial margin.
-                        (0..n).map(|i| Some(theory::linear_ce_crossing_time(log.margins[0][k * n + i] as f64, norms[i], n as f64))).collect()
+                        // From each point's measured initial margin: the closed
+                        // form for cross-entropy, the integrated ODE otherwise.
+                        (0..n)
+                            .map(|i| {
+                                let m0 = log.margins[0][k * n + i] as f64;
+                                match self.loss {
+                                    Loss::CrossEntropy => Some(theory::linear_ce_crossing_time(m0, norms[i], n as f64)),
+                                    Loss::Hinge => theory::Mode { norm: norms[i], weights: vec![m0 / norms[i]] }
+                                        .time_to_reach(0.0, self.loss, n as f64, self.theory_dt.get(), t_max),
+                                }
+                            })
+                            .collect()
                     } else {
                         let (_, modes) = self.init(model, seed, &labels);
                         modes
