@@ -77,8 +77,8 @@ impl ExperimentSpec {
 
     pub fn seeds(&self) -> Vec<u64> {
         match self {
-            ExperimentSpec::PhaseDiagram(c) => (0..c.seed_count.get()).collect(),
-            ExperimentSpec::Sigmoid(c) => (0..c.seed_count.get()).collect(),
+            ExperimentSpec::PhaseDiagram(c) => c.seeds(),
+            ExperimentSpec::Sigmoid(c) => c.seeds(),
         }
     }
 

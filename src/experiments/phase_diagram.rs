@@ -73,6 +73,11 @@ enum Outcome {
 }
 
 impl Config {
+    /// Seeds 0..seed_count.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         let g = &self.grid;
@@ -131,7 +136,7 @@ impl Config {
     }
 
     pub fn jobs(&self) -> Vec<Job> {
-        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let seeds = self.seeds();
         let n = seeds.len();
         vec![
             Job {
@@ -188,7 +193,7 @@ impl Config {
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == 2, "phase diagram expects 2 job logs, got {}", logs.len());
         let (grid_log, traj_log) = (&logs[0], &logs[1]);
-        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let seeds = self.seeds();
         let g = &self.grid;
         let (z_range, y_max) = ((g.z_min, g.z_max), g.y_max.get());
         let mut body = FigureBody {

@@ -78,6 +78,11 @@ impl Model {
 }
 
 impl Config {
+    /// Seeds 0..seed_count.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.models.is_empty() {
@@ -126,7 +131,7 @@ impl Config {
     }
 
     pub fn jobs(&self) -> Vec<Job> {
-        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let seeds = self.seeds();
         self.models
             .iter()
             .map(|m| Job {
@@ -240,7 +245,7 @@ impl Config {
         ensure!(logs.len() == self.models.len(), "sigmoid expects {} job logs, got {}", self.models.len(), logs.len());
         let n = self.points.usize();
         let (norms, labels) = self.data();
-        let seeds: Vec<u64> = (0..self.seed_count.get()).collect();
+        let seeds = self.seeds();
         let time_label = "time t = lr x step";
         let error_label = "training error (fraction misclassified)";
         let panel = |title: &str| Panel {
