@@ -31,6 +31,18 @@ fn evaluate_one(claim: &ClaimSpec, body: &FigureBody) -> ClaimResult {
             let detail = fits.iter().map(|(n, r2)| format!("{n}: R^2 = {}", fmt(*r2))).collect::<Vec<_>>().join("; ");
             (worst >= *min_r2, worst, format!("R^2 >= {min_r2} for every series"), detail)
         }
+        Check::Near { scalar: name, value, tolerance } => {
+            let v = scalar(name);
+            ((v - value).abs() <= *tolerance, v, format!("{value} +- {tolerance}"), format!("{name} = {}", fmt(v)))
+        }
+        Check::Increasing { scalars } | Check::Decreasing { scalars } => {
+            let up = matches!(claim.check.get_ref(), Check::Increasing { .. });
+            let values: Vec<f64> = scalars.iter().map(|n| scalar(n)).collect();
+            // The smallest step in the claimed direction: > 0 iff the claim holds.
+            let step = values.windows(2).map(|w| if up { w[1] - w[0] } else { w[0] - w[1] }).fold(f64::INFINITY, |a, b| if b.is_nan() || b < a { b } else { a });
+            let detail = scalars.iter().zip(&values).map(|(n, v)| format!("{n} = {}", fmt(*v))).collect::<Vec<_>>().join("; ");
+            (step > 0.0, step, format!("each {} than the one before (smallest step > 0)", if up { "larger" } else { "smaller" }), detail)
+        }
         Check::Sharper { series: a, than: b } => {
             let wa = series(a).map_or(f64::NAN, transition_width);
             let wb = series(b).map_or(f64::NAN, transition_width);

@@ -106,7 +106,7 @@ fn range(panel_range: Option<(f64, f64)>, values: impl Iterator<Item = f64>, log
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let pad = ((hi - lo) * 0.03).max(1e-9);
+    let pad = ((hi - lo) * 0.05).max(1e-9);
     (lo - pad, hi + pad)
 }
 

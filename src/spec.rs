@@ -106,19 +106,26 @@ pub enum Check {
     LogisticFit { series: Vec<String>, min_r2: f64 },
     /// The 10%-90% drop of `series` spans fewer decades of x than that of `than`.
     Sharper { series: String, than: String },
+    /// A scalar is within `tolerance` of `value`.
+    Near { scalar: String, value: f64, tolerance: f64 },
+    /// The scalars, in the order given, strictly increase.
+    Increasing { scalars: Vec<String> },
+    /// The scalars, in the order given, strictly decrease.
+    Decreasing { scalars: Vec<String> },
 }
 
 impl Check {
     pub fn series_names(&self) -> Vec<&str> {
         match self {
-            Check::AtLeast { .. } | Check::AtMost { .. } => vec![],
+            Check::AtLeast { .. } | Check::AtMost { .. } | Check::Near { .. } | Check::Increasing { .. } | Check::Decreasing { .. } => vec![],
             Check::LogisticFit { series, .. } => series.iter().map(String::as_str).collect(),
             Check::Sharper { series, than } => vec![series, than],
         }
     }
     pub fn scalar_names(&self) -> Vec<&str> {
         match self {
-            Check::AtLeast { scalar, .. } | Check::AtMost { scalar, .. } => vec![scalar],
+            Check::AtLeast { scalar, .. } | Check::AtMost { scalar, .. } | Check::Near { scalar, .. } => vec![scalar],
+            Check::Increasing { scalars } | Check::Decreasing { scalars } => scalars.iter().map(String::as_str).collect(),
             _ => vec![],
         }
     }

@@ -142,6 +142,26 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// The margin at each of `times` (ascending, from 0), by RK4 with step
+    /// at most `dt`.
+    pub fn margins_at(&self, times: &[f64], loss: Loss, n: f64, dt: f64) -> Vec<f64> {
+        let mut mode = self.clone();
+        let mut t = 0.0;
+        times
+            .iter()
+            .map(|&target| {
+                while t < target {
+                    let h = dt.min(target - t);
+                    mode.rk4_step(loss, n, h);
+                    t += h;
+                }
+                mode.margin()
+            })
+            .collect()
+    }
+}
+
 /// The balanced chain's closed-form velocity of z = f = s w^L (all layers
 /// equal to w): dz/dt = L s^{2/L} z^{2-2/L} push(z) / n.
 pub fn balanced_chain_velocity(depth: u32, s: f64, z: f64, loss: Loss, n: f64) -> f64 {

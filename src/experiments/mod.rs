@@ -10,6 +10,7 @@ use crate::figure::FigureBody;
 use crate::spec::Outputs;
 use crate::train::TrainLog;
 
+pub mod chain;
 pub mod phase_diagram;
 pub mod sigmoid;
 
@@ -19,6 +20,7 @@ pub mod sigmoid;
 pub enum ExperimentSpec {
     PhaseDiagram(phase_diagram::Config),
     Sigmoid(sigmoid::Config),
+    Chain(chain::Config),
 }
 
 /// One training of an ensemble: the unit of caching and of parallelism.
@@ -38,6 +40,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(_) => "phase_diagram",
             ExperimentSpec::Sigmoid(_) => "sigmoid",
+            ExperimentSpec::Chain(_) => "chain",
         }
     }
 
@@ -47,6 +50,7 @@ impl ExperimentSpec {
         let own = match self {
             ExperimentSpec::PhaseDiagram(_) => "src/experiments/phase_diagram.rs",
             ExperimentSpec::Sigmoid(_) => "src/experiments/sigmoid.rs",
+            ExperimentSpec::Chain(_) => "src/experiments/chain.rs",
         };
         vec!["src/train.rs", "src/rng.rs", own]
     }
@@ -65,6 +69,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.problems(),
             ExperimentSpec::Sigmoid(c) => c.problems(),
+            ExperimentSpec::Chain(c) => c.problems(),
         }
     }
 
@@ -72,6 +77,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.outputs(),
             ExperimentSpec::Sigmoid(c) => c.outputs(),
+            ExperimentSpec::Chain(c) => c.outputs(),
         }
     }
 
@@ -79,6 +85,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.seeds(),
             ExperimentSpec::Sigmoid(c) => c.seeds(),
+            ExperimentSpec::Chain(c) => c.seeds(),
         }
     }
 
@@ -86,6 +93,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.jobs(),
             ExperimentSpec::Sigmoid(c) => c.jobs(),
+            ExperimentSpec::Chain(c) => c.jobs(),
         }
     }
 
@@ -93,6 +101,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.run_job(job),
             ExperimentSpec::Sigmoid(c) => c.run_job(job),
+            ExperimentSpec::Chain(c) => c.run_job(job),
         }
     }
 
@@ -101,6 +110,7 @@ impl ExperimentSpec {
         match self {
             ExperimentSpec::PhaseDiagram(c) => c.assemble(logs),
             ExperimentSpec::Sigmoid(c) => c.assemble(logs),
+            ExperimentSpec::Chain(c) => c.assemble(logs),
         }
     }
 }
@@ -130,4 +140,26 @@ pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         }
     }
     (mean, lo, hi)
+}
+
+/// The first time a logged series reaches `target`, linearly interpolated
+/// between the two logged points around the crossing; None if it never does.
+pub fn crossing_time(times: &[f64], values: &[f64], target: f64) -> Option<f64> {
+    let first = values.iter().position(|&v| v >= target)?;
+    if first == 0 {
+        return Some(times[0]);
+    }
+    let (t0, t1, v0, v1) = (times[first - 1], times[first], values[first - 1], values[first]);
+    Some(t0 + (t1 - t0) * (target - v0) / (v1 - v0))
+}
+
+/// Least-squares slope of ln y against ln x.
+pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    let n = lx.len() as f64;
+    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
+    let cov: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = lx.iter().map(|a| (a - mx) * (a - mx)).sum();
+    cov / var
 }

@@ -1,0 +1,398 @@
+//! Balanced scalar chains: how the input norm and the depth set the speed.
+//!
+//! One training point x = s (label +1) and a bias-free ReLU net of width 1
+//! and depth L with every weight equal at the start: f = s w_1 ... w_L. All
+//! layers then stay equal (balanced) and the margin z = f obeys
+//!   dz/dt = L s^{2/L} z^{2-2/L} push(z) / N   (N = 1 here),
+//! so the time t* to reach a target margin is exact from the ODE
+//! (`theory::Mode`). Each norm s is one member of the ensemble; each
+//! (init, depth) is one job. There is nothing random in this setup: the
+//! ensemble has no seeds.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{crossing_time, job_config, loglog_slope, Job};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::spec::{Count, Depth, Loss, Outputs, Positive};
+use crate::theory;
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub loss: Loss,
+    pub depths: Vec<Depth>,
+    /// Input norms s, log-spaced from min to max.
+    pub norms: NormRange,
+    /// t* is the first time the margin reaches this value.
+    pub target_margin: Positive,
+    /// The norm whose margin trajectories are drawn (one of `norms`).
+    pub trajectory_norm: Positive,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    /// Step of the RK4 integration of the theory.
+    pub theory_dt: Positive,
+    #[serde(rename = "init")]
+    pub inits: Vec<Init>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormRange {
+    pub min: Positive,
+    pub max: Positive,
+    pub count: Count,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Init {
+    /// Names the init in series and scalars, e.g. "weights at 0.1".
+    pub name: String,
+    #[serde(flatten)]
+    pub start: Start,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// Every weight starts at this value, whatever s: z0 = s eps^L grows with s.
+    Weight(Positive),
+    /// Weights start at (z0 / s)^{1/L}: the same initial margin for every s.
+    Margin(Positive),
+}
+
+impl Start {
+    fn weight(self, s: f64, depth: u64) -> f64 {
+        match self {
+            Start::Weight(eps) => eps.get(),
+            Start::Margin(z0) => (z0.get() / s).powf(1.0 / depth as f64),
+        }
+    }
+}
+
+/// Names of the scalars and series, shared by `outputs` and `assemble`.
+fn slope_scalar(init: &str, depth: u64) -> String {
+    format!("{init}, depth {depth}: log-log slope of t* vs s")
+}
+fn measured_name(init: &str, depth: u64) -> String {
+    format!("{init}, depth {depth}")
+}
+fn theory_name(init: &str, depth: u64) -> String {
+    format!("{init}, depth {depth} (ODE)")
+}
+fn escape_scalar(depth: u64) -> String {
+    format!("depth {depth}: t* at the trajectory norm")
+}
+fn width_scalar(depth: u64) -> String {
+    format!("depth {depth}: rise width (decades)")
+}
+const GAP_SCALAR: &str = "largest gap of t* to the ODE (%)";
+
+impl Config {
+    pub fn seeds(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    fn norm_values(&self) -> Vec<f64> {
+        let (lo, hi, n) = (self.norms.min.get(), self.norms.max.get(), self.norms.count.usize());
+        if n == 1 {
+            return vec![lo];
+        }
+        (0..n).map(|i| lo * (hi / lo).powf(i as f64 / (n - 1) as f64)).collect()
+    }
+
+    fn trajectory_member(&self) -> Option<usize> {
+        let s = self.trajectory_norm.get();
+        self.norm_values().iter().position(|v| (v - s).abs() <= 1e-9 * s)
+    }
+
+    /// Whether the figure shows t* and rise width against depth (one norm only).
+    fn depth_view(&self) -> bool {
+        self.norms.count.get() == 1
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.depths.is_empty() {
+            p.push("expected at least one depth".into());
+        }
+        if self.inits.is_empty() {
+            p.push("expected at least one [[figure.experiment.chain.init]]".into());
+        }
+        for (i, init) in self.inits.iter().enumerate() {
+            if self.inits[..i].iter().any(|o| o.name == init.name) {
+                p.push(format!("duplicate init name {:?}", init.name));
+            }
+        }
+        if self.norms.min.get() > self.norms.max.get() {
+            p.push(format!("norms: expected min <= max, got {} > {}", self.norms.min.get(), self.norms.max.get()));
+        }
+        if self.norms.count.get() == 1 && self.norms.min.get() != self.norms.max.get() {
+            p.push("norms: a single norm needs min = max".into());
+        }
+        if self.trajectory_member().is_none() {
+            p.push(format!("trajectory_norm {} is not one of the norms {:?}", self.trajectory_norm.get(), self.norm_values()));
+        }
+        if self.depth_view() {
+            let s = self.norms.min.get();
+            for init in &self.inits {
+                for d in &self.depths {
+                    let z0 = s * init.start.weight(s, d.get()).powi(d.get() as i32);
+                    if z0 >= 0.1 * self.target_margin.get() {
+                        p.push(format!("init {:?}, depth {}: the rise width needs an initial margin below 10% of target_margin, got {z0}", init.name, d.get()));
+                    }
+                }
+            }
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        out.scalars.push(GAP_SCALAR.into());
+        for init in &self.inits {
+            for d in &self.depths {
+                out.series.push(measured_name(&init.name, d.get()));
+                out.series.push(theory_name(&init.name, d.get()));
+                if !self.depth_view() {
+                    out.scalars.push(slope_scalar(&init.name, d.get()));
+                }
+            }
+        }
+        if self.depth_view() {
+            for d in &self.depths {
+                out.scalars.push(escape_scalar(d.get()));
+                out.scalars.push(width_scalar(d.get()));
+            }
+        }
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for init in &self.inits {
+            for d in &self.depths {
+                jobs.push(Job {
+                    name: measured_name(&init.name, d.get()),
+                    config: job_config(
+                        self,
+                        &[("init", json!(null)), ("depths", json!(null)), ("theory_dt", json!(null)), ("trajectory_norm", json!(null)), ("target_margin", json!(null)), ("this_depth", json!(d)), ("this_start", json!(init.start))],
+                    ),
+                    seeds: Vec::new(),
+                    members: self.norms.count.usize(),
+                });
+            }
+        }
+        jobs
+    }
+
+    fn job_parts(&self, job: &Job) -> Result<(&Init, u64)> {
+        for init in &self.inits {
+            for d in &self.depths {
+                if measured_name(&init.name, d.get()) == job.name {
+                    return Ok((init, d.get()));
+                }
+            }
+        }
+        anyhow::bail!("no chain job named {:?}", job.name)
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let (init, depth) = self.job_parts(job)?;
+        let norms = self.norm_values();
+        let members = norms.len();
+        let data = EnsembleData { members, points: 1, dim: 1, x: norms.iter().map(|&s| s as f32).collect(), y: vec![1.0; members] };
+        let weights = EnsembleWeights {
+            members,
+            shapes: vec![(1, 1); depth as usize],
+            layers: (0..depth).map(|_| norms.iter().map(|&s| init.start.weight(s, depth) as f32).collect()).collect(),
+        };
+        let cfg = TrainConfig {
+            loss: self.loss,
+            learning_rate: self.learning_rate.get(),
+            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
+            record_weights: RecordWeights::Never,
+        };
+        train::train(&weights, &data, &cfg)
+    }
+
+    /// The chain as the network starts it, in f32 like the network.
+    fn mode(&self, start: Start, s: f64, depth: u64) -> theory::Mode {
+        let w = start.weight(s, depth) as f32 as f64;
+        theory::Mode { norm: s as f32 as f64, weights: vec![w; depth as usize] }
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        let jobs = self.jobs();
+        ensure!(logs.len() == jobs.len(), "chain expects {} job logs, got {}", jobs.len(), logs.len());
+        let norms = self.norm_values();
+        let target = self.target_margin.get();
+        let dt = self.theory_dt.get();
+        let loss = self.loss;
+        let traj = self.trajectory_member().expect("validated");
+        let depth_view = self.depth_view();
+        let mut body = FigureBody::default();
+        let time_label = "time t = lr x step";
+        if !depth_view {
+            for init in &self.inits {
+                body.panels.push(Panel {
+                    title: format!("{}: time t* to reach margin {target} vs input norm s", init.name),
+                    x_label: "input norm s".into(),
+                    y_label: "t* (points: measured, dashed: ODE)".into(),
+                    x_log: true,
+                    y_log: true,
+                    x_range: None,
+                    y_range: None,
+                });
+            }
+        }
+        let traj_panel = body.panels.len();
+        body.panels.push(Panel {
+            title: format!("margin over time at s = {} (solid: measured, dashed: ODE)", self.trajectory_norm.get()),
+            x_label: time_label.into(),
+            y_label: "margin z = f(x)".into(),
+            x_log: true,
+            y_log: true,
+            x_range: None,
+            y_range: None,
+        });
+        let mut gap: f64 = 0.0;
+        let mut depth_points: Vec<(u64, f64, f64, f64, f64)> = Vec::new();
+        for ((init, depth), log) in self.inits.iter().flat_map(|i| self.depths.iter().map(move |d| (i, d.get()))).zip(logs) {
+            let times = log.times();
+            let t_max = *times.last().unwrap_or(&0.0);
+            let color = palette::depth(depth);
+            let init_index = self.inits.iter().position(|i| i.name == init.name).unwrap_or(0);
+            let margins_of = |member: usize| -> Vec<f64> { log.margins.iter().map(|m| m[member] as f64).collect() };
+            let measured: Vec<Option<f64>> = (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
+            let theory: Vec<Option<f64>> = norms.iter().map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max)).collect();
+            for (m, t) in measured.iter().zip(&theory) {
+                gap = gap.max(match (m, t) {
+                    (Some(m), Some(t)) => 100.0 * (m - t).abs() / t,
+                    (None, None) => 0.0,
+                    _ => f64::INFINITY,
+                });
+            }
+            if !depth_view {
+                let pairs: Vec<(f64, f64)> = norms.iter().zip(&measured).filter_map(|(&s, t)| t.map(|t| (s, t))).collect();
+                let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+                body.scalars.insert(slope_scalar(&init.name, depth), if xs.len() == norms.len() { loglog_slope(&xs, &ys) } else { f64::NAN });
+                let (tx, ty): (Vec<f64>, Vec<f64>) = norms.iter().zip(&theory).filter_map(|(&s, t)| t.map(|t| (s, t))).unzip();
+                body.series.push(Series {
+                    name: measured_name(&init.name, depth),
+                    panel: init_index,
+                    source: Source::Measured,
+                    style: Style::Points,
+                    color: color.into(),
+                    legend: init_index == 0,
+                    x: xs,
+                    y: ys,
+                    band: None,
+                    labels: None,
+                });
+                body.series.push(Series {
+                    name: theory_name(&init.name, depth),
+                    panel: init_index,
+                    source: Source::Theory,
+                    style: Style::Line,
+                    color: color.into(),
+                    legend: init_index == 0,
+                    x: tx,
+                    y: ty,
+                    band: None,
+                    labels: None,
+                });
+            }
+            if init_index == 0 {
+                // The trajectory of one norm: the measured margin and the ODE's.
+                let s = norms[traj];
+                let theory_margins = self.mode(init.start, s, depth).margins_at(&times, loss, 1.0, dt);
+                let name = if depth_view { measured_name(&init.name, depth) } else { format!("{} at s = {s}", measured_name(&init.name, depth)) };
+                let theory_series = if depth_view { theory_name(&init.name, depth) } else { format!("{} at s = {s}", theory_name(&init.name, depth)) };
+                // Time 0 has no place on a log axis.
+                let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+                body.series.push(Series {
+                    name,
+                    panel: traj_panel,
+                    source: Source::Measured,
+                    style: Style::Line,
+                    color: color.into(),
+                    // In the depth view these are the only per-depth series.
+                    legend: depth_view,
+                    x: times[skip..].to_vec(),
+                    y: margins_of(traj)[skip..].to_vec(),
+                    band: None,
+                    labels: None,
+                });
+                body.series.push(Series {
+                    name: theory_series,
+                    panel: traj_panel,
+                    source: Source::Theory,
+                    style: Style::Line,
+                    color: palette::BLACK.into(),
+                    legend: depth_view && depth == self.depths[0].get(),
+                    x: times[skip..].to_vec(),
+                    y: theory_margins[skip..].to_vec(),
+                    band: None,
+                    labels: None,
+                });
+                if depth_view {
+                    let m = margins_of(traj);
+                    let rise = |series: &[f64]| -> f64 {
+                        match (crossing_time(&times, series, 0.1 * target), crossing_time(&times, series, 0.9 * target)) {
+                            (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
+                            _ => f64::NAN,
+                        }
+                    };
+                    let t_meas = measured[traj].unwrap_or(f64::NAN);
+                    let t_theory = theory[traj].unwrap_or(f64::NAN);
+                    body.scalars.insert(escape_scalar(depth), t_meas);
+                    body.scalars.insert(width_scalar(depth), rise(&m));
+                    depth_points.push((depth, t_meas, t_theory, rise(&m), rise(&theory_margins)));
+                }
+            }
+        }
+        body.scalars.insert(GAP_SCALAR.into(), gap);
+        if depth_view {
+            let depth_panel = |title: &str, y_label: &str, y_log: bool| Panel {
+                title: title.into(),
+                x_label: "depth L (number of weight layers)".into(),
+                y_label: y_label.into(),
+                x_log: false,
+                y_log,
+                x_range: None,
+                y_range: None,
+            };
+            let s = self.trajectory_norm.get();
+            body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*", false));
+            body.panels.push(depth_panel("sharpness: decades of t from 10% to 90% of the target", "rise width (decades)", false));
+            let xs: Vec<f64> = depth_points.iter().map(|p| p.0 as f64).collect();
+            let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| depth_points.iter().map(f).collect::<Vec<f64>>();
+            for (panel, name, source, y) in [
+                (traj_panel + 1, "t* measured", Source::Measured, column(|p| p.1)),
+                (traj_panel + 1, "t* ODE", Source::Theory, column(|p| p.2)),
+                (traj_panel + 2, "rise width measured", Source::Measured, column(|p| p.3)),
+                (traj_panel + 2, "rise width ODE", Source::Theory, column(|p| p.4)),
+            ] {
+                let measured = source == Source::Measured;
+                body.series.push(Series {
+                    name: name.into(),
+                    panel,
+                    source,
+                    style: if measured { Style::Points } else { Style::Line },
+                    color: if measured { palette::ORANGE.into() } else { palette::BLACK.into() },
+                    legend: true,
+                    x: xs.clone(),
+                    y,
+                    band: None,
+                    labels: None,
+                });
+            }
+        }
+        Ok(body)
+    }
+}
