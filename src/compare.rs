@@ -8,7 +8,8 @@ use crate::figure::{FigureData, Series};
 /// already rounded to 6 significant digits, and the last bits of a float may
 /// differ between CPUs (see the README's guarantees).
 pub fn close(a: f64, b: f64) -> bool {
-    a == b || (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+    // NaN marks an undefined measurement (a scalar): equal to itself here.
+    a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
 }
 
 const MAX_LISTED: usize = 8;

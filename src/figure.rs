@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub struct FigureBody {
     pub panels: Vec<Panel>,
     pub series: Vec<Series>,
-    /// Named measured numbers that claims can test.
+    /// Named measured numbers that claims can test; NaN (null in JSON)
+    /// where the measurement is undefined, e.g. a time never reached.
+    #[serde(with = "nan_as_null")]
     pub scalars: BTreeMap<String, f64>,
     /// Trainings that produced NaN or infinity.
     pub divergences: Vec<Divergence>,
@@ -24,6 +26,7 @@ pub struct FigureData {
     pub provenance: Provenance,
     pub panels: Vec<Panel>,
     pub series: Vec<Series>,
+    #[serde(with = "nan_as_null")]
     pub scalars: BTreeMap<String, f64>,
     pub claims: Vec<ClaimResult>,
     pub divergences: Vec<Divergence>,
@@ -152,7 +155,8 @@ pub fn round_sig(v: f64, digits: i32) -> f64 {
 }
 
 impl FigureBody {
-    /// Every number must be finite: JSON has no NaN, and a plotted NaN is garbage.
+    /// Every plotted number must be finite (a plotted NaN is garbage), and
+    /// a scalar may be NaN (undefined) but never infinite.
     pub fn non_finite(&self) -> Option<String> {
         for s in &self.series {
             let band = s.band.iter().flat_map(|b| b.lo.iter().chain(&b.hi));
@@ -160,7 +164,7 @@ impl FigureBody {
                 return Some(format!("series {:?}", s.name));
             }
         }
-        self.scalars.iter().find(|(_, v)| !v.is_finite()).map(|(k, _)| format!("scalar {k:?}"))
+        self.scalars.iter().find(|(_, v)| v.is_infinite()).map(|(k, _)| format!("scalar {k:?}"))
     }
 
     /// Rounds every number to `digits` significant digits.
@@ -207,5 +211,22 @@ pub mod palette {
             6 => SKY_BLUE,
             _ => BLACK,
         }
+    }
+}
+
+/// Scalars as JSON numbers, with NaN (an undefined measurement) as null.
+mod nan_as_null {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        let out: BTreeMap<&String, Option<f64>> = map.iter().map(|(k, v)| (k, (!v.is_nan()).then_some(*v))).collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        let map = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+        Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
     }
 }

@@ -297,13 +297,11 @@ where
         if let Some(b) = &s.band {
             label.push_str(&format!(" (band: {})", b.what));
         }
-        for (i, line) in wrap(&label, 30).into_iter().enumerate() {
-            area.draw(&Text::new(line, (x1 + 8, y - 7 + i as i32 * 15), style.clone())).map_err(draw_err)?;
-            if i > 0 {
-                y += 15;
-            }
+        let lines = wrap(&label, 30);
+        for (i, line) in lines.iter().enumerate() {
+            area.draw(&Text::new(line.clone(), (x1 + 8, y - 7 + i as i32 * 15), style.clone())).map_err(draw_err)?;
         }
-        y += 22;
+        y += 22 + 15 * (lines.len() as i32 - 1);
     }
     Ok(())
 }

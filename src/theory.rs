@@ -143,22 +143,29 @@ impl Mode {
 }
 
 impl Mode {
-    /// The margin at each of `times` (ascending, from 0), by RK4 with step
-    /// at most `dt`.
-    pub fn margins_at(&self, times: &[f64], loss: Loss, n: f64, dt: f64) -> Vec<f64> {
+    /// The mode at each of `times` (ascending, from 0), by RK4 with steps of
+    /// at most `dt`, and of at most `rel` x t once that is larger: late in
+    /// training the push has decayed and the flow is slow, so steps can grow
+    /// with t (rel = 0 keeps every step at dt).
+    pub fn states_at(&self, times: &[f64], loss: Loss, n: f64, dt: f64, rel: f64) -> Vec<Mode> {
         let mut mode = self.clone();
         let mut t = 0.0;
         times
             .iter()
             .map(|&target| {
                 while t < target {
-                    let h = dt.min(target - t);
+                    let h = dt.max(rel * t).min(target - t);
                     mode.rk4_step(loss, n, h);
                     t += h;
                 }
-                mode.margin()
+                mode.clone()
             })
             .collect()
+    }
+
+    /// The margin at each of `times`, with fixed steps of at most `dt`.
+    pub fn margins_at(&self, times: &[f64], loss: Loss, n: f64, dt: f64) -> Vec<f64> {
+        self.states_at(times, loss, n, dt, 0.0).iter().map(Mode::margin).collect()
     }
 }
 

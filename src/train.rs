@@ -74,6 +74,8 @@ pub struct TrainLog {
     pub log_steps: Vec<u64>,
     /// Per logged step: margins m = y f(x), flat (E, N).
     pub margins: Vec<Vec<f32>>,
+    /// Per logged step: each member's weight norm (all layers, Frobenius).
+    pub weight_norms: Vec<Vec<f32>>,
     /// Per logged step where recorded: the weights then.
     pub weights: Vec<(u64, EnsembleWeights)>,
     /// Per member: the first logged step at which a margin was NaN or infinite.
@@ -129,6 +131,7 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
         learning_rate: cfg.learning_rate,
         log_steps: cfg.log_steps.clone(),
         margins: Vec::with_capacity(cfg.log_steps.len()),
+        weight_norms: Vec::with_capacity(cfg.log_steps.len()),
         weights: Vec::new(),
         diverged_at: vec![None; e],
     };
@@ -143,6 +146,7 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
                 }
             }
             log.margins.push(margins);
+            log.weight_norms.push(net.weight_norms()?);
             let record = match cfg.record_weights {
                 RecordWeights::Never => false,
                 RecordWeights::Last => step == last_step,
@@ -206,6 +210,18 @@ impl Net {
             }
         }
         Ok(grads.into_iter().map(Option::unwrap).collect())
+    }
+
+    fn weight_norms(&self) -> Result<Vec<f32>> {
+        let mut squares: Option<Tensor> = None;
+        for w in &self.weights {
+            let s = w.sqr()?.sum((1, 2))?;
+            squares = Some(match squares {
+                Some(acc) => (acc + s)?,
+                None => s,
+            });
+        }
+        Ok(squares.context("a net has at least one layer")?.sqrt()?.to_vec1::<f32>()?)
     }
 
     fn snapshot(&self, like: &EnsembleWeights) -> Result<EnsembleWeights> {

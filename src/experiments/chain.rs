@@ -261,6 +261,7 @@ impl Config {
             y_range: None,
         });
         let mut gap: f64 = 0.0;
+        let mut unmatched = false;
         let mut depth_points: Vec<(u64, f64, f64, f64, f64)> = Vec::new();
         for ((init, depth), log) in self.inits.iter().flat_map(|i| self.depths.iter().map(move |d| (i, d.get()))).zip(logs) {
             let times = log.times();
@@ -271,11 +272,13 @@ impl Config {
             let measured: Vec<Option<f64>> = (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
             let theory: Vec<Option<f64>> = norms.iter().map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max)).collect();
             for (m, t) in measured.iter().zip(&theory) {
-                gap = gap.max(match (m, t) {
-                    (Some(m), Some(t)) => 100.0 * (m - t).abs() / t,
-                    (None, None) => 0.0,
-                    _ => f64::INFINITY,
-                });
+                match (m, t) {
+                    (Some(m), Some(t)) => gap = gap.max(100.0 * (m - t).abs() / t),
+                    (None, None) => {}
+                    // One reached the target and the other did not: no gap
+                    // can be measured, and the claim on it must fail.
+                    _ => unmatched = true,
+                }
             }
             if !depth_view {
                 let pairs: Vec<(f64, f64)> = norms.iter().zip(&measured).filter_map(|(&s, t)| t.map(|t| (s, t))).collect();
@@ -356,7 +359,7 @@ impl Config {
                 }
             }
         }
-        body.scalars.insert(GAP_SCALAR.into(), gap);
+        body.scalars.insert(GAP_SCALAR.into(), if unmatched { f64::NAN } else { gap });
         if depth_view {
             let depth_panel = |title: &str, y_label: &str, y_log: bool| Panel {
                 title: title.into(),

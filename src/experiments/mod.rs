@@ -11,6 +11,8 @@ use crate::spec::Outputs;
 use crate::train::TrainLog;
 
 pub mod chain;
+pub mod losses;
+pub mod modes;
 pub mod phase_diagram;
 pub mod sigmoid;
 
@@ -21,6 +23,8 @@ pub enum ExperimentSpec {
     PhaseDiagram(phase_diagram::Config),
     Sigmoid(sigmoid::Config),
     Chain(chain::Config),
+    Modes(modes::Config),
+    Losses(losses::Config),
 }
 
 /// One training of an ensemble: the unit of caching and of parallelism.
@@ -41,18 +45,25 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(_) => "phase_diagram",
             ExperimentSpec::Sigmoid(_) => "sigmoid",
             ExperimentSpec::Chain(_) => "chain",
+            ExperimentSpec::Modes(_) => "modes",
+            ExperimentSpec::Losses(_) => "losses",
         }
     }
 
     /// The source files whose code computes this kind's results (the
     /// engine's, plus its own): they make up its code fingerprint.
     pub fn source_files(&self) -> Vec<&'static str> {
-        let own = match self {
-            ExperimentSpec::PhaseDiagram(_) => "src/experiments/phase_diagram.rs",
-            ExperimentSpec::Sigmoid(_) => "src/experiments/sigmoid.rs",
-            ExperimentSpec::Chain(_) => "src/experiments/chain.rs",
+        let own: &[&'static str] = match self {
+            ExperimentSpec::PhaseDiagram(_) => &["src/experiments/phase_diagram.rs"],
+            ExperimentSpec::Sigmoid(_) => &["src/experiments/sigmoid.rs"],
+            ExperimentSpec::Chain(_) => &["src/experiments/chain.rs"],
+            // Trains the sigmoid kind's models.
+            ExperimentSpec::Modes(_) => &["src/experiments/modes.rs", "src/experiments/sigmoid.rs"],
+            ExperimentSpec::Losses(_) => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
         };
-        vec!["src/train.rs", "src/rng.rs", own]
+        let mut files = vec!["src/train.rs", "src/rng.rs"];
+        files.extend_from_slice(own);
+        files
     }
 
     /// Every source file behind the figure's data: the training's, plus the
@@ -70,6 +81,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.problems(),
             ExperimentSpec::Sigmoid(c) => c.problems(),
             ExperimentSpec::Chain(c) => c.problems(),
+            ExperimentSpec::Modes(c) => c.problems(),
+            ExperimentSpec::Losses(c) => c.problems(),
         }
     }
 
@@ -78,6 +91,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.outputs(),
             ExperimentSpec::Sigmoid(c) => c.outputs(),
             ExperimentSpec::Chain(c) => c.outputs(),
+            ExperimentSpec::Modes(c) => c.outputs(),
+            ExperimentSpec::Losses(c) => c.outputs(),
         }
     }
 
@@ -86,6 +101,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.seeds(),
             ExperimentSpec::Sigmoid(c) => c.seeds(),
             ExperimentSpec::Chain(c) => c.seeds(),
+            ExperimentSpec::Modes(c) => c.seeds(),
+            ExperimentSpec::Losses(c) => c.seeds(),
         }
     }
 
@@ -94,6 +111,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.jobs(),
             ExperimentSpec::Sigmoid(c) => c.jobs(),
             ExperimentSpec::Chain(c) => c.jobs(),
+            ExperimentSpec::Modes(c) => c.jobs(),
+            ExperimentSpec::Losses(c) => c.jobs(),
         }
     }
 
@@ -102,6 +121,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.run_job(job),
             ExperimentSpec::Sigmoid(c) => c.run_job(job),
             ExperimentSpec::Chain(c) => c.run_job(job),
+            ExperimentSpec::Modes(c) => c.run_job(job),
+            ExperimentSpec::Losses(c) => c.run_job(job),
         }
     }
 
@@ -111,6 +132,8 @@ impl ExperimentSpec {
             ExperimentSpec::PhaseDiagram(c) => c.assemble(logs),
             ExperimentSpec::Sigmoid(c) => c.assemble(logs),
             ExperimentSpec::Chain(c) => c.assemble(logs),
+            ExperimentSpec::Modes(c) => c.assemble(logs),
+            ExperimentSpec::Losses(c) => c.assemble(logs),
         }
     }
 }

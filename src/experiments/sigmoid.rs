@@ -63,11 +63,15 @@ pub enum Init {
     /// [output_ratio_min, output_ratio_max] (< 1: inside the region where
     /// a wrong sign still learns, like c2 of the phase diagram).
     Aligned { scale: Positive, log_spread: NonNegative, output_ratio_min: Fraction, output_ratio_max: Fraction },
+    /// Aligned like `aligned`, balanced and right: every weight of mode k is
+    /// `scale`, with the output's sign that of point k's label, so every
+    /// point starts correct with margin s_k scale^L (nothing random).
+    Balanced { scale: Positive },
 }
 
 impl Model {
     fn has_theory(&self) -> bool {
-        self.depth.get() == 1 || matches!(self.init, Init::Aligned { .. })
+        self.depth.get() == 1 || matches!(self.init, Init::Aligned { .. } | Init::Balanced { .. })
     }
     fn gap_scalar(&self) -> String {
         format!("{}: largest gap to theory (points)", self.name)
@@ -97,6 +101,14 @@ impl Config {
                 (1, Some(_)) => p.push(format!("model {:?}: a linear model (depth 1) has no hidden width", m.name)),
                 (d, None) if d > 1 => p.push(format!("model {:?}: depth {d} needs a hidden `width`", m.name)),
                 _ => {}
+            }
+            if matches!(m.init, Init::Balanced { .. }) {
+                if depth == 1 {
+                    p.push(format!("model {:?}: balanced init needs depth >= 2", m.name));
+                }
+                if m.width.is_some_and(|w| w.get() != self.points.get()) {
+                    p.push(format!("model {:?}: balanced init needs width = points = {}", m.name, self.points.get()));
+                }
             }
             if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
                 if depth == 1 {
@@ -146,7 +158,7 @@ impl Config {
     }
 
     /// The training set: norms and labels from the data seed.
-    fn data(&self) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn data(&self) -> (Vec<f64>, Vec<f64>) {
         let mut r = rng::stream("sigmoid/data", self.data_seed);
         let n = self.points.usize();
         let norms = (0..n).map(|_| (self.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
@@ -200,7 +212,7 @@ impl Config {
 
     /// One seed's initial weights (row-major per layer) and, for an aligned
     /// init, each point's mode (its chain of weights, output times label).
-    fn init(&self, model: &Model, seed: u64, labels: &[f64]) -> (Vec<Vec<f32>>, Vec<theory::Mode>) {
+    pub(crate) fn init(&self, model: &Model, seed: u64, labels: &[f64]) -> (Vec<Vec<f32>>, Vec<theory::Mode>) {
         let shapes = self.shapes(model);
         let n = self.points.usize();
         match model.init {
@@ -214,6 +226,22 @@ impl Config {
                     })
                     .collect();
                 (layers, Vec::new())
+            }
+            Init::Balanced { scale } => {
+                let depth = shapes.len();
+                let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();
+                let (norms, _) = self.data();
+                let w = scale.get() as f32;
+                let modes = (0..n)
+                    .map(|k| {
+                        for (l, &(_, width_in)) in shapes[..depth - 1].iter().enumerate() {
+                            layers[l][k * width_in + k] = w;
+                        }
+                        layers[depth - 1][k] = w * labels[k] as f32;
+                        theory::Mode { norm: norms[k] as f32 as f64, weights: vec![w as f64; depth] }
+                    })
+                    .collect();
+                (layers, modes)
             }
             Init::Aligned { scale, log_spread, output_ratio_min, output_ratio_max } => {
                 let mut r = rng::stream("sigmoid/aligned-init", seed);

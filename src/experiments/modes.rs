@@ -1,0 +1,179 @@
+//! Parallel independent modes: with the aligned, balanced init every point
+//! of the orthogonal data set has its own scalar chain, and each measured
+//! margin follows its own ODE; from a random init the same net's margins
+//! drift away from those ODEs where the modes interact.
+//!
+//! The data set and the two inits are the sigmoid figure's (`Init::Balanced`
+//! and `Init::Random`), so this kind runs two of its models and draws the
+//! margins instead of the error.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+use super::sigmoid::{self, Init, Model};
+use super::{mean_min_max, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::spec::{Count, Depth, Loss, NonNegative, Outputs, Positive};
+use crate::train::TrainLog;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// N: the number of training points, the input dimension and the width.
+    pub points: Count,
+    pub norm_log_std: NonNegative,
+    pub loss: Loss,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    pub data_seed: u64,
+    /// Seeds of the random init (the balanced init has no random part).
+    pub seed_count: Count,
+    pub theory_dt: Positive,
+    pub depth: Depth,
+    /// Every weight of every mode of the aligned net.
+    pub balanced_scale: Positive,
+    /// Weights of the random net ~ normal(0, random_scale^2 / fan_in).
+    pub random_scale: Positive,
+    /// How many points' margins are drawn (spread over the range of norms).
+    pub shown_points: Count,
+}
+
+const ALIGNED: &str = "aligned, balanced init";
+const RANDOM: &str = "random init";
+const ALIGNED_GAP: &str = "aligned: largest gap to the mode ODE (% of the margin)";
+const RANDOM_GAP: &str = "random: largest gap to the aligned mode ODE (margin units)";
+const POINT_COLORS: [&str; 6] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+
+impl Config {
+    /// The sigmoid-figure experiment with this figure's two nets.
+    fn base(&self) -> sigmoid::Config {
+        let model = |name: &str, init: Init| Model { name: name.into(), depth: self.depth, width: Some(self.points), init };
+        sigmoid::Config {
+            points: self.points,
+            norm_log_std: self.norm_log_std,
+            loss: self.loss,
+            learning_rate: self.learning_rate,
+            steps: self.steps,
+            log_points: self.log_points,
+            data_seed: self.data_seed,
+            seed_count: self.seed_count,
+            theory_dt: self.theory_dt,
+            models: vec![model(ALIGNED, Init::Balanced { scale: self.balanced_scale }), model(RANDOM, Init::Random { scale: self.random_scale })],
+        }
+    }
+
+    pub fn seeds(&self) -> Vec<u64> {
+        self.base().seeds()
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.depth.get() < 2 {
+            p.push("depth: expected at least 2 (the linear model has no hidden modes)".into());
+        }
+        if self.shown_points.get() > (POINT_COLORS.len() as u64).min(self.points.get()) {
+            p.push(format!("shown_points: expected at most {} (and at most points)", POINT_COLORS.len()));
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        out.scalars = vec![ALIGNED_GAP.into(), RANDOM_GAP.into()];
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        self.base().jobs()
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        self.base().run_job(job)
+    }
+
+    /// The points drawn: evenly spread in rank of norm, smallest to largest.
+    fn shown(&self, norms: &[f64]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..norms.len()).collect();
+        order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]));
+        let k = self.shown_points.usize();
+        (0..k).map(|i| order[if k == 1 { 0 } else { i * (norms.len() - 1) / (k - 1) }]).collect()
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(logs.len() == 2, "modes expects 2 job logs, got {}", logs.len());
+        let base = self.base();
+        let n = self.points.usize();
+        let (norms, labels) = base.data();
+        let seeds = self.seeds();
+        let times = logs[0].times();
+        // Time 0 has no place on a log axis.
+        let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+        // Every mode of the balanced init is the same for every seed.
+        let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
+        let theory: Vec<Vec<f64>> = modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();
+        let panel = |title: &str| Panel {
+            title: title.into(),
+            x_label: "time t = lr x step".into(),
+            y_label: "margin y f(x) of the point".into(),
+            x_log: true,
+            y_log: false,
+            x_range: None,
+            y_range: None,
+        };
+        let mut body = FigureBody {
+            panels: vec![panel("aligned, balanced init: each mode on its own ODE"), panel("random init: the same points, with the modes' ODE for reference")],
+            ..Default::default()
+        };
+        for (panel, (log, name)) in logs.iter().zip([ALIGNED, RANDOM]).enumerate() {
+            let mut gap: f64 = 0.0;
+            for seed in 0..seeds.len() {
+                for (i, ode) in theory.iter().enumerate() {
+                    for (step, m) in log.margins.iter().enumerate().skip(skip) {
+                        let diff = (m[seed * n + i] as f64 - ode[step]).abs();
+                        // Relative where the ODE applies; in margin units for
+                        // the random init, whose margins start anywhere.
+                        gap = gap.max(if panel == 0 { 100.0 * diff / ode[step] } else { diff });
+                    }
+                }
+            }
+            body.scalars.insert(if panel == 0 { ALIGNED_GAP } else { RANDOM_GAP }.into(), gap);
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: name.into(), member, seed: seeds[member], step: *step });
+                }
+            }
+            for (rank, &i) in self.shown(&norms).iter().enumerate() {
+                let color = POINT_COLORS[rank];
+                let per_seed: Vec<Vec<f64>> = (0..seeds.len()).map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect()).collect();
+                let (mean, lo, hi) = mean_min_max(&per_seed);
+                let band = (panel == 1).then(|| Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi });
+                body.series.push(Series {
+                    name: format!("s = {:.2}, {name}", norms[i]),
+                    panel,
+                    source: Source::Measured,
+                    style: Style::Line,
+                    color: color.into(),
+                    legend: panel == 0 || rank == 0,
+                    x: times[skip..].to_vec(),
+                    y: mean,
+                    band,
+                    labels: None,
+                });
+                body.series.push(Series {
+                    name: format!("mode ODE, s = {:.2}", norms[i]),
+                    panel,
+                    source: Source::Theory,
+                    style: Style::Line,
+                    color: palette::BLACK.into(),
+                    legend: panel == 0 && rank == 0,
+                    x: times[skip..].to_vec(),
+                    y: theory[i][skip..].to_vec(),
+                    band: None,
+                    labels: None,
+                });
+            }
+        }
+        Ok(body)
+    }
+}
