@@ -11,6 +11,7 @@ use crate::spec::Outputs;
 use crate::train::TrainLog;
 
 pub mod chain;
+pub mod frequency;
 pub mod losses;
 pub mod modes;
 pub mod phase_diagram;
@@ -25,6 +26,7 @@ pub enum ExperimentSpec {
     Chain(chain::Config),
     Modes(modes::Config),
     Losses(losses::Config),
+    Frequency(frequency::Config),
 }
 
 /// One training of an ensemble: the unit of caching and of parallelism.
@@ -47,6 +49,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(_) => "chain",
             ExperimentSpec::Modes(_) => "modes",
             ExperimentSpec::Losses(_) => "losses",
+            ExperimentSpec::Frequency(_) => "frequency",
         }
     }
 
@@ -60,6 +63,7 @@ impl ExperimentSpec {
             // Trains the sigmoid kind's models.
             ExperimentSpec::Modes(_) => &["src/experiments/modes.rs", "src/experiments/sigmoid.rs"],
             ExperimentSpec::Losses(_) => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
+            ExperimentSpec::Frequency(_) => &["src/experiments/frequency.rs"],
         };
         let mut files = vec!["src/train.rs", "src/rng.rs"];
         files.extend_from_slice(own);
@@ -83,6 +87,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.problems(),
             ExperimentSpec::Modes(c) => c.problems(),
             ExperimentSpec::Losses(c) => c.problems(),
+            ExperimentSpec::Frequency(c) => c.problems(),
         }
     }
 
@@ -93,6 +98,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.outputs(),
             ExperimentSpec::Modes(c) => c.outputs(),
             ExperimentSpec::Losses(c) => c.outputs(),
+            ExperimentSpec::Frequency(c) => c.outputs(),
         }
     }
 
@@ -103,6 +109,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.seeds(),
             ExperimentSpec::Modes(c) => c.seeds(),
             ExperimentSpec::Losses(c) => c.seeds(),
+            ExperimentSpec::Frequency(c) => c.seeds(),
         }
     }
 
@@ -113,6 +120,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.jobs(),
             ExperimentSpec::Modes(c) => c.jobs(),
             ExperimentSpec::Losses(c) => c.jobs(),
+            ExperimentSpec::Frequency(c) => c.jobs(),
         }
     }
 
@@ -123,6 +131,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.run_job(job),
             ExperimentSpec::Modes(c) => c.run_job(job),
             ExperimentSpec::Losses(c) => c.run_job(job),
+            ExperimentSpec::Frequency(c) => c.run_job(job),
         }
     }
 
@@ -134,6 +143,7 @@ impl ExperimentSpec {
             ExperimentSpec::Chain(c) => c.assemble(logs),
             ExperimentSpec::Modes(c) => c.assemble(logs),
             ExperimentSpec::Losses(c) => c.assemble(logs),
+            ExperimentSpec::Frequency(c) => c.assemble(logs),
         }
     }
 }

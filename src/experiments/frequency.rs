@@ -1,0 +1,344 @@
+//! Feature frequency sets the speed.
+//!
+//! K orthonormal features e_1..e_K; feature k is carried by n_k of the N
+//! training points, x_i = y_i e_k (with the label's sign, half of them of
+//! each label), frequencies p_k = n_k / N spread over a decade. The linear
+//! model's weight on feature k obeys dw_k/dt = p_k push(w_k): its learning
+//! time goes like 1/p_k exactly. A two-layer net with the aligned, balanced
+//! init has one mode per (feature, label), each with its own frequency, so
+//! the same law holds; from a random init there is no exact theory.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{crossing_time, job_config, loglog_slope, mean_min_max, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::rng;
+use crate::spec::{Count, Loss, Outputs, Positive};
+use crate::theory::Mode;
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// n_k: how many points carry each feature (the frequencies are n_k / N).
+    pub counts: Vec<Count>,
+    pub loss: Loss,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    /// A feature is learned when the mean margin of its points reaches this.
+    pub target_margin: Positive,
+    /// Every weight of the aligned two-layer net's modes.
+    pub balanced_scale: Positive,
+    /// Weights of the random two-layer net ~ normal(0, random_scale^2 / fan_in).
+    pub random_scale: Positive,
+    /// Hidden width of the random two-layer net.
+    pub random_width: Count,
+    /// Seeds of the random init (the other two nets have no random part).
+    pub seed_count: Count,
+    pub theory_dt: Positive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Net {
+    Linear,
+    Aligned,
+    Random,
+}
+
+const NETS: [Net; 3] = [Net::Linear, Net::Aligned, Net::Random];
+
+impl Net {
+    fn name(self) -> &'static str {
+        match self {
+            Net::Linear => "linear (zero init)",
+            Net::Aligned => "two-layer, aligned balanced init",
+            Net::Random => "two-layer, random init",
+        }
+    }
+    fn has_theory(self) -> bool {
+        self != Net::Random
+    }
+    fn color(self) -> &'static str {
+        match self {
+            Net::Linear => palette::depth(1),
+            Net::Aligned => palette::depth(2),
+            Net::Random => palette::PURPLE,
+        }
+    }
+}
+
+fn slope_scalar(net: Net) -> String {
+    format!("{}: log-log slope of learning time vs frequency", net.name())
+}
+fn gap_scalar(net: Net) -> String {
+    format!("{}: largest gap of learning times to theory (%)", net.name())
+}
+fn time_scalar(net: Net, k: usize) -> String {
+    format!("{}: learning time of feature {}", net.name(), k + 1)
+}
+
+impl Config {
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    /// Each point's feature and label: feature by feature, the first half
+    /// (rounded up) of its points labelled +1, the rest -1.
+    fn points_list(&self) -> Vec<(usize, f64)> {
+        self.counts.iter().enumerate().flat_map(|(k, c)| (0..c.usize()).map(move |j| (k, if j < c.usize().div_ceil(2) { 1.0 } else { -1.0 }))).collect()
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.counts.len() < 2 {
+            p.push("counts: expected at least two features".into());
+        }
+        if self.counts.iter().any(|c| c.get() < 2) {
+            p.push("counts: every feature needs at least 2 points (one of each label)".into());
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for net in NETS {
+            out.series.push(net.name().into());
+            out.scalars.push(slope_scalar(net));
+            out.scalars.extend((0..self.counts.len()).map(|k| time_scalar(net, k)));
+            if net.has_theory() {
+                out.series.push(format!("{} (theory)", net.name()));
+                out.scalars.push(gap_scalar(net));
+            }
+        }
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        NETS.iter()
+            .map(|&net| {
+                let seeds = if net == Net::Random { self.seeds() } else { vec![] };
+                let mut config = job_config(self, &[("theory_dt", json!(null)), ("target_margin", json!(null)), ("net", json!(net.name()))]);
+                if net != Net::Random {
+                    // Only the random net reads these.
+                    for key in ["random_scale", "random_width", "seed_count"] {
+                        config[key] = json!(null);
+                    }
+                }
+                if net != Net::Aligned {
+                    config["balanced_scale"] = json!(null);
+                }
+                Job { name: net.name().into(), config, members: seeds.len().max(1), seeds }
+            })
+            .collect()
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let net = *NETS.iter().find(|n| n.name() == job.name).ok_or_else(|| anyhow::anyhow!("no net named {:?}", job.name))?;
+        let k = self.counts.len();
+        let points = self.points_list();
+        let n = points.len();
+        let members = job.members;
+        let mut x = Vec::with_capacity(members * n * k);
+        let mut y = Vec::with_capacity(members * n);
+        for _ in 0..members {
+            for &(feature, label) in &points {
+                x.extend((0..k).map(|j| if j == feature { label as f32 } else { 0.0 }));
+                y.push(label as f32);
+            }
+        }
+        let data = EnsembleData { members, points: n, dim: k, x, y };
+        let init = match net {
+            Net::Linear => EnsembleWeights { members, shapes: vec![(1, k)], layers: vec![vec![0.0; members * k]] },
+            Net::Aligned => {
+                // Unit 2j sees +e_j, unit 2j+1 sees -e_j; outputs of the sign
+                // of the label those points carry.
+                let a = self.balanced_scale.get() as f32;
+                let mut first = vec![0.0; 2 * k * k];
+                let mut out = vec![0.0; 2 * k];
+                for j in 0..k {
+                    first[2 * j * k + j] = a;
+                    first[(2 * j + 1) * k + j] = -a;
+                    out[2 * j] = a;
+                    out[2 * j + 1] = -a;
+                }
+                EnsembleWeights { members, shapes: vec![(2 * k, k), (1, 2 * k)], layers: vec![first, out] }
+            }
+            Net::Random => {
+                let h = self.random_width.usize();
+                let shapes = vec![(h, k), (1, h)];
+                let mut layers = vec![Vec::new(), Vec::new()];
+                for &seed in &job.seeds {
+                    let mut r = rng::stream("frequency/random-init", seed);
+                    for (l, &(o, i)) in shapes.iter().enumerate() {
+                        let std = self.random_scale.get() / (i as f64).sqrt();
+                        layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+                    }
+                }
+                EnsembleWeights { members, shapes, layers }
+            }
+        };
+        let cfg = TrainConfig {
+            loss: self.loss,
+            learning_rate: self.learning_rate.get(),
+            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
+            record_weights: RecordWeights::Never,
+        };
+        train::train(&init, &data, &cfg)
+    }
+
+    /// The theory margin of each point over time: one mode per feature for
+    /// the linear model, one per (feature, label) for the aligned net.
+    fn theory_margins(&self, net: Net, times: &[f64]) -> Vec<Vec<f64>> {
+        let points = self.points_list();
+        let n = points.len() as f64;
+        let dt = self.theory_dt.get();
+        points
+            .iter()
+            .map(|&(feature, label)| {
+                let (weights, sharing) = match net {
+                    Net::Linear => (vec![0.0], self.counts[feature].get() as f64),
+                    _ => {
+                        let a = self.balanced_scale.get() as f32 as f64;
+                        let same = points.iter().filter(|&&(f, l)| f == feature && l == label).count();
+                        (vec![a, a], same as f64)
+                    }
+                };
+                // A mode shared by `sharing` identical points moves like one
+                // point in a data set of n / sharing.
+                Mode { norm: 1.0, weights }.states_at(times, self.loss, n / sharing, dt, 0.01).iter().map(Mode::margin).collect()
+            })
+            .collect()
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(logs.len() == NETS.len(), "frequency expects {} job logs, got {}", NETS.len(), logs.len());
+        let points = self.points_list();
+        let n = points.len();
+        let freqs: Vec<f64> = self.counts.iter().map(|c| c.get() as f64 / n as f64).collect();
+        let target = self.target_margin.get();
+        let mut body = FigureBody {
+            panels: vec![
+                Panel {
+                    title: format!("time for a feature's points to reach mean margin {target}"),
+                    x_label: "frequency p_k = n_k / N".into(),
+                    y_label: "learning time (points: measured, dashed: theory)".into(),
+                    x_log: true,
+                    y_log: true,
+                    x_range: None,
+                    y_range: None,
+                },
+                Panel {
+                    title: "linear model: mean margin of each feature's points".into(),
+                    x_label: "time t = lr x step".into(),
+                    y_label: "mean margin".into(),
+                    x_log: true,
+                    y_log: false,
+                    x_range: None,
+                    y_range: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let feature_mean = |margins: &dyn Fn(usize) -> f64, k: usize| -> f64 {
+            let idx: Vec<usize> = (0..n).filter(|&i| points[i].0 == k).collect();
+            idx.iter().map(|&i| margins(i)).sum::<f64>() / idx.len() as f64
+        };
+        for (net, log) in NETS.into_iter().zip(logs) {
+            let times = log.times();
+            let members = log.diverged_at.len();
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: net.name().into(), member, seed: member as u64, step: *step });
+                }
+            }
+            // Per feature, per member: the mean margin of its points over time.
+            let curves: Vec<Vec<Vec<f64>>> = (0..self.counts.len())
+                .map(|k| (0..members).map(|e| log.margins.iter().map(|m| feature_mean(&|i| m[e * n + i] as f64, k)).collect()).collect())
+                .collect();
+            let learn_times: Vec<f64> = curves
+                .iter()
+                .map(|per_member| {
+                    let ts: Vec<f64> = per_member.iter().map(|c| crossing_time(&times, c, target).unwrap_or(f64::NAN)).collect();
+                    ts.iter().sum::<f64>() / ts.len() as f64
+                })
+                .collect();
+            for (k, t) in learn_times.iter().enumerate() {
+                body.scalars.insert(time_scalar(net, k), *t);
+            }
+            body.scalars.insert(slope_scalar(net), loglog_slope(&freqs, &learn_times));
+            // A feature never learned has no point to draw (its scalar is NaN).
+            let (px, py): (Vec<f64>, Vec<f64>) = freqs.iter().zip(&learn_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
+            body.series.push(Series {
+                name: net.name().into(),
+                panel: 0,
+                source: Source::Measured,
+                style: Style::Points,
+                color: net.color().into(),
+                legend: true,
+                x: px,
+                y: py,
+                band: None,
+                labels: None,
+            });
+            if net.has_theory() {
+                let theory = self.theory_margins(net, &times);
+                let theory_times: Vec<f64> = (0..self.counts.len())
+                    .map(|k| {
+                        let mean: Vec<f64> = (0..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect();
+                        crossing_time(&times, &mean, target).unwrap_or(f64::NAN)
+                    })
+                    .collect();
+                let gap = learn_times.iter().zip(&theory_times).map(|(m, t)| 100.0 * (m - t).abs() / t).fold(0.0, |a: f64, b| if b.is_nan() { f64::NAN } else { a.max(b) });
+                body.scalars.insert(gap_scalar(net), gap);
+                let (tx, ty): (Vec<f64>, Vec<f64>) = freqs.iter().zip(&theory_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
+                body.series.push(Series {
+                    name: format!("{} (theory)", net.name()),
+                    panel: 0,
+                    source: Source::Theory,
+                    style: Style::Line,
+                    color: net.color().into(),
+                    legend: true,
+                    x: tx,
+                    y: ty,
+                    band: None,
+                    labels: None,
+                });
+                if net == Net::Linear {
+                    let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+                    for k in 0..self.counts.len() {
+                        let (mean, lo, hi) = mean_min_max(&curves[k]);
+                        let color = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE][k % 6];
+                        body.series.push(Series {
+                            name: format!("feature {} (p = {:.3})", k + 1, freqs[k]),
+                            panel: 1,
+                            source: Source::Measured,
+                            style: Style::Line,
+                            color: color.into(),
+                            legend: true,
+                            x: times[skip..].to_vec(),
+                            y: mean[skip..].to_vec(),
+                            band: (members > 1).then(|| Band { what: format!("min-max over {members} seeds"), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                            labels: None,
+                        });
+                        body.series.push(Series {
+                            name: format!("feature {} (theory)", k + 1),
+                            panel: 1,
+                            source: Source::Theory,
+                            style: Style::Line,
+                            color: palette::BLACK.into(),
+                            legend: k == 0,
+                            x: times[skip..].to_vec(),
+                            y: (skip..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect(),
+                            band: None,
+                            labels: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(body)
+    }
+}
