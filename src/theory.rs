@@ -169,6 +169,44 @@ impl Mode {
     }
 }
 
+/// Gradient starvation, linear model from zero weights. Features A, B, C, D
+/// orthonormal; positives carry A, and B too with probability p; negatives
+/// carry C, and D too with probability p; half the points are positive. By
+/// symmetry w_C = -w_A = -a and w_D = -w_B = -b, and with the loss averaged
+/// over all N points (each class weighs 1/2):
+///   da/dt = ((1 - p) push(a) + p push(a + b)) / 2,   db/dt = p push(a + b) / 2.
+/// The control replaces A + B by B alone:
+///   da/dt = (1 - p) push(a) / 2,   db/dt = p push(b) / 2.
+/// Returns (a, b) at each of `times` (ascending), RK4 with steps of at most
+/// `dt`, growing to 1% of t late in training when the flow is slow.
+pub fn starvation_weights(p: f64, loss: Loss, control: bool, times: &[f64], dt: f64) -> Vec<(f64, f64)> {
+    let velocity = |a: f64, b: f64| -> (f64, f64) {
+        if control {
+            ((1.0 - p) * push(loss, a) / 2.0, p * push(loss, b) / 2.0)
+        } else {
+            let both = push(loss, a + b);
+            (((1.0 - p) * push(loss, a) + p * both) / 2.0, p * both / 2.0)
+        }
+    };
+    let (mut a, mut b, mut t) = (0.0, 0.0, 0.0);
+    times
+        .iter()
+        .map(|&target| {
+            while t < target {
+                let h = dt.max(0.01 * t).min(target - t);
+                let k1 = velocity(a, b);
+                let k2 = velocity(a + h / 2.0 * k1.0, b + h / 2.0 * k1.1);
+                let k3 = velocity(a + h / 2.0 * k2.0, b + h / 2.0 * k2.1);
+                let k4 = velocity(a + h * k3.0, b + h * k3.1);
+                a += h / 6.0 * (k1.0 + 2.0 * k2.0 + 2.0 * k3.0 + k4.0);
+                b += h / 6.0 * (k1.1 + 2.0 * k2.1 + 2.0 * k3.1 + k4.1);
+                t += h;
+            }
+            (a, b)
+        })
+        .collect()
+}
+
 /// The balanced chain's closed-form velocity of z = f = s w^L (all layers
 /// equal to w): dz/dt = L s^{2/L} z^{2-2/L} push(z) / n.
 pub fn balanced_chain_velocity(depth: u32, s: f64, z: f64, loss: Loss, n: f64) -> f64 {

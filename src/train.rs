@@ -36,6 +36,28 @@ impl EnsembleWeights {
     }
 }
 
+/// Member `member`'s output f(x) for one input, in plain Rust (for test sets,
+/// after training).
+pub fn forward(weights: &EnsembleWeights, member: usize, x: &[f32]) -> f64 {
+    let mut h: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let depth = weights.shapes.len();
+    for l in 0..depth {
+        let (out, inp) = weights.shapes[l];
+        let w = weights.member_layer(member, l);
+        h = (0..out)
+            .map(|o| {
+                let pre: f64 = (0..inp).map(|i| w[o * inp + i] as f64 * h[i]).sum();
+                if l + 1 < depth {
+                    pre.max(0.0)
+                } else {
+                    pre
+                }
+            })
+            .collect();
+    }
+    h[0]
+}
+
 /// The training set of every member: E copies (or variants) of N points in R^d.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnsembleData {

@@ -16,6 +16,7 @@ pub mod losses;
 pub mod modes;
 pub mod phase_diagram;
 pub mod sigmoid;
+pub mod starvation;
 
 /// The experiment of a figure: `[figure.experiment.<kind>]` in paper.toml.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,6 +28,7 @@ pub enum ExperimentSpec {
     Modes(modes::Config),
     Losses(losses::Config),
     Frequency(frequency::Config),
+    Starvation(starvation::Config),
 }
 
 /// One training of an ensemble: the unit of caching and of parallelism.
@@ -50,6 +52,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(_) => "modes",
             ExperimentSpec::Losses(_) => "losses",
             ExperimentSpec::Frequency(_) => "frequency",
+            ExperimentSpec::Starvation(_) => "starvation",
         }
     }
 
@@ -64,6 +67,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(_) => &["src/experiments/modes.rs", "src/experiments/sigmoid.rs"],
             ExperimentSpec::Losses(_) => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
             ExperimentSpec::Frequency(_) => &["src/experiments/frequency.rs"],
+            ExperimentSpec::Starvation(_) => &["src/experiments/starvation.rs"],
         };
         let mut files = vec!["src/train.rs", "src/rng.rs"];
         files.extend_from_slice(own);
@@ -88,6 +92,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.problems(),
             ExperimentSpec::Losses(c) => c.problems(),
             ExperimentSpec::Frequency(c) => c.problems(),
+            ExperimentSpec::Starvation(c) => c.problems(),
         }
     }
 
@@ -99,6 +104,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.outputs(),
             ExperimentSpec::Losses(c) => c.outputs(),
             ExperimentSpec::Frequency(c) => c.outputs(),
+            ExperimentSpec::Starvation(c) => c.outputs(),
         }
     }
 
@@ -110,6 +116,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.seeds(),
             ExperimentSpec::Losses(c) => c.seeds(),
             ExperimentSpec::Frequency(c) => c.seeds(),
+            ExperimentSpec::Starvation(c) => c.seeds(),
         }
     }
 
@@ -121,6 +128,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.jobs(),
             ExperimentSpec::Losses(c) => c.jobs(),
             ExperimentSpec::Frequency(c) => c.jobs(),
+            ExperimentSpec::Starvation(c) => c.jobs(),
         }
     }
 
@@ -132,6 +140,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.run_job(job),
             ExperimentSpec::Losses(c) => c.run_job(job),
             ExperimentSpec::Frequency(c) => c.run_job(job),
+            ExperimentSpec::Starvation(c) => c.run_job(job),
         }
     }
 
@@ -144,6 +153,7 @@ impl ExperimentSpec {
             ExperimentSpec::Modes(c) => c.assemble(logs),
             ExperimentSpec::Losses(c) => c.assemble(logs),
             ExperimentSpec::Frequency(c) => c.assemble(logs),
+            ExperimentSpec::Starvation(c) => c.assemble(logs),
         }
     }
 }

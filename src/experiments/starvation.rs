@@ -1,0 +1,429 @@
+//! Gradient starvation on synthetic features.
+//!
+//! Orthonormal features A, B, C, D. Positives carry A, and a fraction p of
+//! them B too; negatives carry C, and a fraction p of them D too. B is as
+//! informative as A (it never appears with the wrong label) but rarer. Once
+//! A has made every point confident, cross-entropy's push on the A + B points
+//! has decayed and B is barely learned; hinge stops as soon as every margin
+//! reaches 1, with B far below A. The control replaces A + B by B alone.
+//!
+//! B's strength is read from the margins: for the linear model the A-only
+//! points have margin w_A and the A + B points w_A + w_B (control: B-only
+//! points, w_B), so w_B / w_A = (m_AB - m_A) / m_A (control: m_B / m_A); the
+//! same ratio is measured for the two-layer net ("what B adds"). At the end,
+//! each net is tested on noisy B-only points: x = y B + noise (positives) or
+//! D + noise (negatives), which only a learned B classifies.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{job_config, mean_min_max, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::rng;
+use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::theory;
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Points per class.
+    pub per_class: Count,
+    /// The fractions p of each class that carry the rare feature; each a
+    /// multiple of 1 / per_class.
+    pub frequencies: Vec<Fraction>,
+    /// Cross-entropy runs: rate and steps (long, to see w_B crawl).
+    pub learning_rate: Positive,
+    pub steps: Count,
+    /// Hinge runs freeze early, and a coarse rate would shift where: a
+    /// smaller rate, for fewer steps.
+    pub hinge_learning_rate: Positive,
+    pub hinge_steps: Count,
+    pub log_points: Count,
+    /// The two-layer net: width and init scale (weights ~ normal(0, scale^2 / fan_in)).
+    pub hidden_width: Count,
+    pub random_scale: Positive,
+    /// Seeds of the two-layer init (the linear model starts at zero).
+    pub seed_count: Count,
+    pub test_points: Count,
+    /// Standard deviation of the Gaussian noise on each of the 4 coordinates of a test point.
+    pub test_noise: NonNegative,
+    pub test_seed: u64,
+    /// Largest step of the RK4 integration of the theory.
+    pub theory_dt: Positive,
+}
+
+const DIM: usize = 4;
+// The coordinates of the four features.
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+const D: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    Linear,
+    TwoLayer,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    model: Model,
+    loss: Loss,
+    control: bool,
+}
+
+impl Run {
+    fn name(self) -> String {
+        format!(
+            "{}, {}, {}",
+            if self.model == Model::Linear { "linear" } else { "two-layer" },
+            loss_name(self.loss),
+            if self.control { "control (B without A)" } else { "starved (A + B)" }
+        )
+    }
+}
+
+fn runs() -> Vec<Run> {
+    let mut out = Vec::new();
+    for model in [Model::Linear, Model::TwoLayer] {
+        for loss in [Loss::CrossEntropy, Loss::Hinge] {
+            for control in [false, true] {
+                out.push(Run { model, loss, control });
+            }
+        }
+    }
+    out
+}
+
+fn ratio_scalar(run: Run, p: f64) -> String {
+    format!("{}, p = {p}: B / A strength at the end", run.name())
+}
+fn accuracy_scalar(run: Run, p: f64) -> String {
+    format!("{}, p = {p}: B-only test accuracy", run.name())
+}
+fn versus_control_scalar(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B strength, starved / control, at the end", if model == Model::Linear { "linear" } else { "two-layer" })
+}
+fn accuracy_gain_scalar(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved", if model == Model::Linear { "linear" } else { "two-layer" })
+}
+fn gap_scalar(loss: Loss) -> String {
+    format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss_name(loss))
+}
+fn loss_name(loss: Loss) -> &'static str {
+    if loss == Loss::CrossEntropy {
+        "cross-entropy"
+    } else {
+        "hinge"
+    }
+}
+
+impl Config {
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn model_seeds(&self, model: Model) -> Vec<u64> {
+        if model == Model::Linear {
+            Vec::new()
+        } else {
+            self.seeds()
+        }
+    }
+
+    fn rare_count(&self, p: f64) -> usize {
+        (p * self.per_class.get() as f64).round() as usize
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.frequencies.is_empty() {
+            p.push("frequencies: expected at least one".into());
+        }
+        for f in &self.frequencies {
+            let n = f.get() * self.per_class.get() as f64;
+            if (n - n.round()).abs() > 1e-9 || n < 1.0 {
+                p.push(format!("frequencies: {} is not a positive multiple of 1 / per_class = 1/{}", f.get(), self.per_class.get()));
+            }
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        out.scalars.push(gap_scalar(Loss::CrossEntropy));
+        out.scalars.push(gap_scalar(Loss::Hinge));
+        for run in runs() {
+            for f in &self.frequencies {
+                out.scalars.push(ratio_scalar(run, f.get()));
+                out.scalars.push(accuracy_scalar(run, f.get()));
+            }
+        }
+        for f in &self.frequencies {
+            for model in [Model::Linear, Model::TwoLayer] {
+                out.scalars.push(versus_control_scalar(model, f.get()));
+                out.scalars.push(accuracy_gain_scalar(model, f.get()));
+            }
+        }
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        runs()
+            .into_iter()
+            .map(|run| {
+                let seeds = self.model_seeds(run.model);
+                let mut config = job_config(
+                    self,
+                    &[
+                        ("theory_dt", json!(null)),
+                        ("test_points", json!(null)),
+                        ("test_noise", json!(null)),
+                        ("test_seed", json!(null)),
+                        ("model", json!(if run.model == Model::Linear { "linear" } else { "two-layer" })),
+                        ("loss", json!(run.loss)),
+                        ("control", json!(run.control)),
+                    ],
+                );
+                if run.model == Model::Linear {
+                    for key in ["hidden_width", "random_scale", "seed_count"] {
+                        config[key] = json!(null);
+                    }
+                }
+                let unused: [&str; 2] = if run.loss == Loss::Hinge { ["learning_rate", "steps"] } else { ["hinge_learning_rate", "hinge_steps"] };
+                for key in unused {
+                    config[key] = json!(null);
+                }
+                Job { name: run.name(), config, members: self.frequencies.len() * seeds.len().max(1), seeds }
+            })
+            .collect()
+    }
+
+    /// One class of the training set for frequency p: (feature sets, label).
+    fn training_points(&self, p: f64, control: bool) -> Vec<(Vec<usize>, f64)> {
+        let rare = self.rare_count(p);
+        let mut out = Vec::new();
+        for (label, common, extra) in [(1.0, A, B), (-1.0, C, D)] {
+            for i in 0..self.per_class.usize() {
+                let features = match (i < rare, control) {
+                    (true, false) => vec![common, extra],
+                    (true, true) => vec![extra],
+                    (false, _) => vec![common],
+                };
+                out.push((features, label));
+            }
+        }
+        out
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let run = runs().into_iter().find(|r| r.name() == job.name).ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
+        let seeds = self.model_seeds(run.model);
+        let n = 2 * self.per_class.usize();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut layers: Vec<Vec<f32>> = Vec::new();
+        let shapes = match run.model {
+            Model::Linear => vec![(1, DIM)],
+            Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
+        };
+        layers.resize(shapes.len(), Vec::new());
+        for f in &self.frequencies {
+            for s in 0..seeds.len().max(1) {
+                for (features, label) in self.training_points(f.get(), run.control) {
+                    x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
+                    y.push(label as f32);
+                }
+                match run.model {
+                    Model::Linear => layers[0].extend([0.0f32; DIM]),
+                    Model::TwoLayer => {
+                        let mut r = rng::stream("starvation/two-layer-init", seeds[s]);
+                        for (l, &(o, i)) in shapes.iter().enumerate() {
+                            let std = self.random_scale.get() / (i as f64).sqrt();
+                            layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+                        }
+                    }
+                }
+            }
+        }
+        let members = job.members;
+        let data = EnsembleData { members, points: n, dim: DIM, x, y };
+        let init = EnsembleWeights { members, shapes, layers };
+        let (rate, steps) = match run.loss {
+            Loss::CrossEntropy => (self.learning_rate, self.steps),
+            Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
+        };
+        let cfg = TrainConfig {
+            loss: run.loss,
+            learning_rate: rate.get(),
+            log_steps: train::log_schedule(steps.get(), self.log_points.get()),
+            record_weights: RecordWeights::Last,
+        };
+        train::train(&init, &data, &cfg)
+    }
+
+    /// B's and A's strengths from one member's margins (see the module doc).
+    fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
+        let points = self.training_points(p, control);
+        let mean = |pick: &dyn Fn(&[usize]) -> bool| -> f64 {
+            let picked: Vec<f64> = points.iter().zip(margins).filter(|((f, _), _)| pick(f)).map(|(_, &m)| m as f64).collect();
+            picked.iter().sum::<f64>() / picked.len() as f64
+        };
+        let common_only = mean(&|f| f.len() == 1 && (f[0] == A || f[0] == C));
+        let with_rare = mean(&|f| f.contains(&B) || f.contains(&D));
+        if control {
+            (with_rare, common_only)
+        } else {
+            (with_rare - common_only, common_only)
+        }
+    }
+
+    /// Accuracy of one member's final weights on the noisy B-only test set.
+    fn test_accuracy(&self, weights: &train::EnsembleWeights, member: usize) -> f64 {
+        let mut r = rng::stream("starvation/test", self.test_seed);
+        let m = self.test_points.usize();
+        let correct = (0..m)
+            .filter(|&i| {
+                let (label, feature) = if i % 2 == 0 { (1.0, B) } else { (-1.0, D) };
+                let x: Vec<f32> = (0..DIM).map(|d| ((if d == feature { 1.0 } else { 0.0 }) + self.test_noise.get() * rng::normal(&mut r)) as f32).collect();
+                label * train::forward(weights, member, &x) > 0.0
+            })
+            .count();
+        correct as f64 / m as f64
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        let runs = runs();
+        ensure!(logs.len() == runs.len(), "starvation expects {} job logs, got {}", runs.len(), logs.len());
+        let n = 2 * self.per_class.usize();
+        let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
+        let colors = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+        let panel = |title: &str, x_label: &str, y_label: &str, x_log: bool| Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log,
+            y_log: false,
+            x_range: None,
+            y_range: None,
+        };
+        let time = "time t = lr x step";
+        let mut body = FigureBody {
+            panels: vec![
+                panel("linear, cross-entropy", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
+                panel("linear, hinge", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
+                panel("two-layer, cross-entropy", time, "what B adds: (m_A+B - m_A) / m_A", true),
+                panel("noisy B-only test points", "frequency p of the rare feature B", "test accuracy (end of training, cross-entropy)", false),
+            ],
+            ..Default::default()
+        };
+        let mut gaps = [0.0f64; 2];
+        // Per run, per p: B's final strength (mean over seeds).
+        let mut finals: Vec<Vec<f64>> = Vec::new();
+        for (&run, log) in runs.iter().zip(logs) {
+            let seeds = self.model_seeds(run.model);
+            let per_p = seeds.len().max(1);
+            let times = log.times();
+            let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+            let short = format!("{} {}", if run.model == Model::Linear { "linear" } else { "two-layer" }, if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" });
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: run.name(), member, seed: seeds.get(member % per_p).copied().unwrap_or(0), step: *step });
+                }
+            }
+            let (_, weights) = log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
+            let mut run_finals = Vec::new();
+            let mut accuracies = Vec::new();
+            for (j, &p) in ps.iter().enumerate() {
+                let members: Vec<usize> = (j * per_p..(j + 1) * per_p).collect();
+                let strengths: Vec<Vec<(f64, f64)>> = members.iter().map(|&e| log.margins.iter().map(|m| self.strengths(&m[e * n..(e + 1) * n], p, run.control)).collect()).collect();
+                let curves: Vec<Vec<f64>> = strengths.iter().map(|c| c.iter().map(|(b, a)| b / a).collect()).collect();
+                let (mean, lo, hi) = mean_min_max(&curves);
+                body.scalars.insert(ratio_scalar(run, p), *mean.last().unwrap_or(&f64::NAN));
+                // B's own final strength, for the comparison with the control.
+                run_finals.push(strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64);
+                let accuracy = members.iter().map(|&e| self.test_accuracy(weights, e)).sum::<f64>() / members.len() as f64;
+                body.scalars.insert(accuracy_scalar(run, p), accuracy);
+                accuracies.push(accuracy);
+                let panel = match (run.model, run.loss, run.control) {
+                    (Model::Linear, Loss::CrossEntropy, false) => Some(0),
+                    (Model::Linear, Loss::Hinge, false) => Some(1),
+                    (Model::TwoLayer, Loss::CrossEntropy, false) => Some(2),
+                    _ => None,
+                };
+                let Some(panel) = panel else { continue };
+                body.series.push(Series {
+                    name: format!("{short}, p = {p}"),
+                    panel,
+                    source: Source::Measured,
+                    style: Style::Line,
+                    color: colors[j % colors.len()].into(),
+                    legend: panel == 0,
+                    x: times[skip..].to_vec(),
+                    y: mean[skip..].to_vec(),
+                    band: (per_p > 1).then(|| Band { what: format!("min-max over {per_p} seeds"), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                    labels: None,
+                });
+                if run.model == Model::Linear {
+                    let theory = theory::starvation_weights(p, run.loss, false, &times, self.theory_dt.get());
+                    // The measured w_B against the ODE's, relative to w_A.
+                    let gap = &mut gaps[usize::from(run.loss == Loss::Hinge)];
+                    for ((&t, &(measured_b, _)), &(a, b)) in times.iter().zip(&strengths[0]).zip(&theory) {
+                        if t >= 1.0 {
+                            *gap = gap.max(100.0 * (measured_b - b).abs() / a);
+                        }
+                    }
+                    body.series.push(Series {
+                        name: format!("{short} ODE, p = {p}"),
+                        panel,
+                        source: Source::Theory,
+                        style: Style::Line,
+                        color: palette::BLACK.into(),
+                        legend: panel == 0 && j == 0,
+                        x: times[skip..].to_vec(),
+                        y: theory[skip..].iter().map(|(a, b)| b / a).collect(),
+                        band: None,
+                        labels: None,
+                    });
+                }
+            }
+            finals.push(run_finals);
+            if run.loss == Loss::CrossEntropy {
+                let color = match (run.model, run.control) {
+                    (Model::Linear, false) => palette::BLUE,
+                    (Model::Linear, true) => palette::SKY_BLUE,
+                    (Model::TwoLayer, false) => palette::VERMILLION,
+                    (Model::TwoLayer, true) => palette::ORANGE,
+                };
+                body.series.push(Series {
+                    name: format!("{short}, {}", if run.control { "control (B alone)" } else { "starved (A + B)" }),
+                    panel: 3,
+                    source: Source::Measured,
+                    style: Style::Line,
+                    color: color.into(),
+                    legend: true,
+                    x: ps.clone(),
+                    y: accuracies,
+                    band: None,
+                    labels: None,
+                });
+            }
+        }
+        body.scalars.insert(gap_scalar(Loss::CrossEntropy), gaps[0]);
+        body.scalars.insert(gap_scalar(Loss::Hinge), gaps[1]);
+        for model in [Model::Linear, Model::TwoLayer] {
+            let find = |control: bool| runs.iter().position(|r| r.model == model && r.loss == Loss::CrossEntropy && r.control == control).expect("every run exists");
+            let (starved, control) = (&finals[find(false)], &finals[find(true)]);
+            for (j, &p) in ps.iter().enumerate() {
+                body.scalars.insert(versus_control_scalar(model, p), starved[j] / control[j]);
+                let run = |control: bool| runs[find(control)];
+                let accuracy = |control: bool| body.scalars[&accuracy_scalar(run(control), p)];
+                let gain = accuracy(true) - accuracy(false);
+                body.scalars.insert(accuracy_gain_scalar(model, p), gain);
+            }
+        }
+        Ok(body)
+    }
+}
