@@ -247,9 +247,21 @@ fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecE
 
 /// Reads and validates a figure specification file.
 pub fn load(path: &Path) -> anyhow::Result<Paper> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
-    Ok(parse(path, &text)?)
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
+    Ok(parse_bytes(path, &bytes)?)
+}
+
+/// Like [`parse`], for the raw bytes of a file: text that is not UTF-8 is
+/// reported at the line and column of its first bad byte.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Paper, SpecErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(e) => {
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to here");
+            let message = format!("byte 0x{:02x} is not UTF-8: expected a UTF-8 text file", bytes[e.valid_up_to()]);
+            Err(SpecErrors(vec![locate(path, valid, valid.len()..valid.len(), message)]))
+        }
+    }
 }
 
 /// Parses and validates `text` (read from `path`, used in messages).
