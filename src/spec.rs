@@ -268,7 +268,8 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Paper, SpecErrors> {
 pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
     let paper: Paper = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        SpecErrors(vec![locate(path, text, span, e.message().trim().to_string())])
+        let message = explain_kind_count(text, &span, e.message().trim());
+        SpecErrors(vec![locate(path, text, span, message)])
     })?;
     let mut errors = Vec::new();
     let mut error = |span: Range<usize>, message: String| errors.push(locate(path, text, span, message));
@@ -316,6 +317,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
     } else {
         Err(SpecErrors(errors))
     }
+}
+
+/// serde's message for a kind table (`experiment`, `check`, `init`) with
+/// several kinds or none, "wanted exactly 1 element, ...", names neither the
+/// table nor the kinds. The usual cause is a misspelt kind whose sub-tables
+/// (`[[figure.experiment.sigmoid.model]]`) still name the right one.
+fn explain_kind_count(text: &str, span: &Range<usize>, message: &str) -> String {
+    if !message.starts_with("wanted exactly 1 element") {
+        return message.to_string();
+    }
+    let key = text.get(span.clone()).and_then(|s| s.split(['.', ' ', '=', ']']).next()).unwrap_or("").trim_matches(['"', '\'', '[']);
+    let expected = match key {
+        "experiment" => kinds::<ExperimentSpec>(),
+        "check" => kinds::<Check>(),
+        _ => None,
+    };
+    let found = if message.contains("more than 1") { "several kinds (is one misspelt?)" } else { "none" };
+    let name = if key.is_empty() { "this table".to_string() } else { format!("`{key}`") };
+    match expected {
+        Some(kinds) => format!("{name} must name exactly one kind, found {found}: expected {kinds}"),
+        None => format!("{name} must name exactly one kind, found {found}"),
+    }
+}
+
+/// "one of `a`, `b`": the kinds an externally tagged enum accepts, as serde
+/// lists them for an unknown one.
+fn kinds<T: serde::de::DeserializeOwned>() -> Option<String> {
+    use serde::de::IntoDeserializer;
+    let probe: serde::de::value::StrDeserializer<serde::de::value::Error> = "\u{0}".into_deserializer();
+    let message = T::deserialize(probe).err()?.to_string();
+    message.split_once("expected ").map(|(_, kinds)| kinds.to_string())
 }
 
 fn quoted(names: &[String]) -> String {
