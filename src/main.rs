@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use learning_dynamics::pipeline::{self, Options};
-use learning_dynamics::{provenance, spec, train};
+use learning_dynamics::{cache, provenance, spec, train};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +100,11 @@ fn run() -> Result<ExitCode> {
 
 fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode> {
     let start = Instant::now();
+    // Fail now, not after training, if the cache or the figures cannot be written.
+    cache::Cache::open(&opts.cache_dir)?;
+    if !check {
+        pipeline::prepare_out_dir(&opts.out_dir)?;
+    }
     let run = pipeline::run(paper, opts)?;
     let surprising: Vec<String> = run
         .reports

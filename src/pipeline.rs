@@ -224,9 +224,15 @@ fn progress_bar(opts: &Options, planned: &[PlannedJob], todo: &[usize]) -> Progr
     bar
 }
 
+/// Creates the output directory if needed and checks that it can be written
+/// to, so that a run fails before training rather than after it.
+pub fn prepare_out_dir(out_dir: &Path) -> Result<()> {
+    cache::prepare_dir(out_dir, "output directory")
+}
+
 /// Writes figures/<id>.json and .svg (each atomically).
 pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create the output directory {}", out_dir.display()))?;
+    prepare_out_dir(out_dir)?;
     for (data, svg) in &run.figures {
         let path = out_dir.join(format!("{}.json", data.id));
         // A figure whose data and key are unchanged keeps its file, and so the
