@@ -117,8 +117,19 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
             let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
             eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
         }
-        if r.divergences > 0 {
-            eprintln!("warning: {}: {} training(s) diverged (NaN or infinity); see divergences in its JSON", r.id, r.divergences);
+        if !r.divergences.is_empty() {
+            eprintln!(
+                "warning: {}: {} training(s) diverged (NaN or infinity); recorded in its JSON and shown in its SVG:",
+                r.id,
+                r.divergences.len()
+            );
+            const SHOWN: usize = 20;
+            for d in r.divergences.iter().take(SHOWN) {
+                eprintln!("  figure {}: job {:?} seed {} diverged at step {} (network {} of the job)", r.id, d.job, d.seed, d.step, d.member);
+            }
+            if r.divergences.len() > SHOWN {
+                eprintln!("  ... and {} more", r.divergences.len() - SHOWN);
+            }
         }
     }
     let mut failed = !surprising.is_empty();
@@ -162,7 +173,7 @@ fn print_table(reports: &[pipeline::FigureReport]) {
             r.id,
             format!("{passed}/{}", r.claims.len()),
             failed,
-            r.divergences,
+            r.divergences.len(),
             r.compute.as_secs_f64()
         );
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cache::{self, Cache, Lookup};
 use crate::experiments::Job;
-use crate::figure::{ClaimResult, FigureData, Provenance};
+use crate::figure::{ClaimResult, Divergence, FigureData, Provenance};
 use crate::spec::{FigureSpec, Paper};
 use crate::train::TrainLog;
 use crate::{claims, compare, provenance, render};
@@ -52,7 +52,8 @@ pub struct FigureReport {
     pub damaged: Vec<String>,
     pub compute: Duration,
     pub claims: Vec<ClaimResult>,
-    pub divergences: usize,
+    /// Trainings that produced NaN or infinity (also in the figure's data).
+    pub divergences: Vec<Divergence>,
 }
 
 pub struct Run {
@@ -202,7 +203,7 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
             damaged: idx.iter().filter_map(|&i| damaged[i].clone()).collect(),
             compute: idx.iter().map(|&i| times[i]).sum(),
             claims,
-            divergences: data.divergences.len(),
+            divergences: data.divergences.clone(),
         });
         out.figures.push((data, svg));
     }
