@@ -64,15 +64,44 @@ enum Command {
     List,
 }
 
+/// The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     train::pin_candle_threads();
     match run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                ExitCode::from(INTERRUPTED)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Ctrl-C (or SIGTERM) once: no new job starts, the running ones finish and
+/// are cached, nothing is written, and the run says what it kept. Twice: the
+/// process exits at once; every file it wrote is whole (temp file + rename),
+/// so even that loses only the jobs that were running.
+fn stop_on_signals() -> Result<()> {
+    let flag = pipeline::interrupt_flag();
+    for &signal in signal_hook::consts::TERM_SIGNALS {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(signal, INTERRUPTED.into(), flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    std::thread::spawn(|| {
+        while !pipeline::interrupted() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("interrupt: starting no new job; waiting for the running ones to finish and be cached (Ctrl-C again stops at once)");
+    });
+    Ok(())
 }
 
 fn run() -> Result<ExitCode> {
@@ -93,6 +122,7 @@ fn run() -> Result<ExitCode> {
         Command::Figures { check, force, only, out, cache_dir, jobs } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
+            stop_on_signals()?;
             figures(&paper, &opts, check)
         }
     }
@@ -133,6 +163,12 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
         }
     }
     let mut failed = !surprising.is_empty();
+    if pipeline::interrupted() {
+        // Ctrl-C after the last job finished: every job is cached.
+        let jobs: usize = run.reports.iter().map(|r| r.jobs).sum();
+        eprintln!("interrupted: every job ({jobs}) finished and is kept in the cache; nothing written");
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     if check {
         let problems = pipeline::check(&opts.out_dir, &run);
         for (id, diffs) in &problems {

@@ -2,8 +2,10 @@
 //! claims -> render -> figures/<id>.{json,svg}, or a comparison with them.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -60,6 +62,46 @@ pub struct Run {
     pub figures: Vec<(FigureData, String)>,
     pub reports: Vec<FigureReport>,
 }
+
+/// Set (by a signal handler, see `main.rs`) to ask a run to stop: no job
+/// starts after it is set, and `run` returns [`Interrupted`] once the running
+/// ones finished. Finished jobs are in the cache.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false))).clone()
+}
+
+pub fn interrupted() -> bool {
+    interrupt_flag().load(Ordering::SeqCst)
+}
+
+/// The error of a run stopped by [`interrupt_flag`]: what it kept.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// "figure / job" of each job finished and cached by this run.
+    pub computed: Vec<String>,
+    /// Jobs that were already in the cache.
+    pub already_cached: usize,
+    /// Jobs not run.
+    pub skipped: usize,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "interrupted: {} job(s) not run, nothing written; kept in the cache for the next run: {} job(s) computed now",
+            self.skipped,
+            self.computed.len()
+        )?;
+        for job in &self.computed {
+            write!(f, "\n  kept: {job}")?;
+        }
+        write!(f, "\n  and {} job(s) that were already cached", self.already_cached)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// The figures selected by `--only` (all when empty), with a clear error for
 /// an unknown id.
@@ -129,11 +171,14 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
     let bar = progress_bar(opts, &planned, &todo);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().context("cannot start the worker threads")?;
     let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
-    let computed: Vec<(usize, Result<TrainLog>)> = pool.install(|| {
+    let computed: Vec<(usize, Option<Result<TrainLog>>)> = pool.install(|| {
         todo.par_iter()
             .map(|&i| {
                 let p = &planned[i];
                 let fig = figures[p.figure];
+                if interrupted() {
+                    return (i, None);
+                }
                 let start = Instant::now();
                 let result = fig
                     .experiment
@@ -154,13 +199,33 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                 } else {
                     bar.println(line);
                 }
-                (i, result)
+                (i, Some(result))
             })
             .collect()
     });
     bar.finish_and_clear();
+    let mut skipped = 0;
+    let mut first_error = None;
     for (i, result) in computed {
-        logs[i] = Some(result?);
+        match result {
+            Some(Ok(log)) => logs[i] = Some(log),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => skipped += 1,
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if interrupted() {
+        let name = |&i: &usize| format!("{} / {}", figures[planned[i].figure].id(), planned[i].job.name);
+        return Err(Interrupted {
+            computed: todo.iter().filter(|&&i| logs[i].is_some()).map(name).collect(),
+            already_cached: planned.len() - todo.len(),
+            skipped,
+        }
+        .into());
     }
     let times = times.into_inner().unwrap();
 
