@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use learning_dynamics::pipeline::{self, Options};
-use learning_dynamics::{provenance, spec, train};
+use learning_dynamics::{cache, provenance, spec, train};
 
 #[derive(Parser)]
 #[command(
@@ -64,15 +64,44 @@ enum Command {
     List,
 }
 
+/// The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     train::pin_candle_threads();
     match run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                ExitCode::from(INTERRUPTED)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Ctrl-C (or SIGTERM) once: no new job starts, the running ones finish and
+/// are cached, nothing is written, and the run says what it kept. Twice: the
+/// process exits at once; every file it wrote is whole (temp file + rename),
+/// so even that loses only the jobs that were running.
+fn stop_on_signals() -> Result<()> {
+    let flag = pipeline::interrupt_flag();
+    for &signal in signal_hook::consts::TERM_SIGNALS {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(signal, INTERRUPTED.into(), flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    std::thread::spawn(|| {
+        while !pipeline::interrupted() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("interrupt: starting no new job; waiting for the running ones to finish and be cached (Ctrl-C again stops at once)");
+    });
+    Ok(())
 }
 
 fn run() -> Result<ExitCode> {
@@ -93,6 +122,7 @@ fn run() -> Result<ExitCode> {
         Command::Figures { check, force, only, out, cache_dir, jobs } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
+            stop_on_signals()?;
             figures(&paper, &opts, check)
         }
     }
@@ -100,6 +130,11 @@ fn run() -> Result<ExitCode> {
 
 fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode> {
     let start = Instant::now();
+    // Fail now, not after training, if the cache or the figures cannot be written.
+    cache::Cache::open(&opts.cache_dir)?;
+    if !check {
+        pipeline::prepare_out_dir(&opts.out_dir)?;
+    }
     let run = pipeline::run(paper, opts)?;
     let surprising: Vec<String> = run
         .reports
@@ -112,11 +147,28 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
             let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
             eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
         }
-        if r.divergences > 0 {
-            eprintln!("warning: {}: {} training(s) diverged (NaN or infinity); see divergences in its JSON", r.id, r.divergences);
+        if !r.divergences.is_empty() {
+            eprintln!(
+                "warning: {}: {} training(s) diverged (NaN or infinity); recorded in its JSON and shown in its SVG:",
+                r.id,
+                r.divergences.len()
+            );
+            const SHOWN: usize = 20;
+            for d in r.divergences.iter().take(SHOWN) {
+                eprintln!("  figure {}: job {:?} seed {} diverged at step {} (network {} of the job)", r.id, d.job, d.seed, d.step, d.member);
+            }
+            if r.divergences.len() > SHOWN {
+                eprintln!("  ... and {} more", r.divergences.len() - SHOWN);
+            }
         }
     }
     let mut failed = !surprising.is_empty();
+    if pipeline::interrupted() {
+        // Ctrl-C after the last job finished: every job is cached.
+        let jobs: usize = run.reports.iter().map(|r| r.jobs).sum();
+        eprintln!("interrupted: every job ({jobs}) finished and is kept in the cache; nothing written");
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     if check {
         let problems = pipeline::check(&opts.out_dir, &run);
         for (id, diffs) in &problems {
@@ -157,7 +209,7 @@ fn print_table(reports: &[pipeline::FigureReport]) {
             r.id,
             format!("{passed}/{}", r.claims.len()),
             failed,
-            r.divergences,
+            r.divergences.len(),
             r.compute.as_secs_f64()
         );
     }

@@ -2,8 +2,10 @@
 //! claims -> render -> figures/<id>.{json,svg}, or a comparison with them.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +15,7 @@ use serde_json::json;
 
 use crate::cache::{self, Cache, Lookup};
 use crate::experiments::Job;
-use crate::figure::{ClaimResult, FigureData, Provenance};
+use crate::figure::{ClaimResult, Divergence, FigureData, Provenance};
 use crate::spec::{FigureSpec, Paper};
 use crate::train::TrainLog;
 use crate::{claims, compare, provenance, render};
@@ -52,13 +54,54 @@ pub struct FigureReport {
     pub damaged: Vec<String>,
     pub compute: Duration,
     pub claims: Vec<ClaimResult>,
-    pub divergences: usize,
+    /// Trainings that produced NaN or infinity (also in the figure's data).
+    pub divergences: Vec<Divergence>,
 }
 
 pub struct Run {
     pub figures: Vec<(FigureData, String)>,
     pub reports: Vec<FigureReport>,
 }
+
+/// Set (by a signal handler, see `main.rs`) to ask a run to stop: no job
+/// starts after it is set, and `run` returns [`Interrupted`] once the running
+/// ones finished. Finished jobs are in the cache.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false))).clone()
+}
+
+pub fn interrupted() -> bool {
+    interrupt_flag().load(Ordering::SeqCst)
+}
+
+/// The error of a run stopped by [`interrupt_flag`]: what it kept.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// "figure / job" of each job finished and cached by this run.
+    pub computed: Vec<String>,
+    /// Jobs that were already in the cache.
+    pub already_cached: usize,
+    /// Jobs not run.
+    pub skipped: usize,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "interrupted: {} job(s) not run, nothing written; kept in the cache for the next run: {} job(s) computed now",
+            self.skipped,
+            self.computed.len()
+        )?;
+        for job in &self.computed {
+            write!(f, "\n  kept: {job}")?;
+        }
+        write!(f, "\n  and {} job(s) that were already cached", self.already_cached)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// The figures selected by `--only` (all when empty), with a clear error for
 /// an unknown id.
@@ -128,11 +171,14 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
     let bar = progress_bar(opts, &planned, &todo);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().context("cannot start the worker threads")?;
     let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
-    let computed: Vec<(usize, Result<TrainLog>)> = pool.install(|| {
+    let computed: Vec<(usize, Option<Result<TrainLog>>)> = pool.install(|| {
         todo.par_iter()
             .map(|&i| {
                 let p = &planned[i];
                 let fig = figures[p.figure];
+                if interrupted() {
+                    return (i, None);
+                }
                 let start = Instant::now();
                 let result = fig
                     .experiment
@@ -153,13 +199,33 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                 } else {
                     bar.println(line);
                 }
-                (i, result)
+                (i, Some(result))
             })
             .collect()
     });
     bar.finish_and_clear();
+    let mut skipped = 0;
+    let mut first_error = None;
     for (i, result) in computed {
-        logs[i] = Some(result?);
+        match result {
+            Some(Ok(log)) => logs[i] = Some(log),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => skipped += 1,
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if interrupted() {
+        let name = |&i: &usize| format!("{} / {}", figures[planned[i].figure].id(), planned[i].job.name);
+        return Err(Interrupted {
+            computed: todo.iter().filter(|&&i| logs[i].is_some()).map(name).collect(),
+            already_cached: planned.len() - todo.len(),
+            skipped,
+        }
+        .into());
     }
     let times = times.into_inner().unwrap();
 
@@ -202,7 +268,7 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
             damaged: idx.iter().filter_map(|&i| damaged[i].clone()).collect(),
             compute: idx.iter().map(|&i| times[i]).sum(),
             claims,
-            divergences: data.divergences.len(),
+            divergences: data.divergences.clone(),
         });
         out.figures.push((data, svg));
     }
@@ -224,9 +290,15 @@ fn progress_bar(opts: &Options, planned: &[PlannedJob], todo: &[usize]) -> Progr
     bar
 }
 
+/// Creates the output directory if needed and checks that it can be written
+/// to, so that a run fails before training rather than after it.
+pub fn prepare_out_dir(out_dir: &Path) -> Result<()> {
+    cache::prepare_dir(out_dir, "output directory")
+}
+
 /// Writes figures/<id>.json and .svg (each atomically).
 pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create the output directory {}", out_dir.display()))?;
+    prepare_out_dir(out_dir)?;
     for (data, svg) in &run.figures {
         let path = out_dir.join(format!("{}.json", data.id));
         // A figure whose data and key are unchanged keeps its file, and so the

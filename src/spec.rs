@@ -254,16 +254,29 @@ fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecE
 
 /// Reads and validates a figure specification file.
 pub fn load(path: &Path) -> anyhow::Result<Paper> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
-    Ok(parse(path, &text)?)
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
+    Ok(parse_bytes(path, &bytes)?)
+}
+
+/// Like [`parse`], for the raw bytes of a file: text that is not UTF-8 is
+/// reported at the line and column of its first bad byte.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Paper, SpecErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(e) => {
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to here");
+            let message = format!("byte 0x{:02x} is not UTF-8: expected a UTF-8 text file", bytes[e.valid_up_to()]);
+            Err(SpecErrors(vec![locate(path, valid, valid.len()..valid.len(), message)]))
+        }
+    }
 }
 
 /// Parses and validates `text` (read from `path`, used in messages).
 pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
     let paper: Paper = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        SpecErrors(vec![locate(path, text, span, e.message().trim().to_string())])
+        let message = explain_kind_count(text, &span, e.message().trim());
+        SpecErrors(vec![locate(path, text, span, message)])
     })?;
     let mut errors = Vec::new();
     let mut error = |span: Range<usize>, message: String| errors.push(locate(path, text, span, message));
@@ -311,6 +324,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
     } else {
         Err(SpecErrors(errors))
     }
+}
+
+/// serde's message for a kind table (`experiment`, `check`, `init`) with
+/// several kinds or none, "wanted exactly 1 element, ...", names neither the
+/// table nor the kinds. The usual cause is a misspelt kind whose sub-tables
+/// (`[[figure.experiment.sigmoid.model]]`) still name the right one.
+fn explain_kind_count(text: &str, span: &Range<usize>, message: &str) -> String {
+    if !message.starts_with("wanted exactly 1 element") {
+        return message.to_string();
+    }
+    let key = text.get(span.clone()).and_then(|s| s.split(['.', ' ', '=', ']']).next()).unwrap_or("").trim_matches(['"', '\'', '[']);
+    let expected = match key {
+        "experiment" => kinds::<ExperimentSpec>(),
+        "check" => kinds::<Check>(),
+        _ => None,
+    };
+    let found = if message.contains("more than 1") { "several kinds (is one misspelt?)" } else { "none" };
+    let name = if key.is_empty() { "this table".to_string() } else { format!("`{key}`") };
+    match expected {
+        Some(kinds) => format!("{name} must name exactly one kind, found {found}: expected {kinds}"),
+        None => format!("{name} must name exactly one kind, found {found}"),
+    }
+}
+
+/// "one of `a`, `b`": the kinds an externally tagged enum accepts, as serde
+/// lists them for an unknown one.
+fn kinds<T: serde::de::DeserializeOwned>() -> Option<String> {
+    use serde::de::IntoDeserializer;
+    let probe: serde::de::value::StrDeserializer<serde::de::value::Error> = "\u{0}".into_deserializer();
+    let message = T::deserialize(probe).err()?.to_string();
+    message.split_once("expected ").map(|(_, kinds)| kinds.to_string())
 }
 
 fn quoted(names: &[String]) -> String {

@@ -148,3 +148,15 @@ fn outputs_carry_their_provenance() {
     let back: FigureData = serde_json::from_str(&text).unwrap();
     assert!(back == run.figures[1].0);
 }
+
+#[test]
+fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let paper = common::small_paper();
+    let planned = pipeline::plan(&pipeline::select(&paper, &[]).unwrap());
+    // A directory where an entry should be: it cannot be read or replaced.
+    let entry = dir.path().join(format!("{}.json", planned[0].key));
+    std::fs::create_dir_all(entry.join("inside")).unwrap();
+    let err = format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2)).err().expect("the run fails"));
+    assert!(err.contains("figure \"phase-diagram\", job \"grid\"") && err.contains(&entry.display().to_string()), "{err}");
+}

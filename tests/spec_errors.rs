@@ -83,6 +83,29 @@ fn unknown_experiment_kind() {
 }
 
 #[test]
+fn unknown_experiment_kind_with_sub_tables() {
+    // The models' `[[figure.experiment.sigmoid.model]]` still name the right
+    // kind, so `experiment` holds two: the message says so and lists the kinds.
+    check(
+        "[figure.experiment.sigmoid]",
+        "[figure.experiment.sigmoidal]",
+        line_of("[figure.experiment.sigmoid]"),
+        "`experiment` must name exactly one kind, found several kinds (is one misspelt?): expected `phase_diagram` or `sigmoid`",
+    );
+}
+
+#[test]
+fn two_checks_in_one_claim() {
+    let from = "check.sharper = { series = \"depth 2, aligned\", than = \"linear\" }";
+    check(
+        from,
+        &format!("{from}\ncheck.at_most = {{ scalar = \"x\", max = 1.0 }}"),
+        line_of(from),
+        "`check` must name exactly one kind, found several kinds (is one misspelt?): expected one of `at_least`, `at_most`, `logistic_fit`, `sharper`",
+    );
+}
+
+#[test]
 fn claim_names_a_missing_series() {
     check("than = \"linear\"", "than = \"lineal\"", line_of("than = \"linear\""), "names series \"lineal\", which figure \"sigmoid-error\" does not produce");
 }

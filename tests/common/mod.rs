@@ -37,3 +37,73 @@ pub fn options(cache_dir: &Path, threads: usize) -> Options {
 pub fn run(paper: &Paper, cache_dir: &Path, threads: usize) -> Run {
     pipeline::run(paper, &options(cache_dir, threads)).unwrap()
 }
+
+/// The `paper-figures` binary (release, like the tests).
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_paper-figures"))
+}
+
+/// `paper-figures --spec SPEC figures --cache-dir CACHE --out OUT EXTRA...`,
+/// run from the repository root.
+pub fn figures_command(spec: &Path, cache_dir: &Path, out_dir: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary());
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--spec")
+        .arg(spec)
+        .arg("figures")
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .arg("--out")
+        .arg(out_dir)
+        .args(extra);
+    cmd
+}
+
+/// The small spec with each `(from, to)` replaced once, written to `dir`.
+pub fn small_spec_with(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = small_spec_text();
+    for (from, to) in edits {
+        assert!(text.contains(from), "the small spec has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every file of `dir` by name (empty when `dir` does not exist).
+pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
+    entries
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// A temporary file left by an interrupted atomic write: never an entry.
+pub fn is_partial(name: &str) -> bool {
+    name.starts_with(".partial-") && name.ends_with(".tmp")
+}
+
+/// The keys of the cache entries in `dir`, after checking that every file
+/// there is a verified entry of one of `keys` or a temporary file. Reads
+/// only: temporary files are left where they are.
+pub fn verified_entries(dir: &Path, keys: &[String]) -> std::collections::BTreeSet<String> {
+    use learning_dynamics::cache::{read_entry, Lookup};
+    let mut found = std::collections::BTreeSet::new();
+    for name in files(dir).keys() {
+        if is_partial(name) {
+            continue;
+        }
+        let key = name.strip_suffix(".json").unwrap_or_else(|| panic!("a stray file in the cache: {name}"));
+        assert!(keys.iter().any(|k| k == key), "an entry of no planned job: {name}");
+        match read_entry::<learning_dynamics::train::TrainLog>(&dir.join(name), key) {
+            Lookup::Hit(_) => {}
+            Lookup::Miss => panic!("{name} vanished"),
+            Lookup::Damaged(why) => panic!("a damaged entry: {why}"),
+        }
+        found.insert(key.to_string());
+    }
+    found
+}

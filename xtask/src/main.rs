@@ -35,12 +35,20 @@ fn main() -> ExitCode {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["run", "--release", "--quiet", "--bin", "paper-figures", "--"])
-        .args(&args)
-        .status();
-    match status {
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args(["run", "--release", "--quiet", "--bin", "paper-figures", "--"]).args(&args);
+    // On Unix, become `cargo run` (which in turn becomes paper-figures): a
+    // Ctrl-C then reaches only paper-figures, which stops cleanly and reports
+    // what it kept, instead of this wrapper dying first and leaving it behind.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = command.exec();
+        eprintln!("error: cannot run cargo: {e}");
+        ExitCode::from(2)
+    }
+    #[cfg(not(unix))]
+    match command.status() {
         Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("error: cannot run cargo: {e}");
