@@ -87,6 +87,9 @@ pub struct TrainConfig {
     /// Steps at which margins are logged, ascending; the last is the final step.
     pub log_steps: Vec<u64>,
     pub record_weights: RecordWeights,
+    /// Points that are evaluated at each logged step but not trained on
+    /// (a test set), with the same ensemble layout as the training data.
+    pub probe: Option<EnsembleData>,
 }
 
 /// What training produced: margins at each logged step, and weights where asked.
@@ -96,6 +99,9 @@ pub struct TrainLog {
     pub log_steps: Vec<u64>,
     /// Per logged step: margins m = y f(x), flat (E, N).
     pub margins: Vec<Vec<f32>>,
+    /// Per logged step: margins on the probe points, flat (E, P); empty
+    /// without probe points.
+    pub probe_margins: Vec<Vec<f32>>,
     /// Per logged step: each member's weight norm (all layers, Frobenius).
     pub weight_norms: Vec<Vec<f32>>,
     /// Per logged step where recorded: the weights then.
@@ -140,6 +146,13 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
     let (e, n, d) = (data.members, data.points, data.dim);
     let x = Tensor::from_vec(data.x.clone(), (e, n, d), &dev)?;
     let y = Tensor::from_vec(data.y.clone(), (e, n), &dev)?;
+    let probe = match &cfg.probe {
+        Some(p) => {
+            ensure!(p.members == e && p.dim == d, "probe points must have the training data's ensemble size and dimension");
+            Some((Tensor::from_vec(p.x.clone(), (e, p.points, d), &dev)?, Tensor::from_vec(p.y.clone(), (e, p.points), &dev)?))
+        }
+        None => None,
+    };
     let mut net = Net {
         weights: init
             .shapes
@@ -154,6 +167,7 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
         log_steps: cfg.log_steps.clone(),
         margins: Vec::with_capacity(cfg.log_steps.len()),
         weight_norms: Vec::with_capacity(cfg.log_steps.len()),
+        probe_margins: Vec::new(),
         weights: Vec::new(),
         diverged_at: vec![None; e],
     };
@@ -169,6 +183,9 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
             }
             log.margins.push(margins);
             log.weight_norms.push(net.weight_norms()?);
+            if let Some((px, py)) = &probe {
+                log.probe_margins.push(net.forward(px, py)?.margins.flatten_all()?.to_vec1::<f32>()?);
+            }
             let record = match cfg.record_weights {
                 RecordWeights::Never => false,
                 RecordWeights::Last => step == last_step,

@@ -11,6 +11,7 @@ use crate::spec::Outputs;
 use crate::train::TrainLog;
 
 pub mod chain;
+pub mod digits;
 pub mod frequency;
 pub mod losses;
 pub mod modes;
@@ -29,6 +30,7 @@ pub enum ExperimentSpec {
     Losses(losses::Config),
     Frequency(frequency::Config),
     Starvation(starvation::Config),
+    Digits(digits::Config),
 }
 
 /// One training of an ensemble: the unit of caching and of parallelism.
@@ -53,6 +55,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(_) => "losses",
             ExperimentSpec::Frequency(_) => "frequency",
             ExperimentSpec::Starvation(_) => "starvation",
+            ExperimentSpec::Digits(_) => "digits",
         }
     }
 
@@ -68,6 +71,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(_) => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
             ExperimentSpec::Frequency(_) => &["src/experiments/frequency.rs"],
             ExperimentSpec::Starvation(_) => &["src/experiments/starvation.rs"],
+            ExperimentSpec::Digits(_) => &["src/experiments/digits.rs"],
         };
         let mut files = vec!["src/train.rs", "src/rng.rs"];
         files.extend_from_slice(own);
@@ -93,6 +97,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.problems(),
             ExperimentSpec::Frequency(c) => c.problems(),
             ExperimentSpec::Starvation(c) => c.problems(),
+            ExperimentSpec::Digits(c) => c.problems(),
         }
     }
 
@@ -105,6 +110,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.outputs(),
             ExperimentSpec::Frequency(c) => c.outputs(),
             ExperimentSpec::Starvation(c) => c.outputs(),
+            ExperimentSpec::Digits(c) => c.outputs(),
         }
     }
 
@@ -117,6 +123,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.seeds(),
             ExperimentSpec::Frequency(c) => c.seeds(),
             ExperimentSpec::Starvation(c) => c.seeds(),
+            ExperimentSpec::Digits(c) => c.seeds(),
         }
     }
 
@@ -129,6 +136,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.jobs(),
             ExperimentSpec::Frequency(c) => c.jobs(),
             ExperimentSpec::Starvation(c) => c.jobs(),
+            ExperimentSpec::Digits(c) => c.jobs(),
         }
     }
 
@@ -141,6 +149,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.run_job(job),
             ExperimentSpec::Frequency(c) => c.run_job(job),
             ExperimentSpec::Starvation(c) => c.run_job(job),
+            ExperimentSpec::Digits(c) => c.run_job(job),
         }
     }
 
@@ -154,6 +163,7 @@ impl ExperimentSpec {
             ExperimentSpec::Losses(c) => c.assemble(logs),
             ExperimentSpec::Frequency(c) => c.assemble(logs),
             ExperimentSpec::Starvation(c) => c.assemble(logs),
+            ExperimentSpec::Digits(c) => c.assemble(logs),
         }
     }
 }

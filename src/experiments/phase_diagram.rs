@@ -186,6 +186,7 @@ impl Config {
             learning_rate: self.learning_rate.get(),
             log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
             record_weights: if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every },
+            probe: None,
         };
         train::train(&init, &data, &cfg)
     }

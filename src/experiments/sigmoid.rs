@@ -193,6 +193,7 @@ impl Config {
             learning_rate: self.learning_rate.get(),
             log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
             record_weights: RecordWeights::Never,
+            probe: None,
         };
         train::train(&init, &data, &cfg)
     }

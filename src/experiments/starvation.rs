@@ -260,6 +260,7 @@ impl Config {
             learning_rate: rate.get(),
             log_steps: train::log_schedule(steps.get(), self.log_points.get()),
             record_weights: RecordWeights::Last,
+            probe: None,
         };
         train::train(&init, &data, &cfg)
     }

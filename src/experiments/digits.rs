@@ -1,0 +1,289 @@
+//! Gradient starvation on real images: the 8x8 UCI handwritten digits (the
+//! copy scikit-learn ships, committed under data/), two classes, and a
+//! label-encoding shortcut (a few corner pixels switched on, different for
+//! each class) in a fraction q of the training images. The net is tested on
+//! clean held-out images: what it learned of the digits themselves. q = 0 is
+//! the control. There is no exact theory for this figure.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, ensure, Context, Result};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{job_config, mean_min_max, Job};
+use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::rng;
+use crate::spec::{Count, Fraction, Outputs, Positive};
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The data file, relative to the directory the pipeline runs in (the
+    /// repository root): gzip CSV, 64 pixels in 0..16 then the digit.
+    pub data: PathBuf,
+    /// The file's SHA-256: part of every cache key, and checked on load.
+    pub data_sha256: String,
+    /// The two digits: the first is labelled +1, the second -1.
+    pub classes: [u8; 2],
+    pub test_fraction: Fraction,
+    pub split_seed: u64,
+    /// q: the fractions of training images that carry the shortcut.
+    pub shortcut_fractions: Vec<Fraction>,
+    /// Value (pixels scaled to 0..1) of the shortcut pixels.
+    pub shortcut_value: Positive,
+    pub hidden_width: Count,
+    /// Weights ~ normal(0, init_scale^2 / fan_in).
+    pub init_scale: Positive,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    pub seed_count: Count,
+}
+
+const PIXELS: usize = 64;
+/// The shortcut: top-left corner pixels for the first class, top-right for
+/// the second (pixels that are blank in almost every image).
+const SHORTCUT: [[usize; 2]; 2] = [[0, 1], [6, 7]];
+
+fn q_name(q: f64) -> String {
+    if q == 0.0 {
+        "q = 0 (control)".into()
+    } else {
+        format!("q = {q}")
+    }
+}
+fn final_scalar(q: f64) -> String {
+    format!("{}: clean test accuracy at the end", q_name(q))
+}
+const DROP_SCALAR: &str = "clean test accuracy, control minus largest q";
+
+/// The images of the two classes: pixels scaled to 0..1 and labels +-1.
+struct Images {
+    x: Vec<[f32; PIXELS]>,
+    y: Vec<f32>,
+}
+
+impl Config {
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
+            p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
+        }
+        if self.shortcut_fractions.is_empty() {
+            p.push("shortcut_fractions: expected at least one".into());
+        }
+        if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
+            p.push("test_fraction: expected a value strictly between 0 and 1".into());
+        }
+        if self.data_sha256.len() != 64 || !self.data_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            p.push("data_sha256: expected 64 hexadecimal digits".into());
+        }
+        p
+    }
+
+    pub fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for q in &self.shortcut_fractions {
+            out.series.push(q_name(q.get()));
+            out.scalars.push(final_scalar(q.get()));
+        }
+        out.series.push("clean test accuracy at the end".into());
+        out.scalars.push(DROP_SCALAR.into());
+        out
+    }
+
+    pub fn jobs(&self) -> Vec<Job> {
+        let seeds = self.seeds();
+        self.shortcut_fractions
+            .iter()
+            .map(|q| Job {
+                name: q_name(q.get()),
+                // The path is where the file is, the hash what it is.
+                config: job_config(self, &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))]),
+                seeds: seeds.clone(),
+                members: seeds.len(),
+            })
+            .collect()
+    }
+
+    fn load(&self) -> Result<Images> {
+        let bytes = std::fs::read(&self.data).with_context(|| format!("reading the digits data set {}", self.data.display()))?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        if !hash.eq_ignore_ascii_case(&self.data_sha256) {
+            bail!("{}: SHA-256 is {hash}, but paper.toml expects {} (the file is not the one the figure was made with)", self.data.display(), self.data_sha256);
+        }
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text).with_context(|| format!("{}: not a gzip text file", self.data.display()))?;
+        let mut images = Images { x: Vec::new(), y: Vec::new() };
+        for (line_no, line) in text.lines().enumerate() {
+            let fields: Vec<u8> = line
+                .split(',')
+                .map(|f| f.trim().parse::<u8>())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("{}: line {}: expected 65 integers", self.data.display(), line_no + 1))?;
+            ensure!(fields.len() == PIXELS + 1, "{}: line {}: expected 65 fields, found {}", self.data.display(), line_no + 1, fields.len());
+            let Some(class) = self.classes.iter().position(|&c| c == fields[PIXELS]) else { continue };
+            let mut x = [0.0f32; PIXELS];
+            for (v, &f) in x.iter_mut().zip(&fields) {
+                *v = f as f32 / 16.0;
+            }
+            images.x.push(x);
+            images.y.push(if class == 0 { 1.0 } else { -1.0 });
+        }
+        ensure!(!images.y.is_empty(), "{}: no image of the digits {:?}", self.data.display(), self.classes);
+        Ok(images)
+    }
+
+    /// Indices of the training and test images: a seeded shuffle, then split.
+    fn split(&self, count: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut r = rng::stream("digits/split", self.split_seed);
+        let mut order: Vec<usize> = (0..count).collect();
+        order.shuffle(&mut r);
+        let test = (self.test_fraction.get() * count as f64).round() as usize;
+        let train = order.split_off(test);
+        (train, order)
+    }
+
+    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let q = self.shortcut_fractions.iter().find(|q| q_name(q.get()) == job.name).ok_or_else(|| anyhow::anyhow!("no shortcut fraction named {:?}", job.name))?.get();
+        let images = self.load()?;
+        let (train_idx, test_idx) = self.split(images.y.len());
+        let members = job.seeds.len();
+        let (n, h) = (train_idx.len(), self.hidden_width.usize());
+        let with_shortcut = (q * n as f64).round() as usize;
+        let mut x = Vec::with_capacity(members * n * PIXELS);
+        let mut y = Vec::with_capacity(members * n);
+        let mut layers = vec![Vec::new(), Vec::new()];
+        let shapes = vec![(h, PIXELS), (1, h)];
+        for &seed in &job.seeds {
+            // Which images carry the shortcut: the first q n of a per-seed
+            // order, so a larger q adds images to a smaller q's set.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng::stream("digits/shortcut", seed));
+            let mut marked = vec![false; n];
+            for &i in &order[..with_shortcut] {
+                marked[i] = true;
+            }
+            for (j, &i) in train_idx.iter().enumerate() {
+                let mut pixels = images.x[i];
+                if marked[j] {
+                    let class = usize::from(images.y[i] < 0.0);
+                    for p in SHORTCUT[class] {
+                        pixels[p] = self.shortcut_value.get() as f32;
+                    }
+                }
+                x.extend(pixels);
+                y.push(images.y[i]);
+            }
+            // The same init for every q: the comparison across q is paired.
+            let mut r = rng::stream("digits/init", seed);
+            for (l, &(o, i)) in shapes.iter().enumerate() {
+                let std = self.init_scale.get() / (i as f64).sqrt();
+                layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+            }
+        }
+        let probe = EnsembleData {
+            members,
+            points: test_idx.len(),
+            dim: PIXELS,
+            x: (0..members).flat_map(|_| test_idx.iter().flat_map(|&i| images.x[i])).collect(),
+            y: (0..members).flat_map(|_| test_idx.iter().map(|&i| images.y[i])).collect(),
+        };
+        let cfg = TrainConfig {
+            loss: crate::spec::Loss::CrossEntropy,
+            learning_rate: self.learning_rate.get(),
+            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
+            record_weights: RecordWeights::Never,
+            probe: Some(probe),
+        };
+        train::train(&EnsembleWeights { members, shapes, layers }, &EnsembleData { members, points: n, dim: PIXELS, x, y }, &cfg)
+    }
+
+    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(logs.len() == self.shortcut_fractions.len(), "digits expects {} job logs, got {}", self.shortcut_fractions.len(), logs.len());
+        let seeds = self.seeds();
+        let colors = [palette::BLACK, palette::SKY_BLUE, palette::BLUE, palette::GREEN, palette::ORANGE, palette::VERMILLION, palette::PURPLE];
+        let mut body = FigureBody {
+            panels: vec![
+                Panel {
+                    title: "clean held-out images, during training".into(),
+                    x_label: "time t = lr x step".into(),
+                    y_label: "clean test accuracy".into(),
+                    x_log: true,
+                    y_log: false,
+                    x_range: None,
+                    y_range: None,
+                },
+                Panel {
+                    title: "clean held-out images, end of training".into(),
+                    x_label: "fraction q of training images with the shortcut".into(),
+                    y_label: "clean test accuracy".into(),
+                    x_log: false,
+                    y_log: false,
+                    x_range: None,
+                    y_range: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let mut finals = Vec::new();
+        let mut final_lo = Vec::new();
+        let mut final_hi = Vec::new();
+        for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
+            let q = q.get();
+            let times = log.times();
+            let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+            let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.len().max(1);
+            ensure!(tests > 0, "{}: no test margins logged", q_name(q));
+            let curves: Vec<Vec<f64>> = (0..seeds.len())
+                .map(|k| log.probe_margins.iter().map(|m| m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64).collect())
+                .collect();
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: q_name(q), member, seed: seeds[member], step: *step });
+                }
+            }
+            let (mean, lo, hi) = mean_min_max(&curves);
+            let last = mean.len() - 1;
+            body.scalars.insert(final_scalar(q), mean[last]);
+            finals.push(mean[last]);
+            final_lo.push(lo[last]);
+            final_hi.push(hi[last]);
+            body.series.push(Series {
+                name: q_name(q),
+                panel: 0,
+                source: Source::Measured,
+                style: Style::Line,
+                color: colors[j % colors.len()].into(),
+                legend: true,
+                x: times[skip..].to_vec(),
+                y: mean[skip..].to_vec(),
+                band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                labels: None,
+            });
+        }
+        body.scalars.insert(DROP_SCALAR.into(), finals[0] - finals[finals.len() - 1]);
+        body.series.push(Series {
+            name: "clean test accuracy at the end".into(),
+            panel: 1,
+            source: Source::Measured,
+            style: Style::Line,
+            color: palette::BLUE.into(),
+            legend: true,
+            x: self.shortcut_fractions.iter().map(|q| q.get()).collect(),
+            y: finals,
+            band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo: final_lo, hi: final_hi }),
+            labels: None,
+        });
+        Ok(body)
+    }
+}
