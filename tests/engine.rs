@@ -50,7 +50,7 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
 
 /// Gradients implied by one step of the engine with rate 1: w0 - w1.
 fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
-    let cfg = TrainConfig { loss, learning_rate: 1.0, log_steps: vec![0, 1], record_weights: RecordWeights::Every };
+    let cfg = TrainConfig { loss, learning_rate: 1.0, log_steps: vec![0, 1], record_weights: RecordWeights::Every, probe: None };
     let log = train::train(init, data, &cfg).unwrap();
     let after = &log.weights[1].1;
     init.layers.iter().zip(&after.layers).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect()).collect()
@@ -87,7 +87,7 @@ fn zero_preactivations_get_no_gradient() {
 fn margins_are_logged_at_the_schedule() {
     assert_eq!(train::log_schedule(100, 5), vec![0, 1, 3, 10, 32, 100]);
     let (init, data) = problem(2, 2, 3, 3, 4);
-    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.1, log_steps: vec![0, 2, 7], record_weights: RecordWeights::Last };
+    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.1, log_steps: vec![0, 2, 7], record_weights: RecordWeights::Last, probe: None };
     let log = train::train(&init, &data, &cfg).unwrap();
     assert_eq!(log.margins.len(), 3);
     assert_eq!(log.margins[0].len(), 2 * 3);
@@ -99,7 +99,7 @@ fn margins_are_logged_at_the_schedule() {
 #[test]
 fn training_is_bit_for_bit_repeatable() {
     let (init, data) = problem(3, 4, 6, 5, 7);
-    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.3, log_steps: train::log_schedule(300, 20), record_weights: RecordWeights::Last };
+    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.3, log_steps: train::log_schedule(300, 20), record_weights: RecordWeights::Last, probe: None };
     let a = train::train(&init, &data, &cfg).unwrap();
     let b = train::train(&init, &data, &cfg).unwrap();
     assert_eq!(a, b);
@@ -108,7 +108,7 @@ fn training_is_bit_for_bit_repeatable() {
 #[test]
 fn divergence_is_detected_not_plotted() {
     let (init, data) = problem(3, 2, 4, 3, 5);
-    let cfg = TrainConfig { loss: Loss::Hinge, learning_rate: 1e30, log_steps: vec![0, 1, 5, 50], record_weights: RecordWeights::Never };
+    let cfg = TrainConfig { loss: Loss::Hinge, learning_rate: 1e30, log_steps: vec![0, 1, 5, 50], record_weights: RecordWeights::Never, probe: None };
     let log = train::train(&init, &data, &cfg).unwrap();
     assert!(log.diverged_at.iter().all(|d| d.is_some()), "{:?}", log.diverged_at);
 }

@@ -86,7 +86,7 @@ fn a_rejected_spec_exits_2_with_a_location_and_writes_nothing() {
         ("out of range", "depth = 3", "depth = 9", "expected a depth between 1 and 8"),
         ("duplicate id", "id = \"sigmoid-error\"", "id = \"phase-diagram\"", "duplicate figure id"),
         ("missing series", "than = \"linear\"", "than = \"lineal\"", "does not produce; expected one of"),
-        ("unknown kind", "[figure.experiment.sigmoid]", "[figure.experiment.sigmoidal]", "expected `phase_diagram` or `sigmoid`"),
+        ("unknown kind", "[figure.experiment.sigmoid]", "[figure.experiment.sigmoidal]", "expected one of `phase_diagram`, `sigmoid`"),
     ];
     for (i, (what, from, to, expect)) in mistakes.iter().enumerate() {
         let spec = common::small_spec_with(tmp.path(), &format!("bad{i}.toml"), &[(from, to)]);

@@ -90,7 +90,7 @@ fn unknown_experiment_kind_with_sub_tables() {
         "[figure.experiment.sigmoid]",
         "[figure.experiment.sigmoidal]",
         line_of("[figure.experiment.sigmoid]"),
-        "`experiment` must name exactly one kind, found several kinds (is one misspelt?): expected `phase_diagram` or `sigmoid`",
+        "`experiment` must name exactly one kind, found several kinds (is one misspelt?): expected one of `phase_diagram`, `sigmoid`, `chain`",
     );
 }
 
