@@ -154,8 +154,22 @@ impl Mode {
             .iter()
             .map(|&target| {
                 while t < target {
-                    let h = dt.max(rel * t).min(target - t);
-                    mode.rk4_step(loss, n, h);
+                    if loss == Loss::Hinge && mode.margin() >= 1.0 {
+                        // No push at all: frozen for good.
+                        t = target;
+                        break;
+                    }
+                    let mut h = dt.max(rel * t).min(target - t);
+                    let mut next = mode.clone();
+                    next.rk4_step(loss, n, h);
+                    // The hinge push jumps to 0 at margin 1: shorten the step
+                    // that crosses it, so the margin lands on 1, not past it.
+                    while loss == Loss::Hinge && next.margin() > 1.0 + 1e-9 && h > 1e-12 {
+                        h /= 2.0;
+                        next = mode.clone();
+                        next.rk4_step(loss, n, h);
+                    }
+                    mode = next;
                     t += h;
                 }
                 mode.clone()

@@ -204,3 +204,86 @@ fn transition_width_in_decades() {
     early[1] = 0.5;
     assert!(transition_width(&curve(x, early)).is_nan());
 }
+
+#[test]
+fn starvation_reproduces_the_notes_reference_values_at_twice_the_time() {
+    // The notes average the loss within each class; we average over all N
+    // points, so each class weighs 1/2 and our time runs at half speed: their
+    // values at t are ours at 2t.
+    let times = [20.0, 200.0, 2000.0, 20000.0];
+    let w = theory::starvation_weights(0.1, Loss::CrossEntropy, false, &times, 1e-3);
+    let (a_ref, b_ref) = ([2.2, 4.5, 6.9, 9.2], [0.20, 0.38, 0.54, 0.67]);
+    for (i, &(a, b)) in w.iter().enumerate() {
+        assert!((a - a_ref[i]).abs() < 0.05, "t = {}: w_A = {a}, notes {}", times[i], a_ref[i]);
+        assert!((b - b_ref[i]).abs() < 0.005, "t = {}: w_B = {b}, notes {}", times[i], b_ref[i]);
+    }
+}
+
+#[test]
+fn starvation_hinge_freezes_at_p_over_one_plus_p() {
+    // Both kinds of positive points move until w_A + w_B = 1 (at t = 2/(1+p)),
+    // then the A-only points alone until w_A = 1. The notes' 0.335 for p = 0.5
+    // is gradient descent with a finite rate; the flow gives 1/3.
+    for p in [0.1, 0.5] {
+        let w = theory::starvation_weights(p, Loss::Hinge, false, &[50.0], 1e-4);
+        let (a, b) = w[0];
+        assert!((a - 1.0).abs() < 2e-3, "p = {p}: w_A = {a}");
+        assert!((b - p / (1.0 + p)).abs() < 2e-3, "p = {p}: w_B = {b}");
+    }
+}
+
+#[test]
+fn starvation_control_learns_b_like_a_lone_linear_point() {
+    // Without A, the B points form their own decoupled mode with rate p/2:
+    // the linear closed form with s = 1 and n = 2/p.
+    let p = 0.1;
+    let times = [1.0, 30.0, 900.0];
+    let w = theory::starvation_weights(p, Loss::CrossEntropy, true, &times, 1e-3);
+    for (&t, &(_, b)) in times.iter().zip(&w) {
+        let exact = theory::linear_ce_margin(0.0, 1.0, 2.0 / p, t);
+        assert!(close(b, exact, 1e-5), "t = {t}: {b} vs {exact}");
+    }
+}
+
+#[test]
+fn growing_rk4_steps_track_fixed_small_steps() {
+    let times: Vec<f64> = (0..60).map(|i| 0.1 * 1.15f64.powi(i)).collect();
+    for loss in [Loss::CrossEntropy, Loss::Hinge] {
+        let mode = Mode { norm: 1.3, weights: vec![0.1, 0.1] };
+        let coarse: Vec<f64> = mode.states_at(&times, loss, 4.0, 0.01, 0.01).iter().map(Mode::margin).collect();
+        let fine = mode.margins_at(&times, loss, 4.0, 1e-3);
+        for (c, f) in coarse.iter().zip(&fine) {
+            assert!((c - f).abs() < 1e-3 * f.abs().max(1.0), "{loss:?}: {c} vs {f}");
+        }
+    }
+}
+
+/// Ei(x) for small x > 0 by its series.
+fn ei(x: f64) -> f64 {
+    let mut sum = 0.5772156649015329 + x.ln();
+    let mut term = 1.0;
+    for k in 1..60 {
+        term *= x / k as f64;
+        sum += term / k as f64;
+    }
+    sum
+}
+
+#[test]
+fn cross_entropy_escapes_about_twice_as_late_as_hinge() {
+    // Balanced two-layer chain, s = 1, n = 1, weights w0: hinge dz/dt = 2z
+    // reaches 1 at ln(1/w0); cross-entropy at (ln(1/w0^2) + Ei(1) - Ei(w0^2)) / 2.
+    // Their ratio tends to 2 as w0 -> 0, from above.
+    let mut previous = f64::INFINITY;
+    for w0 in [0.1, 0.05, 0.01, 0.001] {
+        let mode = Mode { norm: 1.0, weights: vec![w0, w0] };
+        let ce = mode.time_to_reach(1.0, Loss::CrossEntropy, 1.0, 1e-3, 100.0).unwrap();
+        let hinge = mode.time_to_reach(1.0, Loss::Hinge, 1.0, 1e-3, 100.0).unwrap();
+        assert!(close(hinge, (1.0 / w0).ln(), 1e-4), "hinge {hinge}");
+        let exact_ce = ((1.0 / (w0 * w0)).ln() + ei(1.0) - ei(w0 * w0)) / 2.0;
+        assert!(close(ce, exact_ce, 1e-4), "cross-entropy {ce} vs {exact_ce}");
+        let ratio = ce / hinge;
+        assert!(ratio > 2.0 && ratio < previous, "w0 = {w0}: ratio {ratio}");
+        previous = ratio;
+    }
+}

@@ -107,3 +107,9 @@ pub fn verified_entries(dir: &Path, keys: &[String]) -> std::collections::BTreeS
     }
     found
 }
+
+/// The small versions of the other figure kinds.
+pub fn small_kinds_paper() -> Paper {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml");
+    parse(&std::fs::read_to_string(path).unwrap())
+}
