@@ -167,6 +167,12 @@ impl FigureBody {
         self.scalars.iter().find(|(_, v)| v.is_infinite()).map(|(k, _)| format!("scalar {k:?}"))
     }
 
+    /// A series name used twice (names identify series in claims and `--check`).
+    pub fn duplicate_series(&self) -> Option<&str> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.series.iter().map(|s| s.name.as_str()).find(|name| !seen.insert(*name))
+    }
+
     /// Rounds every number to `digits` significant digits.
     pub fn round(&mut self, digits: i32) {
         let r = |v: &mut Vec<f64>| v.iter_mut().for_each(|x| *x = round_sig(*x, digits));

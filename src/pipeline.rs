@@ -235,6 +235,9 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
         let idx: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].figure == f).collect();
         let fig_logs: Vec<TrainLog> = idx.iter().map(|&i| logs[i].take().expect("every job ran")).collect();
         let mut body = fig.experiment.assemble(&fig_logs).with_context(|| format!("figure {:?}", fig.id()))?;
+        if let Some(name) = body.duplicate_series() {
+            bail!("figure {:?}: two series are named {name:?} (a bug in its experiment)", fig.id());
+        }
         if let Some(what) = body.non_finite() {
             bail!("figure {:?}: {what} holds a NaN or infinite value (a bug in its experiment)", fig.id());
         }

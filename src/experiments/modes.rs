@@ -161,7 +161,7 @@ impl Config {
                     labels: None,
                 });
                 body.series.push(Series {
-                    name: format!("mode ODE, s = {:.2}", norms[i]),
+                    name: format!("mode ODE, s = {:.2}{}", norms[i], if panel == 0 { "" } else { " (for reference)" }),
                     panel,
                     source: Source::Theory,
                     style: Style::Line,
