@@ -10,6 +10,7 @@ pub mod claims;
 pub mod compare;
 pub mod experiments;
 pub mod figure;
+pub mod fused;
 pub mod pipeline;
 pub mod provenance;
 pub mod render;

@@ -117,7 +117,9 @@ fn tick_label(v: f64, log: bool) -> String {
             let p = v.round() as i32;
             return if (-3..=4).contains(&p) { trim(10f64.powi(p)) } else { format!("1e{p}") };
         }
-        return trim(10f64.powf(v));
+        // Between decades the ticks fall on 10^0.2, 10^0.5, ...: two
+        // significant digits read better than three (0.4, not 0.398).
+        return trim(crate::figure::round_sig(10f64.powf(v), 2));
     }
     trim(v)
 }

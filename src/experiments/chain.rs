@@ -17,7 +17,7 @@ use super::{crossing_time, job_config, loglog_slope, Job};
 use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, Outputs, Positive};
 use crate::theory;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -201,7 +201,7 @@ impl Config {
         anyhow::bail!("no chain job named {:?}", job.name)
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let (init, depth) = self.job_parts(job)?;
         let norms = self.norm_values();
         let members = norms.len();
@@ -218,7 +218,7 @@ impl Config {
             record_weights: RecordWeights::Never,
             probe: None,
         };
-        train::train(&weights, &data, &cfg)
+        Ok(TrainInput { init: weights, data, cfg })
     }
 
     /// The chain as the network starts it, in f32 like the network.

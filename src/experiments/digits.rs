@@ -18,7 +18,7 @@ use super::{job_config, mean_min_max, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Outputs, Positive};
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -153,7 +153,7 @@ impl Config {
         (train, order)
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let q = self.shortcut_fractions.iter().find(|q| q_name(q.get()) == job.name).ok_or_else(|| anyhow::anyhow!("no shortcut fraction named {:?}", job.name))?.get();
         let images = self.load()?;
         let (train_idx, test_idx) = self.split(images.y.len());
@@ -205,7 +205,7 @@ impl Config {
             record_weights: RecordWeights::Never,
             probe: Some(probe),
         };
-        train::train(&EnsembleWeights { members, shapes, layers }, &EnsembleData { members, points: n, dim: PIXELS, x, y }, &cfg)
+        Ok(TrainInput { init: EnsembleWeights { members, shapes, layers }, data: EnsembleData { members, points: n, dim: PIXELS, x, y }, cfg })
     }
 
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {

@@ -17,7 +17,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Loss, Outputs, Positive};
 use crate::theory::Mode;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -135,7 +135,7 @@ impl Config {
             .collect()
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let net = *NETS.iter().find(|n| n.name() == job.name).ok_or_else(|| anyhow::anyhow!("no net named {:?}", job.name))?;
         let k = self.counts.len();
         let points = self.points_list();
@@ -187,7 +187,7 @@ impl Config {
             record_weights: RecordWeights::Never,
             probe: None,
         };
-        train::train(&init, &data, &cfg)
+        Ok(TrainInput { init, data, cfg })
     }
 
     /// The theory margin of each point over time: one mode per feature for

@@ -18,7 +18,7 @@ use super::{crossing_time, mean_min_max, Job};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory::Mode;
-use crate::train::TrainLog;
+use crate::train::{TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -146,10 +146,10 @@ impl Config {
             .collect()
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let (m, loss) = self.runs().into_iter().find(|&(m, l)| run_name(&self.models[m], l) == job.name).ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
         let model = &self.models[m];
-        self.base(loss, model).run_job(&Job { name: model.name.clone(), ..job.clone() })
+        self.base(loss, model).prepare_job(&Job { name: model.name.clone(), ..job.clone() })
     }
 
     /// Each seed's modes: one scalar chain per point, as the net starts it.

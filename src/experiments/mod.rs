@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::figure::FigureBody;
 use crate::spec::Outputs;
-use crate::train::TrainLog;
+use crate::train::{self, TrainInput, TrainLog};
 
 pub mod chain;
 pub mod digits;
@@ -140,16 +140,23 @@ impl ExperimentSpec {
         }
     }
 
+    /// One job's training: prepared by its kind, run by the engine.
     pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+        let input = self.prepare_job(job)?;
+        train::train(&input.init, &input.data, &input.cfg)
+    }
+
+    /// What the engine needs to run one job: init, data and schedule.
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         match self {
-            ExperimentSpec::PhaseDiagram(c) => c.run_job(job),
-            ExperimentSpec::Sigmoid(c) => c.run_job(job),
-            ExperimentSpec::Chain(c) => c.run_job(job),
-            ExperimentSpec::Modes(c) => c.run_job(job),
-            ExperimentSpec::Losses(c) => c.run_job(job),
-            ExperimentSpec::Frequency(c) => c.run_job(job),
-            ExperimentSpec::Starvation(c) => c.run_job(job),
-            ExperimentSpec::Digits(c) => c.run_job(job),
+            ExperimentSpec::PhaseDiagram(c) => c.prepare_job(job),
+            ExperimentSpec::Sigmoid(c) => c.prepare_job(job),
+            ExperimentSpec::Chain(c) => c.prepare_job(job),
+            ExperimentSpec::Modes(c) => c.prepare_job(job),
+            ExperimentSpec::Losses(c) => c.prepare_job(job),
+            ExperimentSpec::Frequency(c) => c.prepare_job(job),
+            ExperimentSpec::Starvation(c) => c.prepare_job(job),
+            ExperimentSpec::Digits(c) => c.prepare_job(job),
         }
     }
 

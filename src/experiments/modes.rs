@@ -14,7 +14,7 @@ use super::sigmoid::{self, Init, Model};
 use super::{mean_min_max, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, NonNegative, Outputs, Positive};
-use crate::train::TrainLog;
+use crate::train::{TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -88,8 +88,8 @@ impl Config {
         self.base().jobs()
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
-        self.base().run_job(job)
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        self.base().prepare_job(job)
     }
 
     /// The points drawn: evenly spread in rank of norm, smallest to largest.

@@ -16,7 +16,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +162,7 @@ impl Config {
     }
 
     /// Member order: seed-major, then starting point.
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let starts = self.starting_points(&job.name);
         let d = self.input_dim.usize();
         let s = self.input_norm.get();
@@ -188,7 +188,7 @@ impl Config {
             record_weights: if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every },
             probe: None,
         };
-        train::train(&init, &data, &cfg)
+        Ok(TrainInput { init, data, cfg })
     }
 
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {

@@ -16,7 +16,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +170,7 @@ impl Config {
         self.models.iter().find(|m| m.name == job.name).ok_or_else(|| anyhow::anyhow!("no model named {:?}", job.name))
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let model = self.model(job)?;
         let n = self.points.usize();
         let (norms, labels) = self.data();
@@ -195,7 +195,7 @@ impl Config {
             record_weights: RecordWeights::Never,
             probe: None,
         };
-        train::train(&init, &data, &cfg)
+        Ok(TrainInput { init, data, cfg })
     }
 
     fn shapes(&self, model: &Model) -> Vec<(usize, usize)> {

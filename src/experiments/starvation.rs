@@ -23,7 +23,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -218,7 +218,7 @@ impl Config {
         out
     }
 
-    pub fn run_job(&self, job: &Job) -> Result<TrainLog> {
+    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let run = runs().into_iter().find(|r| r.name() == job.name).ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
         let seeds = self.model_seeds(run.model);
         let n = 2 * self.per_class.usize();
@@ -262,7 +262,7 @@ impl Config {
             record_weights: RecordWeights::Last,
             probe: None,
         };
-        train::train(&init, &data, &cfg)
+        Ok(TrainInput { init, data, cfg })
     }
 
     /// B's and A's strengths from one member's margins (see the module doc).

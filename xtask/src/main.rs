@@ -5,6 +5,7 @@
 //!   cargo xtask figures [--check] [--force] [--only ID]...
 //!   cargo xtask cite ID
 //!   cargo xtask list
+//!   cargo xtask bench [--only ID]...
 
 use std::process::{Command, ExitCode};
 
@@ -20,6 +21,10 @@ USAGE:
         Print the exact config, cache key, code fingerprint and commit of a figure.
     cargo xtask list
         List the figures and their claims.
+    cargo xtask bench [--only ID]... [--repeats N] [--no-python]
+        Time per network-step of every figure's workload: the fused engine, the
+        batched Candle program, a hand-written loop, and the JAX and PyTorch
+        reference scripts in bench/ where those are installed.
 
 Every command accepts --help for its full options.";
 
@@ -29,14 +34,15 @@ fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    if !matches!(args[0].as_str(), "figures" | "cite" | "list") {
+    if !matches!(args[0].as_str(), "figures" | "cite" | "list" | "bench") {
         eprintln!("error: unknown command {:?}\n\n{HELP}", args[0]);
         return ExitCode::from(2);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
     let mut command = Command::new(cargo);
-    command.current_dir(root).args(["run", "--release", "--quiet", "--bin", "paper-figures", "--"]).args(&args);
+    let (binary, rest) = if args[0] == "bench" { ("bench", &args[1..]) } else { ("paper-figures", &args[..]) };
+    command.current_dir(root).args(["run", "--release", "--quiet", "--bin", binary, "--"]).args(rest);
     // On Unix, become `cargo run` (which in turn becomes paper-figures): a
     // Ctrl-C then reaches only paper-figures, which stops cleanly and reports
     // what it kept, instead of this wrapper dying first and leaving it behind.

@@ -1,0 +1,255 @@
+//! `cargo xtask bench`: time per network-step of each figure's real workload
+//! (its ensembles and sizes from paper.toml, a fixed number of steps), in
+//! the fused engine, in the batched Candle program, in a hand-written Rust
+//! loop of the same step (the floor, below), and, where installed, in the
+//! JAX and PyTorch reference scripts under bench/. Medians over repetitions.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use learning_dynamics::experiments::Job;
+use learning_dynamics::spec::{self, Loss};
+use learning_dynamics::train::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
+
+#[derive(Parser)]
+#[command(about = "Time per network-step of every figure's workload: fused engine, batched Candle, hand-written floor, JAX and PyTorch references")]
+struct Args {
+    /// The figure specification whose workloads are timed.
+    #[arg(long, default_value = "paper.toml")]
+    spec: PathBuf,
+    /// Only these figures (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
+    /// Repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Target seconds per repetition of the fused engine (sets the step count).
+    #[arg(long, default_value_t = 0.2)]
+    seconds: f64,
+    /// Python interpreter for the JAX and PyTorch references.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Skip the Python references.
+    #[arg(long)]
+    no_python: bool,
+    /// Time every job of each figure, not only the one with the most work.
+    #[arg(long)]
+    every_job: bool,
+}
+
+fn main() -> Result<()> {
+    train::pin_candle_threads();
+    let args = Args::parse();
+    let paper = spec::load(&args.spec)?;
+    println!("time per network-step (median of {} repetitions)", args.repeats);
+    println!("the pipeline uses the engine marked *; ratio = its time / floor");
+    println!("{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6}", "figure", "job (most work per step)", "nets", "fused", "batched", "floor", "jax scan", "jax loop", "torch", "ratio");
+    let mut missed = Vec::new();
+    for fig in &paper.figures {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == fig.id()) {
+            continue;
+        }
+        // The job with the most work per step stands for the figure.
+        let mut prepared = fig.experiment.jobs().into_iter().map(|j| Ok((fig.experiment.prepare_job(&j)?, j))).collect::<Result<Vec<(TrainInput, Job)>>>()?;
+        prepared.sort_by_key(|(i, _)| std::cmp::Reverse(work(i)));
+        if !args.every_job {
+            prepared.truncate(1);
+        }
+        for (input, job) in prepared {
+        let members = input.data.members;
+        // Steps such that the fused engine takes about `seconds`.
+        let probe = time_engine(Engine::Fused, &input, 20)?;
+        let steps = ((args.seconds / (probe / 20.0)).round() as u64).clamp(20, 2_000_000);
+        let per = |seconds: f64| seconds / (steps as f64 * members as f64);
+        let fused = per(median(args.repeats, || time_engine(Engine::Fused, &input, steps))?);
+        let batched_steps = (steps / 20).max(5);
+        let batched = median(args.repeats, || time_engine(Engine::Batched, &input, batched_steps))? / (batched_steps as f64 * members as f64);
+        let floor = per(median(args.repeats, || Ok(time_floor(&input, steps)))?);
+        let refs = if args.no_python { [None, None, None] } else { python_refs(&args.python, &input, steps, args.repeats)? };
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), human);
+        let chosen = train::choose_engine(&input.init.shapes, input.data.points);
+        let ours = if chosen == Engine::Fused { fused } else { batched };
+        let mark = |e: Engine, t: f64| format!("{}{}", human(t), if e == chosen { "*" } else { " " });
+        println!(
+            "{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6.2}",
+            fig.id(),
+            job.name,
+            members,
+            mark(Engine::Fused, fused),
+            mark(Engine::Batched, batched),
+            human(floor),
+            fmt(refs[0]),
+            fmt(refs[1]),
+            fmt(refs[2]),
+            ours / floor
+        );
+        if ours > 1.5 * floor {
+            missed.push(format!("{}: {:.1}x the floor (target 1.5x)", fig.id(), ours / floor));
+        }
+        if let Some(jax) = refs[0] {
+            if ours > jax {
+                missed.push(format!("{}: slower than JAX jit+vmap+scan ({} vs {})", fig.id(), human(ours), human(jax)));
+            }
+        }
+        if let Some(torch) = refs[2] {
+            if ours >= torch {
+                missed.push(format!("{}: not faster than PyTorch ({} vs {})", fig.id(), human(ours), human(torch)));
+            }
+        }
+        }
+    }
+    if missed.is_empty() {
+        println!("targets met: every workload within 1.5x of the floor, and no slower than the references that ran");
+    } else {
+        println!("targets missed:");
+        for m in missed {
+            println!("  {m}");
+        }
+    }
+    Ok(())
+}
+
+/// Multiply-adds of one step of the whole ensemble (dense count).
+fn work(input: &TrainInput) -> usize {
+    let n = input.data.points;
+    input.data.members * input.init.shapes.iter().map(|(o, i)| 3 * n * o * i).sum::<usize>()
+}
+
+fn human(seconds: f64) -> String {
+    if seconds < 1e-6 {
+        format!("{:.1} ns", seconds * 1e9)
+    } else if seconds < 1e-3 {
+        format!("{:.2} us", seconds * 1e6)
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
+    }
+}
+
+fn median(repeats: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    let mut v = (0..repeats.max(1)).map(|_| f()).collect::<Result<Vec<f64>>>()?;
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+/// Seconds for `steps` steps of the whole ensemble (logging only at the ends).
+fn time_engine(engine: Engine, input: &TrainInput, steps: u64) -> Result<f64> {
+    let cfg = TrainConfig { log_steps: vec![0, steps], record_weights: RecordWeights::Never, probe: None, ..input.cfg.clone() };
+    let start = Instant::now();
+    let log = train::train_with(engine, &input.init, &input.data, &cfg)?;
+    std::hint::black_box(&log);
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The floor: the same gradient-descent step written as plain nested loops
+/// over (out, in)-major weights, one member after another, with nothing
+/// else in the way (no logging, no tensors, no dispatch).
+fn time_floor(input: &TrainInput, steps: u64) -> f64 {
+    let TrainInput { init, data, cfg } = input;
+    let mut w = init.clone();
+    let start = Instant::now();
+    for e in 0..data.members {
+        floor_member(&mut w, data, e, cfg.loss, cfg.learning_rate as f32, steps);
+    }
+    std::hint::black_box(&w);
+    start.elapsed().as_secs_f64()
+}
+
+fn floor_member(w: &mut EnsembleWeights, data: &EnsembleData, e: usize, loss: Loss, lr: f32, steps: u64) {
+    let (n, d) = (data.points, data.dim);
+    let x = &data.x[e * n * d..(e + 1) * n * d];
+    let y = &data.y[e * n..(e + 1) * n];
+    let shapes = w.shapes.clone();
+    let depth = shapes.len();
+    let mut layers: Vec<Vec<f32>> = (0..depth).map(|l| w.member_layer(e, l).to_vec()).collect();
+    let mut acts: Vec<Vec<f32>> = std::iter::once(x.to_vec()).chain(shapes[..depth - 1].iter().map(|(o, _)| vec![0.0; n * o])).collect();
+    let mut out = vec![0.0f32; n];
+    let widest = shapes.iter().map(|s| s.0.max(s.1)).max().unwrap();
+    let (mut delta, mut below) = (vec![0.0f32; n * widest], vec![0.0f32; n * widest]);
+    for _ in 0..steps {
+        for l in 0..depth {
+            let (o, i) = shapes[l];
+            for p in 0..n {
+                for k in 0..o {
+                    let mut pre = 0.0f32;
+                    for j in 0..i {
+                        pre += acts[l][p * i + j] * layers[l][k * i + j];
+                    }
+                    if l + 1 < depth {
+                        acts[l + 1][p * o + k] = pre.max(0.0);
+                    } else {
+                        out[p] = pre;
+                    }
+                }
+            }
+        }
+        for p in 0..n {
+            let m = out[p] * y[p];
+            let push = match loss {
+                Loss::CrossEntropy => 1.0 / (1.0 + m.exp()),
+                Loss::Hinge => f32::from(m < 1.0),
+            };
+            delta[p] = -push * y[p] / n as f32;
+        }
+        for l in (0..depth).rev() {
+            let (o, i) = shapes[l];
+            if l > 0 {
+                for p in 0..n {
+                    for j in 0..i {
+                        let mut s = 0.0f32;
+                        for k in 0..o {
+                            s += delta[p * o + k] * layers[l][k * i + j];
+                        }
+                        below[p * i + j] = if acts[l][p * i + j] > 0.0 { s } else { 0.0 };
+                    }
+                }
+            }
+            for k in 0..o {
+                for j in 0..i {
+                    let mut g = 0.0f32;
+                    for p in 0..n {
+                        g += delta[p * o + k] * acts[l][p * i + j];
+                    }
+                    layers[l][k * i + j] -= lr * g;
+                }
+            }
+            if l > 0 {
+                std::mem::swap(&mut delta, &mut below);
+            }
+        }
+    }
+    for (l, layer) in layers.into_iter().enumerate() {
+        let (o, i) = shapes[l];
+        w.layers[l][e * o * i..(e + 1) * o * i].copy_from_slice(&layer);
+    }
+}
+
+/// Runs bench/jax_reference.py and bench/torch_reference.py on the workload
+/// (written as JSON); None for a reference that is not installed.
+fn python_refs(python: &str, input: &TrainInput, steps: u64, repeats: usize) -> Result<[Option<f64>; 3]> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("workload.json");
+    let workload = serde_json::json!({
+        "shapes": input.init.shapes, "layers": input.init.layers, "members": input.data.members,
+        "points": input.data.points, "dim": input.data.dim, "x": input.data.x, "y": input.data.y,
+        "loss": input.cfg.loss, "learning_rate": input.cfg.learning_rate, "steps": steps, "repeats": repeats,
+    });
+    std::fs::write(&path, serde_json::to_vec(&workload)?)?;
+    let mut out = [None, None, None];
+    for (script, slots) in [("bench/jax_reference.py", &[0usize, 1][..]), ("bench/torch_reference.py", &[2][..])] {
+        let result = Command::new(python).arg(script).arg(&path).output().with_context(|| format!("running {python} {script}"))?;
+        let text = String::from_utf8_lossy(&result.stdout);
+        if !result.status.success() {
+            let err = String::from_utf8_lossy(&result.stderr);
+            eprintln!("  {script}: skipped ({})", err.lines().last().unwrap_or("failed"));
+            continue;
+        }
+        // One line per variant: "<name> <seconds per network-step>".
+        for (line, &slot) in text.lines().zip(slots) {
+            out[slot] = line.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,302 @@
+//! The fused engine: many full-batch gradient-descent steps of every member
+//! of an ensemble in one Candle custom op (`InplaceOp1`) over a packed
+//! (member, parameters) tensor.
+//!
+//! For the paper's small networks the batched Candle program spends most of
+//! its time in per-op overhead and in one gemm call per member and op; here
+//! one call runs a whole block of steps (between two logged steps) with
+//! plain loops written so that the compiler vectorizes them, and no
+//! allocation inside the loop. The arithmetic is the same as the batched
+//! program's (`train::train_reference`), in another summation order, so the
+//! two agree to float tolerance (tests/engine.rs).
+
+use candle_core::{CpuStorage, CustomOp1, InplaceOp1, Layout, Shape};
+
+use crate::spec::Loss;
+use crate::train::{EnsembleData, EnsembleWeights};
+
+/// Number of parameters of one member.
+pub fn params_per_member(shapes: &[(usize, usize)]) -> usize {
+    shapes.iter().map(|(o, i)| o * i).sum()
+}
+
+/// Packs weights member-major, member e's layers one after the other, each
+/// transposed to (in, out): then every inner loop of a step runs along a
+/// contiguous row and can skip the zeros of the activations (ReLU zeros,
+/// orthogonal inputs) that multiply a whole row.
+pub fn pack(w: &EnsembleWeights) -> Vec<f32> {
+    let mut out = Vec::with_capacity(w.members * params_per_member(&w.shapes));
+    for e in 0..w.members {
+        for (l, &(o, i)) in w.shapes.iter().enumerate() {
+            let layer = w.member_layer(e, l);
+            out.extend((0..i * o).map(|k| layer[(k % o) * i + k / o]));
+        }
+    }
+    out
+}
+
+/// The inverse of `pack`.
+pub fn unpack(packed: &[f32], like: &EnsembleWeights) -> EnsembleWeights {
+    let per = params_per_member(&like.shapes);
+    let mut layers: Vec<Vec<f32>> = like.shapes.iter().map(|(o, i)| Vec::with_capacity(like.members * o * i)).collect();
+    for e in 0..like.members {
+        let mut at = e * per;
+        for (l, &(o, i)) in like.shapes.iter().enumerate() {
+            let t = &packed[at..at + o * i];
+            layers[l].extend((0..o * i).map(|k| t[(k % i) * o + k / i]));
+            at += o * i;
+        }
+    }
+    EnsembleWeights { members: like.members, shapes: like.shapes.clone(), layers }
+}
+
+/// `steps` gradient-descent steps of every member, in place.
+pub struct Steps<'a> {
+    pub shapes: &'a [(usize, usize)],
+    pub data: &'a EnsembleData,
+    pub loss: Loss,
+    pub learning_rate: f32,
+    pub steps: u64,
+}
+
+impl InplaceOp1 for Steps<'_> {
+    fn name(&self) -> &'static str {
+        "fused-gradient-descent-steps"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(all) = storage else {
+            candle_core::bail!("fused steps need f32 parameters");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("fused steps need contiguous parameters");
+        };
+        let params = &mut all[start..end];
+        let per = params_per_member(self.shapes);
+        if params.len() != per * self.data.members {
+            candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
+        }
+        let mut scratch = Scratch::new(self.shapes, self.data.points);
+        for (e, member) in params.chunks_exact_mut(per).enumerate() {
+            let (x, y) = member_data(self.data, e);
+            run_steps(member, self.shapes, x, y, self.loss, self.learning_rate, self.steps, &mut scratch);
+        }
+        Ok(())
+    }
+}
+
+/// Margins of every member on a data set (flat (E, N)), computed exactly as
+/// the fused steps compute them.
+pub struct Margins<'a> {
+    pub shapes: &'a [(usize, usize)],
+    pub data: &'a EnsembleData,
+}
+
+impl CustomOp1 for Margins<'_> {
+    fn name(&self) -> &'static str {
+        "fused-margins"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = storage else {
+            candle_core::bail!("fused margins need f32 parameters");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("fused margins need contiguous parameters");
+        };
+        let per = params_per_member(self.shapes);
+        let mut scratch = Scratch::new(self.shapes, self.data.points);
+        let mut out = Vec::with_capacity(self.data.members * self.data.points);
+        for (e, member) in all[start..end].chunks_exact(per).enumerate() {
+            let (x, y) = member_data(self.data, e);
+            forward(member, self.shapes, x, &mut scratch);
+            out.extend(scratch.output.iter().zip(y).map(|(f, y)| f * y));
+        }
+        Ok((CpuStorage::F32(out), Shape::from((self.data.members, self.data.points))))
+    }
+}
+
+fn member_data(data: &EnsembleData, e: usize) -> (&[f32], &[f32]) {
+    let (n, d) = (data.points, data.dim);
+    (&data.x[e * n * d..(e + 1) * n * d], &data.y[e * n..(e + 1) * n])
+}
+
+/// Buffers of one member's step, reused across steps and members.
+struct Scratch {
+    /// Post-activations of each hidden layer, (N, out_l).
+    hidden: Vec<Vec<f32>>,
+    /// f(x) per point.
+    output: Vec<f32>,
+    /// dL/d(pre-activation) of the layer being differentiated, and of the one below.
+    delta: Vec<f32>,
+    below: Vec<f32>,
+    grad: Vec<f32>,
+    /// Where each layer starts in a member's packed parameters.
+    offsets: Vec<usize>,
+}
+
+impl Scratch {
+    fn new(shapes: &[(usize, usize)], n: usize) -> Scratch {
+        let widest = shapes.iter().map(|s| s.0.max(s.1)).max().unwrap_or(1);
+        Scratch {
+            hidden: shapes[..shapes.len() - 1].iter().map(|(o, _)| vec![0.0; n * o]).collect(),
+            output: vec![0.0; n],
+            delta: vec![0.0; n * widest],
+            below: vec![0.0; n * widest],
+            grad: vec![0.0; widest],
+            offsets: shapes.iter().scan(0, |at, (o, i)| Some(std::mem::replace(at, *at + o * i))).collect(),
+        }
+    }
+}
+
+/// `steps` steps of one member, with the widest vector instructions the CPU
+/// has. The arithmetic is written out lane by lane (no fused multiply-add,
+/// no reassociation), so every path gives the same bits.
+#[allow(clippy::too_many_arguments)]
+fn run_steps(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, steps: u64, s: &mut Scratch) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { run_steps_avx2(params, shapes, x, y, loss, lr, steps, s) };
+        return;
+    }
+    for _ in 0..steps {
+        step(params, shapes, x, y, loss, lr, s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_steps_avx2(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, steps: u64, s: &mut Scratch) {
+    for _ in 0..steps {
+        step(params, shapes, x, y, loss, lr, s);
+    }
+}
+
+/// Dot product with 8 independent accumulators, so that it vectorizes (a
+/// single float accumulator would force one add after another).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// Register-blocked sum of scaled rows: out[c] = sum_k coef(k) m[k * stride + c]
+/// for k in 0..count, skipping zero coefficients. The accumulators stay in
+/// registers for blocks of 16 columns (two AVX registers), so a multiply-add
+/// costs one load, not a load and a store.
+#[inline(always)]
+fn combine(count: usize, coef: impl Fn(usize) -> f32, m: &[f32], stride: usize, out: &mut [f32]) {
+    const BLOCK: usize = 16;
+    let width = out.len();
+    let mut start = 0;
+    while start + BLOCK <= width {
+        let mut acc = [0.0f32; BLOCK];
+        for k in 0..count {
+            let c = coef(k);
+            if c != 0.0 {
+                let row = &m[k * stride + start..k * stride + start + BLOCK];
+                for j in 0..BLOCK {
+                    acc[j] += c * row[j];
+                }
+            }
+        }
+        out[start..start + BLOCK].copy_from_slice(&acc);
+        start += BLOCK;
+    }
+    for (j, o) in out[start..].iter_mut().enumerate() {
+        let mut acc = 0.0f32;
+        for k in 0..count {
+            acc += coef(k) * m[k * stride + start + j];
+        }
+        *o = acc;
+    }
+}
+
+
+#[inline(always)]
+fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch) {
+    let depth = shapes.len();
+    let n = s.output.len();
+    for l in 0..depth {
+        let (out, inp) = shapes[l];
+        // Transposed: wt[i * out + o] is the weight from input i to output o.
+        let wt = &params[s.offsets[l]..s.offsets[l] + out * inp];
+        let (done, rest) = s.hidden.split_at_mut(l);
+        let input: &[f32] = if l == 0 { x } else { &done[l - 1] };
+        let target: &mut [f32] = if l + 1 < depth { &mut rest[0] } else { &mut s.output };
+        for p in 0..n {
+            let a = &input[p * inp..(p + 1) * inp];
+            let row = &mut target[p * out..(p + 1) * out];
+            combine(inp, |i| a[i], wt, out, row);
+            if l + 1 < depth {
+                // relu; relu'(0) = 0 below, as in the batched program.
+                for v in row.iter_mut() {
+                    *v = v.max(0.0);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, s: &mut Scratch) {
+    let depth = shapes.len();
+    let n = y.len();
+    forward(params, shapes, x, s);
+    // dL/df per point: -push(m) y / N, with push = sigma(-m) or 1[m < 1].
+    for p in 0..n {
+        let m = s.output[p] * y[p];
+        let push = match loss {
+            Loss::CrossEntropy => 1.0 / (1.0 + m.exp()),
+            Loss::Hinge => {
+                if m < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        };
+        s.delta[p] = -push * y[p] / n as f32;
+    }
+    for l in (0..depth).rev() {
+        let (out, inp) = shapes[l];
+        let input: &[f32] = if l == 0 { x } else { &s.hidden[l - 1] };
+        let wt = &mut params[s.offsets[l]..s.offsets[l] + out * inp];
+        if l > 0 {
+            // Through the old weights: below[p][i] = relu'(pre[p][i]) sum_o delta[p][o] wt[i][o],
+            // only where the unit is active.
+            let below = &mut s.below[..n * inp];
+            for p in 0..n {
+                let delta = &s.delta[p * out..(p + 1) * out];
+                for i in 0..inp {
+                    below[p * inp + i] = if input[p * inp + i] > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
+                }
+            }
+        }
+        // grad[i][o] = sum_p input[p][i] delta[p][o], then one step on row i.
+        for i in 0..inp {
+            let grad = &mut s.grad[..out];
+            combine(n, |p| input[p * inp + i], &s.delta, out, grad);
+            for (w, g) in wt[i * out..(i + 1) * out].iter_mut().zip(grad.iter()) {
+                *w -= lr * g;
+            }
+        }
+        if l > 0 {
+            std::mem::swap(&mut s.delta, &mut s.below);
+        }
+    }
+}
+
