@@ -167,6 +167,36 @@ impl FigureBody {
         self.scalars.iter().find(|(_, v)| v.is_infinite()).map(|(k, _)| format!("scalar {k:?}"))
     }
 
+    /// Removes every point (x, y and band) where a value is not finite, and
+    /// makes infinite scalars NaN (undefined): what is left of a figure whose
+    /// trainings diverged.
+    pub fn drop_non_finite_points(&mut self) {
+        for v in self.scalars.values_mut() {
+            if v.is_infinite() {
+                *v = f64::NAN;
+            }
+        }
+        for s in &mut self.series {
+            let keep: Vec<bool> = (0..s.x.len())
+                .map(|i| s.x[i].is_finite() && s.y[i].is_finite() && s.band.as_ref().is_none_or(|b| b.lo[i].is_finite() && b.hi[i].is_finite()))
+                .collect();
+            let filter = |v: &mut Vec<f64>| {
+                let mut k = keep.iter();
+                v.retain(|_| *k.next().unwrap_or(&true));
+            };
+            filter(&mut s.x);
+            filter(&mut s.y);
+            if let Some(b) = &mut s.band {
+                filter(&mut b.lo);
+                filter(&mut b.hi);
+            }
+            if let Some(labels) = &mut s.labels {
+                let mut k = keep.iter();
+                labels.retain(|_| *k.next().unwrap_or(&true));
+            }
+        }
+    }
+
     /// A series name used twice (names identify series in claims and `--check`).
     pub fn duplicate_series(&self) -> Option<&str> {
         let mut seen = std::collections::BTreeSet::new();

@@ -238,6 +238,12 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
         if let Some(name) = body.duplicate_series() {
             bail!("figure {:?}: two series are named {name:?} (a bug in its experiment)", fig.id());
         }
+        if !body.divergences.is_empty() {
+            // Diverged trainings are recorded (and shown); their non-finite
+            // points are dropped from the plotted series rather than drawn,
+            // and infinite scalars become undefined.
+            body.drop_non_finite_points();
+        }
         if let Some(what) = body.non_finite() {
             bail!("figure {:?}: {what} holds a NaN or infinite value (a bug in its experiment)", fig.id());
         }

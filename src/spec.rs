@@ -311,6 +311,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
             if matches!(check, Check::LogisticFit { series, .. } if series.is_empty()) {
                 error(claim.check.span(), format!("claim {:?}: expected at least one series to fit", claim.name));
             }
+            if matches!(check, Check::Increasing { scalars } | Check::Decreasing { scalars } if scalars.len() < 2) {
+                error(claim.check.span(), format!("claim {:?}: expected at least two scalars to order", claim.name));
+            }
+            if let Check::Near { tolerance, value, .. } = check {
+                if !(tolerance.is_finite() && *tolerance >= 0.0 && value.is_finite()) {
+                    error(claim.check.span(), format!("claim {:?}: expected a finite value and a finite tolerance >= 0", claim.name));
+                }
+            }
             if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
                 error(
                     claim.check.span(),

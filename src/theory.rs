@@ -61,6 +61,11 @@ pub fn linear_ce_crossing_time(m0: f64, s: f64, n: f64) -> f64 {
     }
 }
 
+/// Late in training the flow is slow (its time scale grows with t), so RK4
+/// steps may grow to this fraction of t: integrations to any horizon take a
+/// bounded number of steps (a few thousand per decade of t).
+pub const LATE_STEP: f64 = 1e-3;
+
 /// One independent mode of an aligned bias-free ReLU net: the scalar chain
 /// m = s p_1 ... p_L, where p_1..p_{L-1} are the mode's hidden weights (> 0
 /// while its units are active) and p_L its output weight times the label.
@@ -116,9 +121,9 @@ impl Mode {
         }
     }
 
-    /// The first time the margin reaches `target`, by RK4 with step `dt`
-    /// (linearly interpolated within the step); None if it has not by `t_max`
-    /// or the mode dies first.
+    /// The first time the margin reaches `target`, by RK4 with steps of `dt`
+    /// (growing to `LATE_STEP` x t), linearly interpolated within the step;
+    /// None if it has not by `t_max` or the mode dies first.
     pub fn time_to_reach(&self, target: f64, loss: Loss, n: f64, dt: f64, t_max: f64) -> Option<f64> {
         let mut mode = self.clone();
         let mut m = mode.margin();
@@ -126,17 +131,27 @@ impl Mode {
             return Some(0.0);
         }
         let mut t = 0.0;
+        // The step that crosses the target is retried, halving, down to dt:
+        // the crossing is then located as precisely as with fixed steps.
+        let mut cap = f64::INFINITY;
         while t < t_max {
             if !mode.alive() {
                 return None;
             }
-            mode.rk4_step(loss, n, dt);
-            let next = mode.margin();
-            if next >= target {
-                return Some(t + dt * (target - m) / (next - m));
+            let h = dt.max(LATE_STEP * t).min(cap);
+            let mut next = mode.clone();
+            next.rk4_step(loss, n, h);
+            let next_margin = next.margin();
+            if next_margin >= target {
+                if h > dt {
+                    cap = (h / 2.0).max(dt);
+                    continue;
+                }
+                return Some(t + h * (target - m) / (next_margin - m));
             }
-            m = next;
-            t += dt;
+            mode = next;
+            m = next_margin;
+            t += h;
         }
         None
     }
@@ -177,9 +192,10 @@ impl Mode {
             .collect()
     }
 
-    /// The margin at each of `times`, with fixed steps of at most `dt`.
+    /// The margin at each of `times`, with steps of at most `dt` (and of
+    /// `LATE_STEP` x t once that is larger).
     pub fn margins_at(&self, times: &[f64], loss: Loss, n: f64, dt: f64) -> Vec<f64> {
-        self.states_at(times, loss, n, dt, 0.0).iter().map(Mode::margin).collect()
+        self.states_at(times, loss, n, dt, LATE_STEP).iter().map(Mode::margin).collect()
     }
 }
 

@@ -156,3 +156,18 @@ fn the_caret_points_at_the_column() {
     assert_eq!(e.column, "learning_rate = ".len() + 1);
     assert_eq!(e.source_line, "learning_rate = -0.01");
 }
+
+#[test]
+fn an_order_of_one_scalar_cannot_fail_so_it_is_rejected() {
+    let from = "check.at_most = { scalar = \"linear: largest gap to theory (points)\", max = 2.0 }";
+    check(from, "check.increasing = { scalars = [\"linear: largest gap to theory (points)\"] }", line_of(from), "expected at least two scalars to order");
+}
+
+#[test]
+fn a_tolerance_must_be_finite_and_not_negative() {
+    let from = "check.at_most = { scalar = \"linear: largest gap to theory (points)\", max = 2.0 }";
+    for tolerance in ["-0.1", "inf", "nan"] {
+        let to = format!("check.near = {{ scalar = \"linear: largest gap to theory (points)\", value = 1.0, tolerance = {tolerance} }}");
+        check(from, &to, line_of(from), "expected a finite value and a finite tolerance >= 0");
+    }
+}

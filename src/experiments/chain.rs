@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{crossing_time, job_config, loglog_slope, Job};
-use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, Outputs, Positive};
 use crate::theory;
 use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
@@ -105,9 +105,17 @@ impl Config {
         (0..n).map(|i| lo * (hi / lo).powf(i as f64 / (n - 1) as f64)).collect()
     }
 
+    /// The index of `trajectory_norm` among the norms (found arithmetically:
+    /// the count may be large, and this runs while the spec is validated).
     fn trajectory_member(&self) -> Option<usize> {
+        let (lo, hi, n) = (self.norms.min.get(), self.norms.max.get(), self.norms.count.get());
         let s = self.trajectory_norm.get();
-        self.norm_values().iter().position(|v| (v - s).abs() <= 1e-9 * s)
+        if n == 1 || hi == lo {
+            return ((s - lo).abs() <= 1e-9 * s).then_some(0);
+        }
+        let k = ((n - 1) as f64 * (s / lo).ln() / (hi / lo).ln()).round();
+        let at = lo * (hi / lo).powf(k / (n - 1) as f64);
+        (k >= 0.0 && k < n as f64 && (at - s).abs() <= 1e-9 * s).then_some(k as usize)
     }
 
     /// Whether the figure shows t* and rise width against depth (one norm only).
@@ -119,6 +127,14 @@ impl Config {
         let mut p = Vec::new();
         if self.depths.is_empty() {
             p.push("expected at least one depth".into());
+        }
+        for (i, d) in self.depths.iter().enumerate() {
+            if self.depths[..i].contains(d) {
+                p.push(format!("depths: {} is listed twice", d.get()));
+            }
+        }
+        if self.depth_view() && self.inits.len() > 1 {
+            p.push("with a single norm (the depth view) expected exactly one init".into());
         }
         if self.inits.is_empty() {
             p.push("expected at least one [[figure.experiment.chain.init]]".into());
@@ -270,6 +286,11 @@ impl Config {
             let color = palette::depth(depth);
             let init_index = self.inits.iter().position(|i| i.name == init.name).unwrap_or(0);
             let margins_of = |member: usize| -> Vec<f64> { log.margins.iter().map(|m| m[member] as f64).collect() };
+            for (member, step) in log.diverged_at.iter().enumerate() {
+                if let Some(step) = step {
+                    body.divergences.push(Divergence { job: measured_name(&init.name, depth), member, seed: 0, step: *step });
+                }
+            }
             let measured: Vec<Option<f64>> = (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
             let theory: Vec<Option<f64>> = norms.iter().map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max)).collect();
             for (m, t) in measured.iter().zip(&theory) {
@@ -374,9 +395,11 @@ impl Config {
             let s = self.trajectory_norm.get();
             body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*", false));
             body.panels.push(depth_panel("sharpness: decades of t from 10% to 90% of the target", "rise width (decades)", false));
-            let xs: Vec<f64> = depth_points.iter().map(|p| p.0 as f64).collect();
-            let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| depth_points.iter().map(f).collect::<Vec<f64>>();
-            for (panel, name, source, y) in [
+            // A depth that never reached the target has no point to draw (its scalars are NaN).
+            let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
+                depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()
+            };
+            for (panel, name, source, (xs, y)) in [
                 (traj_panel + 1, "t* measured", Source::Measured, column(|p| p.1)),
                 (traj_panel + 1, "t* ODE", Source::Theory, column(|p| p.2)),
                 (traj_panel + 2, "rise width measured", Source::Measured, column(|p| p.3)),
@@ -390,7 +413,7 @@ impl Config {
                     style: if measured { Style::Points } else { Style::Line },
                     color: if measured { palette::ORANGE.into() } else { palette::BLACK.into() },
                     legend: true,
-                    x: xs.clone(),
+                    x: xs,
                     y,
                     band: None,
                     labels: None,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{job_config, mean_min_max, Job};
+use super::{job_config, mean_min_max, random_layers, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Outputs, Positive};
@@ -60,6 +60,7 @@ fn q_name(q: f64) -> String {
 fn final_scalar(q: f64) -> String {
     format!("{}: clean test accuracy at the end", q_name(q))
 }
+/// The first shortcut fraction is 0 and they increase (checked in `problems`).
 const DROP_SCALAR: &str = "clean test accuracy, control minus largest q";
 
 /// The images of the two classes: pixels scaled to 0..1 and labels +-1.
@@ -78,8 +79,11 @@ impl Config {
         if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
             p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
         }
-        if self.shortcut_fractions.is_empty() {
-            p.push("shortcut_fractions: expected at least one".into());
+        if self.shortcut_fractions.first().is_none_or(|q| q.get() != 0.0) {
+            p.push("shortcut_fractions: expected 0 (the control) first".into());
+        }
+        if !self.shortcut_fractions.windows(2).all(|w| w[0].get() < w[1].get()) {
+            p.push("shortcut_fractions: expected increasing values".into());
         }
         if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
             p.push("test_fraction: expected a value strictly between 0 and 1".into());
@@ -185,10 +189,8 @@ impl Config {
                 y.push(images.y[i]);
             }
             // The same init for every q: the comparison across q is paired.
-            let mut r = rng::stream("digits/init", seed);
-            for (l, &(o, i)) in shapes.iter().enumerate() {
-                let std = self.init_scale.get() / (i as f64).sqrt();
-                layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+            for (l, w) in random_layers("digits/init", seed, &shapes, self.init_scale.get()).into_iter().enumerate() {
+                layers[l].extend(w);
             }
         }
         let probe = EnsembleData {

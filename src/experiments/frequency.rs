@@ -12,9 +12,8 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{crossing_time, job_config, loglog_slope, mean_min_max, Job};
+use super::{crossing_time, job_config, loglog_slope, max_or_nan, mean_min_max, random_layers, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
-use crate::rng;
 use crate::spec::{Count, Loss, Outputs, Positive};
 use crate::theory::Mode;
 use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
@@ -171,10 +170,8 @@ impl Config {
                 let shapes = vec![(h, k), (1, h)];
                 let mut layers = vec![Vec::new(), Vec::new()];
                 for &seed in &job.seeds {
-                    let mut r = rng::stream("frequency/random-init", seed);
-                    for (l, &(o, i)) in shapes.iter().enumerate() {
-                        let std = self.random_scale.get() / (i as f64).sqrt();
-                        layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+                    for (l, w) in random_layers("frequency/random-init", seed, &shapes, self.random_scale.get()).into_iter().enumerate() {
+                        layers[l].extend(w);
                     }
                 }
                 EnsembleWeights { members, shapes, layers }
@@ -252,7 +249,8 @@ impl Config {
             let members = log.diverged_at.len();
             for (member, step) in log.diverged_at.iter().enumerate() {
                 if let Some(step) = step {
-                    body.divergences.push(Divergence { job: net.name().into(), member, seed: member as u64, step: *step });
+                    let seed = if net == Net::Random { member as u64 } else { 0 };
+                    body.divergences.push(Divergence { job: net.name().into(), member, seed, step: *step });
                 }
             }
             // Per feature, per member: the mean margin of its points over time.
@@ -292,7 +290,7 @@ impl Config {
                         crossing_time(&times, &mean, target).unwrap_or(f64::NAN)
                     })
                     .collect();
-                let gap = learn_times.iter().zip(&theory_times).map(|(m, t)| 100.0 * (m - t).abs() / t).fold(0.0, |a: f64, b| if b.is_nan() { f64::NAN } else { a.max(b) });
+                let gap = max_or_nan(learn_times.iter().zip(&theory_times).map(|(m, t)| 100.0 * (m - t).abs() / t));
                 body.scalars.insert(gap_scalar(net), gap);
                 let (tx, ty): (Vec<f64>, Vec<f64>) = freqs.iter().zip(&theory_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
                 body.series.push(Series {

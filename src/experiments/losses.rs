@@ -58,7 +58,7 @@ fn ratio_theory_scalar(model: &Model) -> String {
     format!("{}: escape-time ratio cross-entropy / hinge (ODE)", model.name)
 }
 fn frozen_scalar(model: &Model) -> String {
-    format!("{}, hinge: relative weight change after every margin reached 1", model.name)
+    format!("{}, hinge: relative change of the weight norm after every margin reached 1", model.name)
 }
 fn gain_scalar(model: &Model) -> String {
     format!("{}, cross-entropy: mean margin gained over the last decade of t", model.name)
@@ -282,7 +282,8 @@ impl Config {
                 Loss::Hinge => {
                     // Weights are frozen once no margin is below 1 (in every seed).
                     let converged = log.margins.iter().position(|ms| ms.iter().all(|&m| m >= 1.0));
-                    let change = converged.map_or(f64::NAN, |c| {
+                    // Undefined when that happens only at the last logged step.
+                    let change = converged.filter(|&c| c < last).map_or(f64::NAN, |c| {
                         (0..seeds.len()).map(|k| ((measured_norm[k][last] - measured_norm[k][c]) / measured_norm[k][c]).abs()).fold(0.0, f64::max)
                     });
                     body.scalars.insert(frozen_scalar(model), change);

@@ -186,20 +186,43 @@ pub fn job_config<T: Serialize>(config: &T, replace: &[(&str, serde_json::Value)
     value
 }
 
-/// Mean, min and max over seeds of per-seed curves of equal length.
+/// Mean, min and max over seeds of per-seed curves of equal length, over the
+/// finite values only: a diverged seed (recorded in the figure's
+/// `divergences`) drops out of the mean and band from where it diverged.
+/// NaN where no seed is finite.
 pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let len = curves.first().map_or(0, Vec::len);
-    let mut mean = vec![0.0; len];
-    let mut lo = vec![f64::INFINITY; len];
-    let mut hi = vec![f64::NEG_INFINITY; len];
-    for c in curves {
-        for i in 0..len {
-            mean[i] += c[i] / curves.len() as f64;
-            lo[i] = lo[i].min(c[i]);
-            hi[i] = hi[i].max(c[i]);
+    let mut mean = vec![f64::NAN; len];
+    let mut lo = vec![f64::NAN; len];
+    let mut hi = vec![f64::NAN; len];
+    for i in 0..len {
+        let finite: Vec<f64> = curves.iter().map(|c| c[i]).filter(|v| v.is_finite()).collect();
+        if !finite.is_empty() {
+            mean[i] = finite.iter().sum::<f64>() / finite.len() as f64;
+            lo[i] = finite.iter().copied().fold(f64::INFINITY, f64::min);
+            hi[i] = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         }
     }
     (mean, lo, hi)
+}
+
+/// The largest of the values, or NaN if any is NaN (f64::max would skip it,
+/// and a gap that cannot be measured must fail its claim).
+pub fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(0.0, |a: f64, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
+}
+
+/// Weights of a plain random init, layer by layer (row-major (out, in)):
+/// normal(0, scale^2 / fan_in), drawn from the stream (purpose, seed).
+pub fn random_layers(purpose: &str, seed: u64, shapes: &[(usize, usize)], scale: f64) -> Vec<Vec<f32>> {
+    let mut r = crate::rng::stream(purpose, seed);
+    shapes
+        .iter()
+        .map(|&(o, i)| {
+            let std = scale / (i as f64).sqrt();
+            (0..o * i).map(|_| (std * crate::rng::normal(&mut r)) as f32).collect()
+        })
+        .collect()
 }
 
 /// The first time a logged series reaches `target`, linearly interpolated

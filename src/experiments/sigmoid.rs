@@ -217,17 +217,7 @@ impl Config {
         let shapes = self.shapes(model);
         let n = self.points.usize();
         match model.init {
-            Init::Random { scale } => {
-                let mut r = rng::stream("sigmoid/random-init", seed);
-                let layers = shapes
-                    .iter()
-                    .map(|&(o, i)| {
-                        let std = scale.get() / (i as f64).sqrt();
-                        (0..o * i).map(|_| (std * rng::normal(&mut r)) as f32).collect()
-                    })
-                    .collect();
-                (layers, Vec::new())
-            }
+            Init::Random { scale } => (super::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new()),
             Init::Balanced { scale } => {
                 let depth = shapes.len();
                 let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();

@@ -18,7 +18,7 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{job_config, mean_min_max, Job};
+use super::{job_config, mean_min_max, random_layers, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
@@ -147,6 +147,14 @@ impl Config {
             if (n - n.round()).abs() > 1e-9 || n < 1.0 {
                 p.push(format!("frequencies: {} is not a positive multiple of 1 / per_class = 1/{}", f.get(), self.per_class.get()));
             }
+            if f.get() >= 1.0 {
+                p.push(format!("frequencies: {} leaves no point with the common feature alone; expected p < 1", f.get()));
+            }
+        }
+        for (i, f) in self.frequencies.iter().enumerate() {
+            if self.frequencies[..i].contains(f) {
+                p.push(format!("frequencies: {} is listed twice", f.get()));
+            }
         }
         p
     }
@@ -239,10 +247,8 @@ impl Config {
                 match run.model {
                     Model::Linear => layers[0].extend([0.0f32; DIM]),
                     Model::TwoLayer => {
-                        let mut r = rng::stream("starvation/two-layer-init", seeds[s]);
-                        for (l, &(o, i)) in shapes.iter().enumerate() {
-                            let std = self.random_scale.get() / (i as f64).sqrt();
-                            layers[l].extend((0..o * i).map(|_| (std * rng::normal(&mut r)) as f32));
+                        for (l, w) in random_layers("starvation/two-layer-init", seeds[s], &shapes, self.random_scale.get()).into_iter().enumerate() {
+                            layers[l].extend(w);
                         }
                     }
                 }
