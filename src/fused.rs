@@ -244,7 +244,12 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
         for p in 0..n {
             let a = &input[p * inp..(p + 1) * inp];
             let row = &mut target[p * out..(p + 1) * out];
-            combine(inp, |i| a[i], wt, out, row);
+            if out == 1 {
+                // One output: a dot product along the input row.
+                row[0] = dot(a, wt);
+            } else {
+                combine(inp, |i| a[i], wt, out, row);
+            }
             if l + 1 < depth {
                 // relu; relu'(0) = 0 below, as in the batched program.
                 for v in row.iter_mut() {
@@ -289,6 +294,26 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
                     below[p * inp + i] = if input[p * inp + i] > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
                 }
             }
+        }
+        if out == 1 {
+            // One output: grad = sum_p delta[p] input[p], row by row.
+            let grad = &mut s.grad[..inp];
+            grad.fill(0.0);
+            for p in 0..n {
+                let d = s.delta[p];
+                if d != 0.0 {
+                    for (g, a) in grad.iter_mut().zip(&input[p * inp..(p + 1) * inp]) {
+                        *g += d * a;
+                    }
+                }
+            }
+            for (w, g) in wt.iter_mut().zip(grad.iter()) {
+                *w -= lr * g;
+            }
+            if l > 0 {
+                std::mem::swap(&mut s.delta, &mut s.below);
+            }
+            continue;
         }
         // grad[i][o] = sum_p input[p][i] delta[p][o], then one step on row i.
         for i in 0..inp {
