@@ -59,21 +59,6 @@ fn computed_keys(stderr: &str, planned: &[PlannedJob], spec: &Path) -> BTreeSet<
     out
 }
 
-/// SplitMix64, for seeded kill times.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 #[test]
 fn a_rejected_spec_exits_2_with_a_location_and_writes_nothing() {
@@ -136,7 +121,7 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
     assert_eq!(reference.len(), 5, "{:?}", reference.keys());
 
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
-    let mut rng = Rng(20_240_601);
+    let mut rng = common::TestRng::new("test/kill-times", 20_240_601);
     let (mut kills, mut partials_seen, mut reused_checked, mut rounds) = (0, 0, 0, 1);
     const ATTEMPTS: usize = 30;
     for i in 0..ATTEMPTS {

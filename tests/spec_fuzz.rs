@@ -12,24 +12,6 @@ use std::path::Path;
 
 use learning_dynamics::spec;
 
-/// SplitMix64: a tiny seeded generator, enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Fragments that TOML and our schema care about, including values at and
 /// beyond the edges of every range, and multi-byte characters.
@@ -43,7 +25,7 @@ const TOKENS: &[&str] = &[
     "holds = false", "series = []", "scalar", "init.random", "init.aligned", "depth = 9", "width", "seed_count = 0",
 ];
 
-fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
+fn mutate(rng: &mut common::TestRng, mut bytes: Vec<u8>) -> Vec<u8> {
     for _ in 0..1 + rng.below(4) {
         let len = bytes.len();
         let at = rng.below(len + 1);
@@ -103,7 +85,7 @@ fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// Random text from scratch: TOML-ish tokens and arbitrary bytes.
-fn arbitrary(rng: &mut Rng) -> Vec<u8> {
+fn arbitrary(rng: &mut common::TestRng) -> Vec<u8> {
     let mut out = Vec::new();
     for _ in 0..rng.below(60) {
         if rng.below(4) == 0 {
@@ -149,7 +131,7 @@ fn mutated_and_arbitrary_specs_never_panic_and_errors_have_a_location() {
     let start = std::time::Instant::now();
     let (mut accepted, mut rejected) = (0, 0);
     for seed in 0..30_000u64 {
-        let mut rng = Rng(seed);
+        let mut rng = common::TestRng::new("test/spec-fuzz", seed);
         let bytes = if seed % 8 == 7 { arbitrary(&mut rng) } else { mutate(&mut rng, inputs[(seed % 2) as usize].clone()) };
         if check(seed, &bytes) {
             accepted += 1;

@@ -113,3 +113,29 @@ pub fn small_kinds_paper() -> Paper {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml");
     parse(&std::fs::read_to_string(path).unwrap())
 }
+
+/// Seeded random numbers for the tests (kill times, mutations), from the
+/// project's own ChaCha streams.
+pub struct TestRng(rand_chacha::ChaCha8Rng);
+
+impl TestRng {
+    pub fn new(purpose: &str, seed: u64) -> TestRng {
+        TestRng(learning_dynamics::rng::stream(purpose, seed))
+    }
+    pub fn next(&mut self) -> u64 {
+        use rand::RngExt;
+        self.0.random()
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        use rand::RngExt;
+        self.0.random()
+    }
+    /// Uniform in 0..n (0 when n = 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
