@@ -101,6 +101,14 @@ pub struct TrainInput {
     pub cfg: TrainConfig,
 }
 
+impl TrainConfig {
+    /// `steps` steps at `learning_rate`, margins logged at `log_points`
+    /// log-spaced steps, no weights recorded, no probe points.
+    pub fn logged(loss: Loss, learning_rate: f64, steps: u64, log_points: u64) -> TrainConfig {
+        TrainConfig { loss, learning_rate, log_steps: log_schedule(steps, log_points), record_weights: RecordWeights::Never, probe: None }
+    }
+}
+
 /// What training produced: margins at each logged step, and weights where asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainLog {

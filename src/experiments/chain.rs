@@ -17,7 +17,7 @@ use super::{crossing_time, job_config, loglog_slope, Job};
 use crate::figure::{palette, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -227,13 +227,7 @@ impl Config {
             shapes: vec![(1, 1); depth as usize],
             layers: (0..depth).map(|_| norms.iter().map(|&s| init.start.weight(s, depth) as f32).collect()).collect(),
         };
-        let cfg = TrainConfig {
-            loss: self.loss,
-            learning_rate: self.learning_rate.get(),
-            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
-            record_weights: RecordWeights::Never,
-            probe: None,
-        };
+        let cfg = TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get());
         Ok(TrainInput { init: weights, data, cfg })
     }
 

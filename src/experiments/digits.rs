@@ -18,7 +18,7 @@ use super::{job_config, mean_min_max, random_layers, Job};
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Outputs, Positive};
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -200,13 +200,7 @@ impl Config {
             x: (0..members).flat_map(|_| test_idx.iter().flat_map(|&i| images.x[i])).collect(),
             y: (0..members).flat_map(|_| test_idx.iter().map(|&i| images.y[i])).collect(),
         };
-        let cfg = TrainConfig {
-            loss: crate::spec::Loss::CrossEntropy,
-            learning_rate: self.learning_rate.get(),
-            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
-            record_weights: RecordWeights::Never,
-            probe: Some(probe),
-        };
+        let cfg = TrainConfig { probe: Some(probe), ..TrainConfig::logged(crate::spec::Loss::CrossEntropy, self.learning_rate.get(), self.steps.get(), self.log_points.get()) };
         Ok(TrainInput { init: EnsembleWeights { members, shapes, layers }, data: EnsembleData { members, points: n, dim: PIXELS, x, y }, cfg })
     }
 

@@ -16,7 +16,7 @@ use super::{crossing_time, job_config, loglog_slope, max_or_nan, mean_min_max, r
 use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Loss, Outputs, Positive};
 use crate::theory::Mode;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -177,13 +177,7 @@ impl Config {
                 EnsembleWeights { members, shapes, layers }
             }
         };
-        let cfg = TrainConfig {
-            loss: self.loss,
-            learning_rate: self.learning_rate.get(),
-            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
-            record_weights: RecordWeights::Never,
-            probe: None,
-        };
+        let cfg = TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get());
         Ok(TrainInput { init, data, cfg })
     }
 
@@ -309,7 +303,10 @@ impl Config {
                     let skip = times.iter().take_while(|&&t| t <= 0.0).count();
                     for k in 0..self.counts.len() {
                         let (mean, lo, hi) = mean_min_max(&curves[k]);
-                        let color = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE][k % 6];
+                        // An ordered quantity: a light-to-dark ramp of one hue,
+                        // apart from the nets' colours in the left panel.
+                        let ramp = ["#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b"];
+                        let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
                         body.series.push(Series {
                             name: format!("feature {} (p = {:.3})", k + 1, freqs[k]),
                             panel: 1,

@@ -16,7 +16,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -181,13 +181,8 @@ impl Config {
         }
         let data = EnsembleData { members, points: 1, dim: d, x, y: vec![1.0; members] };
         let init = EnsembleWeights { members, shapes: vec![(1, d), (1, 1)], layers: vec![w1, w2] };
-        let cfg = TrainConfig {
-            loss: self.loss,
-            learning_rate: self.learning_rate.get(),
-            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
-            record_weights: if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every },
-            probe: None,
-        };
+        let record_weights = if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every };
+        let cfg = TrainConfig { record_weights, ..TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get()) };
         Ok(TrainInput { init, data, cfg })
     }
 

@@ -16,7 +16,7 @@ use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source
 use crate::rng;
 use crate::spec::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -188,13 +188,7 @@ impl Config {
         let shapes = self.shapes(model);
         let layers = (0..shapes.len()).map(|l| inits.iter().flat_map(|w| w[l].iter().copied()).collect()).collect();
         let init = EnsembleWeights { members, shapes, layers };
-        let cfg = TrainConfig {
-            loss: self.loss,
-            learning_rate: self.learning_rate.get(),
-            log_steps: train::log_schedule(self.steps.get(), self.log_points.get()),
-            record_weights: RecordWeights::Never,
-            probe: None,
-        };
+        let cfg = TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get());
         Ok(TrainInput { init, data, cfg })
     }
 

@@ -261,13 +261,7 @@ impl Config {
             Loss::CrossEntropy => (self.learning_rate, self.steps),
             Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
         };
-        let cfg = TrainConfig {
-            loss: run.loss,
-            learning_rate: rate.get(),
-            log_steps: train::log_schedule(steps.get(), self.log_points.get()),
-            record_weights: RecordWeights::Last,
-            probe: None,
-        };
+        let cfg = TrainConfig { record_weights: RecordWeights::Last, ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get()) };
         Ok(TrainInput { init, data, cfg })
     }
 
