@@ -199,26 +199,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Register-blocked sum of scaled rows: out[c] = sum_k coef(k) m[k * stride + c]
 /// for k in 0..count, skipping zero coefficients. The accumulators stay in
-/// registers for blocks of 16 columns (two AVX registers), so a multiply-add
-/// costs one load, not a load and a store.
+/// registers, 16 columns (two AVX registers) per block and up to 4 blocks in
+/// one pass over the coefficients, so a multiply-add costs one load, not a
+/// load and a store, and each coefficient is read and tested once per 64
+/// columns. Every column sums over k in order, whatever the blocking.
 #[inline(always)]
-fn combine(count: usize, coef: impl Fn(usize) -> f32, m: &[f32], stride: usize, out: &mut [f32]) {
-    const BLOCK: usize = 16;
+fn combine(count: usize, coef: impl Fn(usize) -> f32 + Copy, m: &[f32], stride: usize, out: &mut [f32]) {
     let width = out.len();
     let mut start = 0;
-    while start + BLOCK <= width {
-        let mut acc = [0.0f32; BLOCK];
-        for k in 0..count {
-            let c = coef(k);
-            if c != 0.0 {
-                let row = &m[k * stride + start..k * stride + start + BLOCK];
-                for j in 0..BLOCK {
-                    acc[j] += c * row[j];
-                }
-            }
+    while width - start >= BLOCK {
+        let blocks = ((width - start) / BLOCK).min(4);
+        let cols = &mut out[start..start + blocks * BLOCK];
+        match blocks {
+            4 => combine_blocks::<4>(count, coef, m, stride, start, cols),
+            3 => combine_blocks::<3>(count, coef, m, stride, start, cols),
+            2 => combine_blocks::<2>(count, coef, m, stride, start, cols),
+            _ => combine_blocks::<1>(count, coef, m, stride, start, cols),
         }
-        out[start..start + BLOCK].copy_from_slice(&acc);
-        start += BLOCK;
+        start += blocks * BLOCK;
     }
     for (j, o) in out[start..].iter_mut().enumerate() {
         let mut acc = 0.0f32;
@@ -226,6 +224,27 @@ fn combine(count: usize, coef: impl Fn(usize) -> f32, m: &[f32], stride: usize, 
             acc += coef(k) * m[k * stride + start + j];
         }
         *o = acc;
+    }
+}
+
+const BLOCK: usize = 16;
+
+#[inline(always)]
+fn combine_blocks<const B: usize>(count: usize, coef: impl Fn(usize) -> f32, m: &[f32], stride: usize, col0: usize, out: &mut [f32]) {
+    let mut acc = [[0.0f32; BLOCK]; B];
+    for k in 0..count {
+        let c = coef(k);
+        if c != 0.0 {
+            let row = &m[k * stride + col0..k * stride + col0 + B * BLOCK];
+            for b in 0..B {
+                for j in 0..BLOCK {
+                    acc[b][j] += c * row[b * BLOCK + j];
+                }
+            }
+        }
+    }
+    for b in 0..B {
+        out[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&acc[b]);
     }
 }
 

@@ -73,7 +73,8 @@ impl ExperimentSpec {
             ExperimentSpec::Starvation(_) => &["src/experiments/starvation.rs"],
             ExperimentSpec::Digits(_) => &["src/experiments/digits.rs"],
         };
-        let mut files = vec!["src/train.rs", "src/rng.rs"];
+        // The engines (train.rs runs either, fused.rs is one) and the random streams.
+        let mut files = vec!["src/train.rs", "src/fused.rs", "src/rng.rs"];
         files.extend_from_slice(own);
         files
     }
