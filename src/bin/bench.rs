@@ -40,10 +40,23 @@ struct Args {
     every_job: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<()> {
     train::pin_candle_threads();
     let args = Args::parse();
     let paper = spec::load(&args.spec)?;
+    for id in &args.only {
+        anyhow::ensure!(paper.figures.iter().any(|f| f.id() == id), "--only {id:?}: {} has no such figure", args.spec.display());
+    }
     println!("time per network-step (median of {} repetitions)", args.repeats);
     println!("the pipeline uses the engine marked *; ratio = its time / floor");
     println!("{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6}", "figure", "job (most work per step)", "nets", "fused", "batched", "floor", "jax scan", "jax loop", "torch", "ratio");
