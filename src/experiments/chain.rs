@@ -332,8 +332,7 @@ impl Config {
                 let theory_margins = self.mode(init.start, s, depth).margins_at(&times, loss, 1.0, dt);
                 let name = if depth_view { measured_name(&init.name, depth) } else { format!("{} at s = {s}", measured_name(&init.name, depth)) };
                 let theory_series = if depth_view { theory_name(&init.name, depth) } else { format!("{} at s = {s}", theory_name(&init.name, depth)) };
-                // Time 0 has no place on a log axis.
-                let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+                let skip = super::leading_zero_times(&times);
                 body.series.push(Series {
                     name,
                     panel: traj_panel,

@@ -237,7 +237,7 @@ impl Config {
         for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
             let q = q.get();
             let times = log.times();
-            let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+            let skip = super::leading_zero_times(&times);
             let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.len().max(1);
             ensure!(tests > 0, "{}: no test margins logged", q_name(q));
             let curves: Vec<Vec<f64>> = (0..seeds.len())

@@ -300,7 +300,7 @@ impl Config {
                     labels: None,
                 });
                 if net == Net::Linear {
-                    let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+                    let skip = super::leading_zero_times(&times);
                     for k in 0..self.counts.len() {
                         let (mean, lo, hi) = mean_min_max(&curves[k]);
                         // An ordered quantity: a light-to-dark ramp of one hue,

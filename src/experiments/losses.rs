@@ -103,21 +103,12 @@ impl Config {
     }
 
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.models.is_empty() {
-            p.push("expected at least one [[figure.experiment.losses.model]]".into());
-        }
-        for (i, m) in self.models.iter().enumerate() {
-            if self.models[..i].iter().any(|o| o.name == m.name) {
-                p.push(format!("duplicate model name {:?}", m.name));
-            }
+        let mut p = sigmoid::model_problems(self.points, &self.models, "losses");
+        for m in &self.models {
             if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
                 p.push(format!("model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init", m.name));
             }
-            p.extend(self.base(Loss::CrossEntropy, m).problems());
         }
-        p.sort();
-        p.dedup();
         p
     }
 
@@ -177,7 +168,7 @@ impl Config {
         let n = self.points.usize();
         let seeds = self.seeds();
         let times = logs[0].times();
-        let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+        let skip = super::leading_zero_times(&times);
         let panel = |title: &str, y_label: &str| Panel {
             title: title.into(),
             x_label: "time t = lr x step".into(),
@@ -290,7 +281,10 @@ impl Config {
                 }
                 Loss::CrossEntropy => {
                     let decade = times.iter().position(|&t| t >= times[last] / 10.0).unwrap_or(0);
-                    let gain = |curves: &[Vec<f64>]| mean_min_max(curves).0.get(last).copied().unwrap_or(f64::NAN) - mean_min_max(curves).0[decade];
+                    let gain = |curves: &[Vec<f64>]| {
+                        let (mean, _, _) = mean_min_max(curves);
+                        mean[last] - mean[decade]
+                    };
                     body.scalars.insert(gain_scalar(model), gain(&measured_margin));
                     body.scalars.insert(gain_theory_scalar(model), gain(&theory_margin));
                 }

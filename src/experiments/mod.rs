@@ -207,6 +207,12 @@ pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     (mean, lo, hi)
 }
 
+/// How many logged times lead the schedule at t = 0, which has no place on a
+/// log-time axis: series drawn against log t start after them.
+pub fn leading_zero_times(times: &[f64]) -> usize {
+    times.iter().take_while(|&&t| t <= 0.0).count()
+}
+
 /// The largest of the values, or NaN if any is NaN (f64::max would skip it,
 /// and a gap that cannot be measured must fail its claim).
 pub fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {

@@ -107,8 +107,7 @@ impl Config {
         let (norms, labels) = base.data();
         let seeds = self.seeds();
         let times = logs[0].times();
-        // Time 0 has no place on a log axis.
-        let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+        let skip = super::leading_zero_times(&times);
         // Every mode of the balanced init is the same for every seed.
         let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
         let theory: Vec<Vec<f64>> = modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();

@@ -88,46 +88,7 @@ impl Config {
     }
 
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.models.is_empty() {
-            p.push("expected at least one [[figure.experiment.sigmoid.model]]".into());
-        }
-        for (i, m) in self.models.iter().enumerate() {
-            if self.models[..i].iter().any(|o| o.name == m.name) {
-                p.push(format!("duplicate model name {:?}", m.name));
-            }
-            let depth = m.depth.get();
-            match (depth, m.width) {
-                (1, Some(_)) => p.push(format!("model {:?}: a linear model (depth 1) has no hidden width", m.name)),
-                (d, None) if d > 1 => p.push(format!("model {:?}: depth {d} needs a hidden `width`", m.name)),
-                _ => {}
-            }
-            if matches!(m.init, Init::Balanced { .. }) {
-                if depth == 1 {
-                    p.push(format!("model {:?}: balanced init needs depth >= 2", m.name));
-                }
-                if m.width.is_some_and(|w| w.get() != self.points.get()) {
-                    p.push(format!("model {:?}: balanced init needs width = points = {}", m.name, self.points.get()));
-                }
-            }
-            if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
-                if depth == 1 {
-                    p.push(format!("model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)", m.name));
-                }
-                if m.width.is_some_and(|w| w.get() != self.points.get()) {
-                    p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, self.points.get()));
-                }
-                if !(0.0 < output_ratio_min.get() && output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
-                    p.push(format!(
-                        "model {:?}: expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
-                        m.name,
-                        output_ratio_min.get(),
-                        output_ratio_max.get()
-                    ));
-                }
-            }
-        }
-        p
+        model_problems(self.points, &self.models, "sigmoid")
     }
 
     pub fn outputs(&self) -> Outputs {
@@ -363,4 +324,49 @@ impl Config {
 /// Fraction of margins <= 0 (f = 0 counts as an error; NaN too).
 fn error_fraction(margins: &[f32]) -> f64 {
     margins.iter().filter(|m| !(**m > 0.0)).count() as f64 / margins.len() as f64
+}
+
+/// Problems of a list of models on N = `points` orthogonal points, for every
+/// kind that trains them (`table` names its `[[figure.experiment.<table>.model]]`).
+pub(crate) fn model_problems(points: Count, models: &[Model], table: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    if models.is_empty() {
+        p.push(format!("expected at least one [[figure.experiment.{table}.model]]"));
+    }
+    for (i, m) in models.iter().enumerate() {
+        if models[..i].iter().any(|o| o.name == m.name) {
+            p.push(format!("duplicate model name {:?}", m.name));
+        }
+        let depth = m.depth.get();
+        match (depth, m.width) {
+            (1, Some(_)) => p.push(format!("model {:?}: a linear model (depth 1) has no hidden width", m.name)),
+            (d, None) if d > 1 => p.push(format!("model {:?}: depth {d} needs a hidden `width`", m.name)),
+            _ => {}
+        }
+        if matches!(m.init, Init::Balanced { .. }) {
+            if depth == 1 {
+                p.push(format!("model {:?}: balanced init needs depth >= 2", m.name));
+            }
+            if m.width.is_some_and(|w| w.get() != points.get()) {
+                p.push(format!("model {:?}: balanced init needs width = points = {}", m.name, points.get()));
+            }
+        }
+        if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
+            if depth == 1 {
+                p.push(format!("model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)", m.name));
+            }
+            if m.width.is_some_and(|w| w.get() != points.get()) {
+                p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, points.get()));
+            }
+            if !(0.0 < output_ratio_min.get() && output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
+                p.push(format!(
+                    "model {:?}: expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
+                    m.name,
+                    output_ratio_min.get(),
+                    output_ratio_max.get()
+                ));
+            }
+        }
+    }
+    p
 }

@@ -281,24 +281,28 @@ impl Config {
         }
     }
 
-    /// Accuracy of one member's final weights on the noisy B-only test set.
-    fn test_accuracy(&self, weights: &train::EnsembleWeights, member: usize) -> f64 {
+    /// The noisy B-only test set: (label, x), alternately a B (+1) and a D
+    /// (-1) point plus Gaussian noise on every coordinate.
+    fn test_set(&self) -> Vec<(f64, Vec<f32>)> {
         let mut r = rng::stream("starvation/test", self.test_seed);
-        let m = self.test_points.usize();
-        let correct = (0..m)
-            .filter(|&i| {
+        (0..self.test_points.usize())
+            .map(|i| {
                 let (label, feature) = if i % 2 == 0 { (1.0, B) } else { (-1.0, D) };
-                let x: Vec<f32> = (0..DIM).map(|d| ((if d == feature { 1.0 } else { 0.0 }) + self.test_noise.get() * rng::normal(&mut r)) as f32).collect();
-                label * train::forward(weights, member, &x) > 0.0
+                let x = (0..DIM).map(|d| ((if d == feature { 1.0 } else { 0.0 }) + self.test_noise.get() * rng::normal(&mut r)) as f32).collect();
+                (label, x)
             })
-            .count();
-        correct as f64 / m as f64
+            .collect()
     }
 
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let runs = runs();
         ensure!(logs.len() == runs.len(), "starvation expects {} job logs, got {}", runs.len(), logs.len());
         let n = 2 * self.per_class.usize();
+        let test = self.test_set();
+        // Accuracy of one member's final weights on the test set.
+        let accuracy_of = |weights: &train::EnsembleWeights, member: usize| -> f64 {
+            test.iter().filter(|(label, x)| label * train::forward(weights, member, x) > 0.0).count() as f64 / test.len() as f64
+        };
         let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
         let colors = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
         let panel = |title: &str, x_label: &str, y_label: &str, x_log: bool| Panel {
@@ -327,7 +331,7 @@ impl Config {
             let seeds = self.model_seeds(run.model);
             let per_p = seeds.len().max(1);
             let times = log.times();
-            let skip = times.iter().take_while(|&&t| t <= 0.0).count();
+            let skip = super::leading_zero_times(&times);
             let short = format!("{} {}", if run.model == Model::Linear { "linear" } else { "two-layer" }, if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" });
             for (member, step) in log.diverged_at.iter().enumerate() {
                 if let Some(step) = step {
@@ -345,7 +349,7 @@ impl Config {
                 body.scalars.insert(ratio_scalar(run, p), *mean.last().unwrap_or(&f64::NAN));
                 // B's own final strength, for the comparison with the control.
                 run_finals.push(strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64);
-                let accuracy = members.iter().map(|&e| self.test_accuracy(weights, e)).sum::<f64>() / members.len() as f64;
+                let accuracy = members.iter().map(|&e| accuracy_of(weights, e)).sum::<f64>() / members.len() as f64;
                 body.scalars.insert(accuracy_scalar(run, p), accuracy);
                 accuracies.push(accuracy);
                 let panel = match (run.model, run.loss, run.control) {
