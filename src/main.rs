@@ -59,6 +59,9 @@ enum Command {
         /// Where the committed figures are.
         #[arg(long, default_value = "figures")]
         out: PathBuf,
+        /// Also print the code fingerprint of the figure's jobs and each job's cache key.
+        #[arg(long)]
+        keys: bool,
     },
     /// List the figures with their titles and claims.
     List,
@@ -118,7 +121,7 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cite { id, out } => cite(&paper, &id, &out),
+        Command::Cite { id, out, keys } => cite(&paper, &id, &out, keys),
         Command::Figures { check, force, only, out, cache_dir, jobs } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
@@ -215,11 +218,11 @@ fn print_table(reports: &[pipeline::FigureReport]) {
     }
 }
 
-fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path) -> Result<ExitCode> {
+fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, keys: bool) -> Result<ExitCode> {
     let fig = pipeline::select(paper, &[id.to_string()])?[0];
     let jobs = pipeline::plan(&[fig]);
     let key = pipeline::figure_key(fig, &jobs.iter().collect::<Vec<_>>());
-    let fingerprint = provenance::code_fingerprint(&fig.experiment.figure_source_files());
+    let fingerprint = provenance::figure_fingerprint();
     let (commit, dirty) = provenance::git_state();
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
@@ -232,6 +235,12 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path) -> Result<ExitCode
     println!("commit:           {commit}{}", if dirty { " (work tree dirty: commit before citing)" } else { "" });
     println!("toolchain:        {}", provenance::TOOLCHAIN);
     println!("seeds:            {:?}", fig.experiment.seeds());
+    if keys {
+        println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.kind_files()));
+        for job in &jobs {
+            println!("job key:          {}  {}", job.key, job.job.name);
+        }
+    }
     let committed = out.join(format!("{}.json", fig.id()));
     match std::fs::read_to_string(&committed).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
         Some(v) if v["provenance"]["key"] == key => println!("committed data:   {} (same key)", committed.display()),

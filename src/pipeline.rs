@@ -124,7 +124,7 @@ pub fn job_key(fig: &FigureSpec, job: &Job) -> String {
         "job": job.name,
         "config": job.config,
         "seeds": job.seeds,
-        "code": provenance::code_fingerprint(&fig.experiment.source_files()),
+        "code": provenance::job_fingerprint(fig.experiment.kind_files()),
     }))
 }
 
@@ -136,12 +136,13 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
         .collect()
 }
 
-/// The key of a whole figure's data: over its jobs' keys, the code that
-/// assembles the figure and its claims, and the claims themselves.
+/// The key of a whole figure's data: over its jobs' keys, the code (every
+/// hashed file, including what assembles the figure and checks its claims)
+/// and the claims themselves.
 pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
     provenance::hash_json(&json!({
         "jobs": jobs.iter().map(|j| &j.key).collect::<Vec<_>>(),
-        "code": provenance::code_fingerprint(&fig.experiment.figure_source_files()),
+        "code": provenance::figure_fingerprint(),
         "claims": fig.claims,
     }))
 }
@@ -256,7 +257,7 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
             caption: fig.caption.trim().to_string(),
             provenance: Provenance {
                 key: figure_key(fig, &jobs),
-                code_fingerprint: provenance::code_fingerprint(&fig.experiment.figure_source_files()),
+                code_fingerprint: provenance::figure_fingerprint(),
                 commit: commit.clone(),
                 dirty,
                 config: serde_json::to_value(&fig.experiment)?,

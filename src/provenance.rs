@@ -1,4 +1,10 @@
-//! Where a result came from: the code fingerprint, the git state, the toolchain.
+//! Where a result came from: the code fingerprints, the git state, the toolchain.
+//!
+//! build.rs hashes every file under src/ and data/ and the build files. A
+//! job's key covers all of them (fail safe: a new file is in every job's key
+//! until someone decides otherwise) except the files in `AFTER_TRAINING` and
+//! the other kinds' files (src/experiments/<kind>.rs). A figure's key covers
+//! every hashed file.
 
 use std::process::Command;
 
@@ -10,23 +16,93 @@ mod generated {
 
 pub use generated::{TARGET, TOOLCHAIN};
 
-/// SHA-256 over the given source files' hashes, Cargo.lock and the toolchain:
-/// changes whenever the code that computes a result could have changed it.
-pub fn code_fingerprint(files: &[&str]) -> String {
+/// Files that run only once every job is trained (or never while one is
+/// prepared or trained): left out of the job keys, so that editing them
+/// reruns no training. Still in every figure's key. Each needs its reason.
+pub const AFTER_TRAINING: &[&str] = &[
+    // Draws the SVG from the assembled figure data.
+    "src/render.rs",
+    // Evaluates the claims on the assembled figure data.
+    "src/claims.rs",
+    // The --check diff of figure data against the committed JSON.
+    "src/compare.rs",
+    // The figure data schema and its rounding; used by `assemble`, never by training.
+    "src/figure.rs",
+    // Closed forms drawn beside the measurement, called from `assemble`. While preparing a job,
+    // sigmoid.rs only builds `theory::Mode` values (plain data, no theory code runs) and drops them.
+    "src/theory.rs",
+    // Command line, cite, list, summary table. Before training it only pins Candle's threads
+    // (the code is train.rs, in the keys) and picks how many jobs run side by side, not what they compute.
+    "src/main.rs",
+    // The benchmark binary: times the engines, never computes a cached result.
+    "src/bin/bench.rs",
+];
+
+/// Every hashed file: (path relative to the crate root, SHA-256), sorted by
+/// path, as build.rs found them in the tree that was built.
+pub fn source_files() -> &'static [(&'static str, &'static str)] {
+    generated::HASHED_FILES
+}
+
+/// Whether `path` is one kind's own file, src/experiments/<kind>.rs (not
+/// mod.rs, which holds the helpers every kind shares).
+pub fn is_kind_file(path: &str) -> bool {
+    path.strip_prefix("src/experiments/")
+        .is_some_and(|name| name != "mod.rs" && !name.contains('/') && name.ends_with(".rs"))
+}
+
+/// The files of `table` a job's key covers: all but those in
+/// `AFTER_TRAINING` and all but the kind files not in `kind_files` (the
+/// job's kind's own file and those of any kind it trains through).
+pub fn job_files<'a>(table: &[(&'a str, &'a str)], kind_files: &[&str]) -> Vec<&'a str> {
+    for file in kind_files {
+        assert!(is_kind_file(file), "{file} is not a kind file (src/experiments/<kind>.rs)");
+        assert!(table.iter().any(|(path, _)| path == file), "{file} is not a source file of this crate");
+    }
+    table
+        .iter()
+        .map(|&(path, _)| path)
+        .filter(|path| !AFTER_TRAINING.contains(path))
+        .filter(|path| !is_kind_file(path) || kind_files.contains(path))
+        .collect()
+}
+
+/// The files of `table` a figure's key covers: all of them.
+pub fn figure_files<'a>(table: &[(&'a str, &'a str)]) -> Vec<&'a str> {
+    table.iter().map(|&(path, _)| path).collect()
+}
+
+/// SHA-256 over the given files' paths and hashes (looked up in `table`),
+/// the toolchain, the target, the rustflags and the profile. Taking the table
+/// as a parameter lets a test change one file's hash and see which keys move.
+pub fn fingerprint_of(table: &[(&str, &str)], files: &[&str]) -> String {
     let mut h = Sha256::new();
     for file in files {
-        let hash = generated::SOURCE_HASHES
+        let hash = table
             .iter()
             .find(|(path, _)| path == file)
             .map(|(_, hash)| *hash)
             .unwrap_or_else(|| panic!("{file} is not a source file of this crate"));
-        h.update(file.as_bytes());
-        h.update(hash.as_bytes());
+        h.update(format!("{file}\0{hash}\n").as_bytes());
     }
-    h.update(generated::LOCK_HASH.as_bytes());
-    h.update(TOOLCHAIN.as_bytes());
-    h.update(TARGET.as_bytes());
+    for value in [TOOLCHAIN, TARGET, generated::RUSTFLAGS, generated::PROFILE, generated::OPT_LEVEL] {
+        h.update(format!("{value}\n").as_bytes());
+    }
     hex::encode(h.finalize())
+}
+
+/// The code fingerprint in a job's cache key: changes whenever code that
+/// prepares or trains the job could have changed its result.
+pub fn job_fingerprint(kind_files: &[&str]) -> String {
+    let table = source_files();
+    fingerprint_of(table, &job_files(table, kind_files))
+}
+
+/// The code fingerprint of a figure (its key, its provenance, `cite`):
+/// covers every hashed file.
+pub fn figure_fingerprint() -> String {
+    let table = source_files();
+    fingerprint_of(table, &figure_files(table))
 }
 
 /// The checked-out commit and whether the work tree differs from it;

@@ -59,32 +59,9 @@ impl ExperimentSpec {
         }
     }
 
-    /// The source files whose code computes this kind's results (the
-    /// engine's, plus its own): they make up its code fingerprint.
-    pub fn source_files(&self) -> Vec<&'static str> {
-        let own: &[&'static str] = match self {
-            ExperimentSpec::PhaseDiagram(_) => &["src/experiments/phase_diagram.rs"],
-            ExperimentSpec::Sigmoid(_) => &["src/experiments/sigmoid.rs"],
-            ExperimentSpec::Chain(_) => &["src/experiments/chain.rs"],
-            // Trains the sigmoid kind's models.
-            ExperimentSpec::Modes(_) => &["src/experiments/modes.rs", "src/experiments/sigmoid.rs"],
-            ExperimentSpec::Losses(_) => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
-            ExperimentSpec::Frequency(_) => &["src/experiments/frequency.rs"],
-            ExperimentSpec::Starvation(_) => &["src/experiments/starvation.rs"],
-            ExperimentSpec::Digits(_) => &["src/experiments/digits.rs"],
-        };
-        // The engines (train.rs runs either, fused.rs is one) and the random streams.
-        let mut files = vec!["src/train.rs", "src/fused.rs", "src/rng.rs"];
-        files.extend_from_slice(own);
-        files
-    }
-
-    /// Every source file behind the figure's data: the training's, plus the
-    /// theory, claims and schema code that turn logs into the figure.
-    pub fn figure_source_files(&self) -> Vec<&'static str> {
-        let mut files = self.source_files();
-        files.extend(["src/theory.rs", "src/claims.rs", "src/figure.rs", "src/experiments/mod.rs"]);
-        files
+    /// This kind's own files: see `kind_files`.
+    pub fn kind_files(&self) -> &'static [&'static str] {
+        kind_files(self.kind())
     }
 
     /// Problems that involve several values at once (each value alone was
@@ -173,6 +150,27 @@ impl ExperimentSpec {
             ExperimentSpec::Starvation(c) => c.assemble(logs),
             ExperimentSpec::Digits(c) => c.assemble(logs),
         }
+    }
+}
+
+/// The kind files (src/experiments/<kind>.rs) a kind's jobs run: its own,
+/// then those of the kinds it trains through. A job's key covers these and
+/// every other file that is not in `provenance::AFTER_TRAINING`, so it
+/// follows this module (shared helpers, `random_layers`), the engines and the
+/// random streams without anyone listing them here. tests/fingerprint.rs
+/// fails if a kind file names another kind's module that is not listed.
+pub fn kind_files(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "phase_diagram" => &["src/experiments/phase_diagram.rs"],
+        "sigmoid" => &["src/experiments/sigmoid.rs"],
+        "chain" => &["src/experiments/chain.rs"],
+        // Both train the sigmoid kind's models.
+        "modes" => &["src/experiments/modes.rs", "src/experiments/sigmoid.rs"],
+        "losses" => &["src/experiments/losses.rs", "src/experiments/sigmoid.rs"],
+        "frequency" => &["src/experiments/frequency.rs"],
+        "starvation" => &["src/experiments/starvation.rs"],
+        "digits" => &["src/experiments/digits.rs"],
+        _ => panic!("no kind files listed for the experiment kind {kind:?}"),
     }
 }
 

@@ -39,7 +39,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
+    // The checkout this was run from: `cargo run` sets CARGO_MANIFEST_DIR at
+    // run time. The compile-time value names the clone that compiled this
+    // binary, which a target directory shared by two clones reuses for both.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let root = manifest_dir.parent().expect("xtask lives in the workspace");
     let mut command = Command::new(cargo);
     let (binary, rest) = if args[0] == "bench" { ("bench", &args[1..]) } else { ("paper-figures", &args[..]) };
     command.current_dir(root).args(["run", "--release", "--quiet", "--bin", binary, "--"]).args(rest);
