@@ -66,6 +66,18 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
                 if !same {
                     out.push(format!("claim {:?}: measured {:?} committed, {:?} now", old.name, old.measured, new.measured));
                 }
+                if old.class != new.class {
+                    out.push(format!("claim {:?}: its class changed", old.name));
+                }
+                if (&old.control.counterfactual, old.control.passed) != (&new.control.counterfactual, new.control.passed) {
+                    out.push(format!(
+                        "claim {:?}: its control ({}) {} committed, {} now",
+                        old.name,
+                        new.control.counterfactual,
+                        verdict(old.control.passed),
+                        verdict(new.control.passed)
+                    ));
+                }
             }
         }
     }

@@ -104,6 +104,16 @@ pub struct Divergence {
     pub step: u64,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimClass {
+    /// Evidence for (or against) the paper: the measurement could contradict it.
+    #[default]
+    Evidence,
+    /// Holds by construction of the setup; checks the code, not the paper.
+    Consistency,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimResult {
     pub name: String,
@@ -120,12 +130,34 @@ pub struct ClaimResult {
     pub detail: String,
     /// Why the claim is known not to hold, where paper.toml says so.
     pub reason: Option<String>,
+    /// Evidence for the paper, or a consistency check (true by construction).
+    pub class: ClaimClass,
+    /// The same check on the declared counterfactual of the data.
+    pub control: ControlResult,
+}
+
+/// A claim's negative control: its check run on a counterfactual of the
+/// figure's data, which must give the opposite outcome to the declared one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlResult {
+    /// The counterfactual, in words.
+    pub counterfactual: String,
+    /// Whether the check passed on the counterfactual.
+    pub passed: bool,
+    pub measured: Option<f64>,
+    pub detail: String,
 }
 
 impl ClaimResult {
     /// A claim whose outcome differs from what paper.toml declares.
     pub fn surprising(&self) -> bool {
         self.passed != self.expected_to_pass
+    }
+
+    /// A control that did not flip the outcome: the check cannot tell the
+    /// counterfactual from the measurement, so its verdict means nothing.
+    pub fn control_failed(&self) -> bool {
+        self.control.passed == self.expected_to_pass
     }
 }
 

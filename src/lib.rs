@@ -6,6 +6,7 @@
 //! `claims` -> `render`, with `theory` beside the measurements.
 
 pub mod cache;
+pub mod caption;
 pub mod claims;
 pub mod compare;
 pub mod experiments;

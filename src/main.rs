@@ -10,6 +10,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use learning_dynamics::pipeline::{self, Options};
+use learning_dynamics::figure::ClaimClass;
 use learning_dynamics::{cache, provenance, spec, train};
 
 #[derive(Parser)]
@@ -63,8 +64,13 @@ enum Command {
         #[arg(long)]
         keys: bool,
     },
-    /// List the figures with their titles and claims.
-    List,
+    /// List the figures with their titles, claims, and whether the committed
+    /// data is current (made by this tree's code and paper.toml) or stale.
+    List {
+        /// Where the committed figures are.
+        #[arg(long, default_value = "figures")]
+        out: PathBuf,
+    },
 }
 
 /// The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -111,12 +117,16 @@ fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let paper = spec::load(&cli.spec)?;
     match cli.command {
-        Command::List => {
-            for fig in &paper.figures {
-                println!("{}  ({})\n  {}", fig.id(), fig.experiment.kind(), fig.title);
+        Command::List { out } => {
+            for (fig, _, status) in pipeline::statuses(&paper, &out) {
+                println!("{}  ({}, {status})\n  {}", fig.id(), fig.experiment.kind(), fig.title);
                 for c in &fig.claims {
-                    let mark = if c.holds { "claim" } else { "claim (marked not holding)" };
-                    println!("    {mark}: {}", c.name);
+                    let class = match c.class {
+                        ClaimClass::Evidence => "claim",
+                        ClaimClass::Consistency => "consistency check",
+                    };
+                    let mark = if c.holds { "" } else { " (marked not holding)" };
+                    println!("    {class}{mark}: {}", c.name);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -126,12 +136,12 @@ fn run() -> Result<ExitCode> {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
             stop_on_signals()?;
-            figures(&paper, &opts, check)
+            figures(&paper, &cli.spec, &opts, check)
         }
     }
 }
 
-fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode> {
+fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, check: bool) -> Result<ExitCode> {
     let start = Instant::now();
     // Fail now, not after training, if the cache or the figures cannot be written.
     cache::Cache::open(&opts.cache_dir)?;
@@ -142,13 +152,24 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
     let surprising: Vec<String> = run
         .reports
         .iter()
-        .flat_map(|r| r.claims.iter().filter(|c| c.surprising()).map(move |c| format!("{}: {}", r.id, c.name)))
+        .flat_map(|r| r.claims.iter().filter(|c| c.surprising() || c.control_failed()).map(move |c| format!("{}: {}", r.id, c.name)))
         .collect();
     print_table(&run.reports);
     for r in &run.reports {
         for c in r.claims.iter().filter(|c| c.surprising()) {
             let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
             eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
+        }
+        for c in r.claims.iter().filter(|c| c.control_failed()) {
+            eprintln!(
+                "error: claim {} / {}: its negative control ({}) {} as well, so the check cannot tell that counterfactual \
+                 from the measurement: {}",
+                r.id,
+                c.name,
+                c.control.counterfactual,
+                if c.control.passed { "passes" } else { "fails" },
+                c.control.detail
+            );
         }
         if !r.divergences.is_empty() {
             eprintln!(
@@ -180,7 +201,11 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
                 eprintln!("  - {d}");
             }
         }
-        if problems.is_empty() {
+        let orphans = pipeline::orphans(paper, &opts.out_dir);
+        for path in &orphans {
+            eprintln!("{} belongs to no figure of {} (removed or renamed?)", path.display(), spec_path.display());
+        }
+        if problems.is_empty() && orphans.is_empty() {
             println!("check: {} figure(s) match the committed data and claims", run.figures.len());
         } else {
             eprintln!("check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit");
@@ -188,6 +213,9 @@ fn figures(paper: &spec::Paper, opts: &Options, check: bool) -> Result<ExitCode>
         }
     } else {
         pipeline::write(&opts.out_dir, &run)?;
+        for path in pipeline::remove_orphans(paper, &opts.out_dir)? {
+            println!("removed {}: no figure of {} produces it", path.display(), spec_path.display());
+        }
         pipeline::write_gallery(&opts.out_dir, paper)?;
         println!("wrote {} figure(s) to {}/ in {:.1}s", run.figures.len(), opts.out_dir.display(), start.elapsed().as_secs_f64());
     }

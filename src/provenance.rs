@@ -26,6 +26,8 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/claims.rs",
     // The --check diff of figure data against the committed JSON.
     "src/compare.rs",
+    // Fills a caption's placeholders from the config and the assembled scalars.
+    "src/caption.rs",
     // The figure data schema and its rounding; used by `assemble`, never by training.
     "src/figure.rs",
     // Closed forms drawn beside the measurement, called from `assemble`. While preparing a job,

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::figure::{FigureData, Panel, Series, Source, Style};
+use crate::figure::{ClaimClass, FigureData, Panel, Series, Source, Style};
 use crate::spec::RenderSpec;
 
 const FONT: &str = "sans-serif";
@@ -24,19 +24,29 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
     for line in wrap(&fig.caption, text_width_chars) {
         footer.push((line, RGBColor(40, 40, 40)));
     }
-    for c in &fig.claims {
-        let (tag, color) = match (c.passed, c.expected_to_pass) {
-            (true, true) => ("PASS", rgb("#009E73")),
-            (false, true) => ("FAIL", rgb("#D55E00")),
-            (false, false) => ("FAILS AS KNOWN", rgb("#B8860B")),
-            (true, false) => ("HOLDS, BUT MARKED NOT HOLDING", rgb("#D55E00")),
-        };
-        let mut text = format!("{tag}  {}: {} (expected {})", c.name, c.detail, c.expected);
-        if let Some(reason) = &c.reason {
-            text.push_str(&format!(" [why: {reason}]"));
+    // Claims that are evidence for the paper first, then the consistency
+    // checks (exact by construction), each under its own heading.
+    for (class, heading) in [(ClaimClass::Evidence, "CLAIMS"), (ClaimClass::Consistency, "CONSISTENCY CHECKS (exact by construction)")] {
+        let claims: Vec<_> = fig.claims.iter().filter(|c| c.class == class).collect();
+        if !claims.is_empty() {
+            footer.push((heading.to_string(), RGBColor(40, 40, 40)));
         }
-        for (i, line) in wrap(&text, text_width_chars).into_iter().enumerate() {
-            footer.push((if i == 0 { line } else { format!("      {line}") }, color));
+        for c in claims {
+            let (tag, color) = match (c.passed, c.expected_to_pass, c.control_failed()) {
+                (_, _, true) => ("CONTROL DID NOT FLIP", rgb("#D55E00")),
+                (true, true, _) => ("PASS", rgb("#009E73")),
+                (false, true, _) => ("FAIL", rgb("#D55E00")),
+                (false, false, _) => ("FAILS AS KNOWN", rgb("#B8860B")),
+                (true, false, _) => ("HOLDS, BUT MARKED NOT HOLDING", rgb("#D55E00")),
+            };
+            let control = format!("control: {} -> {}", c.control.counterfactual, if c.control.passed { "passes" } else { "fails" });
+            let mut text = format!("{tag}  {}: {} (expected {}; {control})", c.name, c.detail, c.expected);
+            if let Some(reason) = &c.reason {
+                text.push_str(&format!(" [why: {reason}]"));
+            }
+            for (i, line) in wrap(&text, text_width_chars).into_iter().enumerate() {
+                footer.push((if i == 0 { line } else { format!("      {line}") }, color));
+            }
         }
     }
     for d in fig.divergences.iter().take(3) {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::experiments::ExperimentSpec;
+use crate::figure::ClaimClass;
 
 /// The whole file: one `[[figure]]` table per figure.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,7 +31,8 @@ pub struct Paper {
 pub struct FigureSpec {
     pub id: Spanned<FigureId>,
     pub title: String,
-    pub caption: String,
+    /// May hold placeholders filled from the config and the run (see `caption.rs`).
+    pub caption: Spanned<String>,
     /// Exactly one experiment kind, as a sub-table: `[figure.experiment.<kind>]`.
     pub experiment: ExperimentSpec,
     pub render: RenderSpec,
@@ -80,6 +82,16 @@ pub struct RenderSpec {
 pub struct ClaimSpec {
     pub name: String,
     pub check: Spanned<Check>,
+    /// The negative control: a declared counterfactual of the figure's data
+    /// under which the check must give the opposite outcome (fail for a claim
+    /// that holds, pass for one marked `holds = false`). Required: a claim
+    /// that no counterfactual can flip tests nothing.
+    pub control: Option<Spanned<Control>>,
+    /// `evidence` (default): a claim of the paper that the measurement could
+    /// contradict. `consistency`: exact by construction of the setup, so it
+    /// only retests that gradient descent tracks its flow.
+    #[serde(default)]
+    pub class: ClaimClass,
     /// `false` marks a claim of the paper that our measurement does not support.
     /// It is still computed; the run fails if it starts to hold.
     #[serde(default = "yes")]
@@ -102,12 +114,22 @@ pub enum Check {
     AtLeast { scalar: String, min: f64 },
     /// A scalar of the figure is at most `max`.
     AtMost { scalar: String, max: f64 },
-    /// Each series is fitted by a logistic in log x with R^2 >= `min_r2`.
-    LogisticFit { series: Vec<String>, min_r2: f64 },
+    /// A scalar lies strictly between `min` and `max`.
+    Between { scalar: String, min: f64, max: f64 },
+    /// A logistic step in log t explains each falling series at least
+    /// `min_ratio` times better (residual sum of squares) than the best
+    /// exponential decay in t: a plateau, then a drop, rather than a plain decay.
+    LogisticBeatsExponential { series: Vec<String>, min_ratio: f64 },
+    /// The 10%-90% drop of each series spans at most `max_decades` decades
+    /// of x (an exponential decay in x spans 1.34).
+    DropWidth { series: Vec<String>, max_decades: f64 },
     /// The 10%-90% drop of `series` spans fewer decades of x than that of `than`.
     Sharper { series: String, than: String },
     /// A scalar is within `tolerance` of `value`.
     Near { scalar: String, value: f64, tolerance: f64 },
+    /// A scalar is within `relative_tolerance` (a fraction) of another, its
+    /// reference (typically the theory's value of the same measurement).
+    Matches { scalar: String, reference: String, relative_tolerance: f64 },
     /// The scalars, in the order given, strictly increase.
     Increasing { scalars: Vec<String> },
     /// The scalars, in the order given, strictly decrease.
@@ -117,15 +139,57 @@ pub enum Check {
 impl Check {
     pub fn series_names(&self) -> Vec<&str> {
         match self {
-            Check::AtLeast { .. } | Check::AtMost { .. } | Check::Near { .. } | Check::Increasing { .. } | Check::Decreasing { .. } => vec![],
-            Check::LogisticFit { series, .. } => series.iter().map(String::as_str).collect(),
+            Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } => {
+                series.iter().map(String::as_str).collect()
+            }
             Check::Sharper { series, than } => vec![series, than],
+            _ => vec![],
         }
     }
     pub fn scalar_names(&self) -> Vec<&str> {
         match self {
-            Check::AtLeast { scalar, .. } | Check::AtMost { scalar, .. } | Check::Near { scalar, .. } => vec![scalar],
+            Check::AtLeast { scalar, .. }
+            | Check::AtMost { scalar, .. }
+            | Check::Between { scalar, .. }
+            | Check::Near { scalar, .. } => vec![scalar],
+            Check::Matches { scalar, reference, .. } => vec![scalar, reference],
             Check::Increasing { scalars } | Check::Decreasing { scalars } => scalars.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
+    /// Checks on an ordered list (or pair), which a reversal turns around.
+    pub fn is_ordering(&self) -> bool {
+        matches!(self, Check::Increasing { .. } | Check::Decreasing { .. } | Check::Sharper { .. })
+    }
+}
+
+/// A counterfactual of a figure's data, for a claim's negative control.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    /// The order of the claim's scalars (or its two series) reversed.
+    Reverse,
+    /// Two scalars, or two series, trade their values.
+    Swap { a: String, b: String },
+    /// A scalar moved by `by` (e.g. a gap to theory 10 points wider).
+    Offset { scalar: String, by: f64 },
+    /// A scalar multiplied by `by` (e.g. a ratio or slope 20% larger).
+    Scale { scalar: String, by: f64 },
+    /// Each series replaced by a plain exponential decay in x with the same
+    /// endpoints and the same half-way time: a drop with no plateau.
+    Exponential { series: Vec<String> },
+}
+
+impl Control {
+    pub fn series_names(&self) -> Vec<&str> {
+        match self {
+            Control::Exponential { series } => series.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
+    pub fn scalar_names(&self) -> Vec<&str> {
+        match self {
+            Control::Offset { scalar, .. } | Control::Scale { scalar, .. } => vec![scalar],
             _ => vec![],
         }
     }
@@ -292,6 +356,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
             error(fig.id.span(), format!("figure {:?}: {problem}", fig.id()));
         }
         let outputs = fig.experiment.outputs();
+        let config = crate::caption::experiment_config(&fig.experiment);
+        let caption_span = fig.caption.span();
+        let raw_caption = &text[caption_span.clone()];
+        for (range, placeholder) in crate::caption::placeholders(fig.caption.get_ref()) {
+            let problem = match placeholder {
+                Err(problem) => Some(problem),
+                Ok(p) => crate::caption::problem(&p, &config, &outputs.scalars),
+            };
+            if let Some(problem) = problem {
+                // Point at the placeholder itself where the raw text holds it
+                // verbatim (it has no escapes), else at the caption.
+                let needle = &fig.caption.get_ref()[range];
+                let at = raw_caption.find(needle).map_or(caption_span.start, |i| caption_span.start + i);
+                error(at..at, format!("figure {:?}: caption: {problem}", fig.id()));
+            }
+        }
         for claim in &fig.claims {
             let check = claim.check.get_ref();
             let named = [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
@@ -308,8 +388,35 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
                     );
                 }
             }
-            if matches!(check, Check::LogisticFit { series, .. } if series.is_empty()) {
-                error(claim.check.span(), format!("claim {:?}: expected at least one series to fit", claim.name));
+            if matches!(check, Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } if series.is_empty()) {
+                error(claim.check.span(), format!("claim {:?}: expected at least one series", claim.name));
+            }
+            if let Check::Between { min, max, .. } = check {
+                if !(min < max) {
+                    error(claim.check.span(), format!("claim {:?}: expected min < max, got {min} and {max}", claim.name));
+                }
+            }
+            if let Check::Matches { relative_tolerance, .. } = check {
+                if !(relative_tolerance.is_finite() && *relative_tolerance >= 0.0) {
+                    error(claim.check.span(), format!("claim {:?}: expected a finite relative_tolerance >= 0", claim.name));
+                }
+            }
+            match &claim.control {
+                None => error(
+                    claim.check.span(),
+                    format!(
+                        "claim {:?} has no negative control: expected `control.<kind>` (one of {}), a counterfactual \
+                         of the data under which the check must {}",
+                        claim.name,
+                        kinds::<Control>().unwrap_or_default(),
+                        if claim.holds { "fail" } else { "pass" }
+                    ),
+                ),
+                Some(control) => {
+                    for problem in control_problems(check, control.get_ref(), &outputs) {
+                        error(control.span(), format!("claim {:?}: control: {problem}", claim.name));
+                    }
+                }
             }
             if matches!(check, Check::Increasing { scalars } | Check::Decreasing { scalars } if scalars.len() < 2) {
                 error(claim.check.span(), format!("claim {:?}: expected at least two scalars to order", claim.name));
@@ -334,6 +441,41 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
     }
 }
 
+/// Why a control cannot be a counterfactual of this check: it must change
+/// something the check reads, or it could never flip its outcome.
+fn control_problems(check: &Check, control: &Control, outputs: &Outputs) -> Vec<String> {
+    let (series, scalars) = (check.series_names(), check.scalar_names());
+    let reads = |name: &str| series.contains(&name) || scalars.contains(&name);
+    let mut problems = Vec::new();
+    match control {
+        Control::Reverse if !check.is_ordering() => {
+            problems.push("`reverse` turns around an ordering (increasing, decreasing, sharper); this check has none".into())
+        }
+        Control::Swap { a, b } => {
+            for name in [a, b] {
+                if !outputs.series.contains(name) && !outputs.scalars.contains(name) {
+                    problems.push(format!("swap names {name:?}, which is neither a series nor a scalar of the figure"));
+                }
+            }
+            if a == b {
+                problems.push("swap needs two different names".into());
+            } else if !reads(a) && !reads(b) {
+                problems.push(format!("swap changes neither {a:?} nor {b:?} for this check, which reads neither"));
+            }
+        }
+        Control::Offset { by, .. } | Control::Scale { by, .. } if !by.is_finite() => {
+            problems.push(format!("expected a finite `by`, got {by}"))
+        }
+        _ => {}
+    }
+    for name in control.series_names().into_iter().chain(control.scalar_names()) {
+        if !reads(name) {
+            problems.push(format!("it changes {name:?}, which this check does not read"));
+        }
+    }
+    problems
+}
+
 /// serde's message for a kind table (`experiment`, `check`, `init`) with
 /// several kinds or none, "wanted exactly 1 element, ...", names neither the
 /// table nor the kinds. The usual cause is a misspelt kind whose sub-tables
@@ -346,6 +488,7 @@ fn explain_kind_count(text: &str, span: &Range<usize>, message: &str) -> String 
     let expected = match key {
         "experiment" => kinds::<ExperimentSpec>(),
         "check" => kinds::<Check>(),
+        "control" => kinds::<Control>(),
         _ => None,
     };
     let found = if message.contains("more than 1") { "several kinds (is one misspelt?)" } else { "none" };

@@ -34,6 +34,9 @@ pub struct Config {
     pub theory_dt: Positive,
     /// The escape time of a point: when its margin first reaches this.
     pub escape_margin: Positive,
+    /// Init scales at which every balanced-init model is trained once more
+    /// with both losses, for the escape-time ratio as the init shrinks.
+    pub escape_sweep: Vec<Positive>,
     #[serde(rename = "model")]
     pub models: Vec<Model>,
 }
@@ -57,8 +60,14 @@ fn ratio_scalar(model: &Model) -> String {
 fn ratio_theory_scalar(model: &Model) -> String {
     format!("{}: escape-time ratio cross-entropy / hinge (ODE)", model.name)
 }
-fn frozen_scalar(model: &Model) -> String {
-    format!("{}, hinge: relative change of the weight norm after every margin reached 1", model.name)
+fn hinge_gap_scalar(model: &Model) -> String {
+    format!("{}, hinge: largest gap of a margin to min(1, m0 + s^2 t / N), in steps of lr s^2 / N", model.name)
+}
+fn sweep_scalar(model: &Model, scale: f64) -> String {
+    format!("{} at init {scale}: escape-time ratio cross-entropy / hinge", model.name)
+}
+fn sweep_theory_scalar(model: &Model, scale: f64) -> String {
+    format!("{} at init {scale}: escape-time ratio cross-entropy / hinge (ODE)", model.name)
 }
 fn gain_scalar(model: &Model) -> String {
     format!("{}, cross-entropy: mean margin gained over the last decade of t", model.name)
@@ -94,8 +103,35 @@ impl Config {
         }
     }
 
+    /// Like `base`, with one seed for the sweep's (deterministic) inits.
+    fn base_for(&self, loss: Loss, model: &Model) -> sigmoid::Config {
+        let is_sweep = !self.models.iter().any(|m| m.name == model.name);
+        sigmoid::Config { seed_count: if is_sweep { Count(1) } else { self.seed_count }, ..self.base(loss, model) }
+    }
+
     fn runs(&self) -> Vec<(usize, Loss)> {
         (0..self.models.len()).flat_map(|m| LOSSES.map(|l| (m, l))).collect()
+    }
+
+    /// The models trained again at each init scale of `escape_sweep` (those
+    /// with a balanced init), as (model index, the model at that scale, loss).
+    /// A balanced init has no random part, so the sweep trains one seed.
+    fn sweep_runs(&self) -> Vec<(usize, Model, Loss)> {
+        let mut out = Vec::new();
+        for (m, model) in self.models.iter().enumerate().filter(|(_, m)| matches!(m.init, Init::Balanced { .. })) {
+            for &scale in &self.escape_sweep {
+                let at_scale =
+                    Model { name: format!("{} at init {}", model.name, scale.get()), init: Init::Balanced { scale }, ..model.clone() };
+                out.extend(LOSSES.map(|l| (m, at_scale.clone(), l)));
+            }
+        }
+        out
+    }
+
+    /// Every run: the models as configured, then the sweep.
+    fn all_runs(&self) -> Vec<(usize, Model, Loss)> {
+        let main = self.runs().into_iter().map(|(m, l)| (m, self.models[m].clone(), l));
+        main.chain(self.sweep_runs()).collect()
     }
 
     pub fn seeds(&self) -> Vec<u64> {
@@ -120,27 +156,37 @@ impl Config {
                 out.series.push(format!("{} (theory)", run_name(m, loss)));
                 out.scalars.push(format!("{}: largest gap to theory (points)", run_name(m, loss)));
             }
-            out.scalars.extend([ratio_scalar(m), ratio_theory_scalar(m), frozen_scalar(m), gain_scalar(m), gain_theory_scalar(m)]);
+            out.scalars.extend([ratio_scalar(m), ratio_theory_scalar(m), gain_scalar(m), gain_theory_scalar(m)]);
+            if m.depth.get() == 1 {
+                out.scalars.push(hinge_gap_scalar(m));
+            }
+        }
+        for model in self.models.iter().filter(|m| matches!(m.init, Init::Balanced { .. })) {
+            for scale in &self.escape_sweep {
+                out.scalars.extend([sweep_scalar(model, scale.get()), sweep_theory_scalar(model, scale.get())]);
+            }
         }
         out
     }
 
     pub fn jobs(&self) -> Vec<Job> {
-        self.runs()
+        self.all_runs()
             .into_iter()
-            .map(|(m, loss)| {
-                let model = &self.models[m];
-                let mut job = self.base(loss, model).jobs().remove(0);
-                job.name = run_name(model, loss);
+            .map(|(_, model, loss)| {
+                let mut job = self.base_for(loss, &model).jobs().remove(0);
+                job.name = run_name(&model, loss);
                 job
             })
             .collect()
     }
 
     pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let (m, loss) = self.runs().into_iter().find(|&(m, l)| run_name(&self.models[m], l) == job.name).ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
-        let model = &self.models[m];
-        self.base(loss, model).prepare_job(&Job { name: model.name.clone(), ..job.clone() })
+        let (_, model, loss) = self
+            .all_runs()
+            .into_iter()
+            .find(|(_, model, l)| run_name(model, *l) == job.name)
+            .ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
+        self.base_for(loss, &model).prepare_job(&Job { name: model.name.clone(), ..job.clone() })
     }
 
     /// Each seed's modes: one scalar chain per point, as the net starts it.
@@ -148,10 +194,11 @@ impl Config {
         let base = self.base(Loss::CrossEntropy, model);
         let (norms, labels) = base.data();
         let n = self.points.usize();
-        self.seeds()
-            .iter()
+        // The seeds the log was trained with: 0..members / points.
+        let seeds = log.margins[0].len() / n;
+        (0..seeds as u64)
             .enumerate()
-            .map(|(k, &seed)| {
+            .map(|(k, seed)| {
                 if model.depth.get() == 1 {
                     // Point i moves only its own weight: margin = s_i (y_i w_i).
                     (0..n).map(|i| Mode { norm: norms[i], weights: vec![log.margins[0][k * n + i] as f64 / norms[i]] }).collect()
@@ -164,7 +211,9 @@ impl Config {
 
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let runs = self.runs();
-        ensure!(logs.len() == runs.len(), "losses expects {} job logs, got {}", runs.len(), logs.len());
+        let sweep = self.sweep_runs();
+        ensure!(logs.len() == runs.len() + sweep.len(), "losses expects {} job logs, got {}", runs.len() + sweep.len(), logs.len());
+        let (logs, sweep_logs) = logs.split_at(runs.len());
         let n = self.points.usize();
         let seeds = self.seeds();
         let times = logs[0].times();
@@ -204,7 +253,8 @@ impl Config {
                 s.legend = s.source == Source::Measured || (m == 0 && loss == Loss::CrossEntropy);
                 body.series.push(s);
             }
-            for (k, v) in errors.scalars {
+            // Only the gap to theory: the curve shape is the sigmoid figure's subject.
+            for (k, v) in errors.scalars.into_iter().filter(|(k, _)| k.ends_with("largest gap to theory (points)")) {
                 body.scalars.insert(k.replacen(&model.name, &name, 1), v);
             }
             body.divergences.extend(errors.divergences.into_iter().map(|mut d| {
@@ -212,11 +262,7 @@ impl Config {
                 d
             }));
             // The theory of the other panels, mode by mode.
-            let states: Vec<Vec<Vec<Mode>>> = self
-                .modes(model, log)
-                .iter()
-                .map(|seed_modes| seed_modes.iter().map(|mode| mode.states_at(&times, loss, n as f64, self.theory_dt.get(), 0.01)).collect())
-                .collect();
+            let states = self.mode_states(model, log, &times, loss);
             let theory_margin: Vec<Vec<f64>> = states.iter().map(|modes| (0..times.len()).map(|t| modes.iter().map(|m| m[t].margin()).sum::<f64>() / n as f64).collect()).collect();
             let theory_norm: Vec<Vec<f64>> = states
                 .iter()
@@ -252,32 +298,14 @@ impl Config {
                     labels: None,
                 });
             }
-            // Escape: the median over points and seeds of the time a margin
-            // first reaches `escape_margin`, over the points that start below
-            // it; NaN if there are none, or if most never get there.
-            let below = self.escape_margin.get();
-            let starting_below: Vec<(usize, usize)> =
-                (0..seeds.len()).flat_map(|k| (0..n).map(move |i| (k, i))).filter(|&(k, i)| (log.margins[0][k * n + i] as f64) < below).collect();
-            let escape = |per_point: &dyn Fn(usize, usize) -> Vec<f64>| -> f64 {
-                let mut ts: Vec<f64> = starting_below.iter().map(|&(k, i)| crossing_time(&times, &per_point(k, i), below).unwrap_or(f64::INFINITY)).collect();
-                ts.sort_by(f64::total_cmp);
-                ts.get(ts.len() / 2).copied().filter(|t| t.is_finite()).unwrap_or(f64::NAN)
-            };
             let slot = if loss == Loss::CrossEntropy { 0 } else { 1 };
-            escapes[m][slot] = (
-                escape(&|k, i| log.margins.iter().map(|ms| ms[k * n + i] as f64).collect()),
-                escape(&|k, i| states[k][i].iter().map(Mode::margin).collect()),
-            );
+            escapes[m][slot] = self.escape_times(log, &states, &times);
             let last = times.len() - 1;
             match loss {
                 Loss::Hinge => {
-                    // Weights are frozen once no margin is below 1 (in every seed).
-                    let converged = log.margins.iter().position(|ms| ms.iter().all(|&m| m >= 1.0));
-                    // Undefined when that happens only at the last logged step.
-                    let change = converged.filter(|&c| c < last).map_or(f64::NAN, |c| {
-                        (0..seeds.len()).map(|k| ((measured_norm[k][last] - measured_norm[k][c]) / measured_norm[k][c]).abs()).fold(0.0, f64::max)
-                    });
-                    body.scalars.insert(frozen_scalar(model), change);
+                    if model.depth.get() == 1 {
+                        body.scalars.insert(hinge_gap_scalar(model), self.hinge_gap_in_steps(model, log, &times));
+                    }
                 }
                 Loss::CrossEntropy => {
                     let decade = times.iter().position(|&t| t >= times[last] / 10.0).unwrap_or(0);
@@ -294,7 +322,83 @@ impl Config {
             body.scalars.insert(ratio_scalar(model), ce.0 / hinge.0);
             body.scalars.insert(ratio_theory_scalar(model), ce.1 / hinge.1);
         }
+        // The sweep: runs come in (cross-entropy, hinge) pairs per scale.
+        for (pair, logs) in sweep.chunks(2).zip(sweep_logs.chunks(2)) {
+            let (m, at_scale, _) = &pair[0];
+            let Init::Balanced { scale } = at_scale.init else { unreachable!("the sweep trains balanced inits") };
+            let [ce, hinge] = [0, 1].map(|r| {
+                let states = self.mode_states(at_scale, &logs[r], &times, pair[r].2);
+                self.escape_times(&logs[r], &states, &times)
+            });
+            let model = &self.models[*m];
+            body.scalars.insert(sweep_scalar(model, scale.get()), ce.0 / hinge.0);
+            body.scalars.insert(sweep_theory_scalar(model, scale.get()), ce.1 / hinge.1);
+            for (log, (_, at_scale, loss)) in logs.iter().zip(pair) {
+                for (member, step) in log.diverged_at.iter().enumerate() {
+                    if let Some(step) = step {
+                        let job = run_name(at_scale, *loss);
+                        body.divergences.push(crate::figure::Divergence { job, member, seed: member as u64, step: *step });
+                    }
+                }
+            }
+        }
         Ok(body)
+    }
+
+    /// Each seed's modes at every logged time, from the theory.
+    fn mode_states(&self, model: &Model, log: &TrainLog, times: &[f64], loss: Loss) -> Vec<Vec<Vec<Mode>>> {
+        let n = self.points.usize() as f64;
+        self.modes(model, log)
+            .iter()
+            .map(|seed_modes| seed_modes.iter().map(|mode| mode.states_at(times, loss, n, self.theory_dt.get(), 0.01)).collect())
+            .collect()
+    }
+
+    /// Escape time (measured, and from the modes' ODE): the median over
+    /// points and seeds of the time a margin first reaches `escape_margin`,
+    /// over the points that start below it; NaN if there are none, or if
+    /// most never get there.
+    fn escape_times(&self, log: &TrainLog, states: &[Vec<Vec<Mode>>], times: &[f64]) -> (f64, f64) {
+        let n = self.points.usize();
+        let below = self.escape_margin.get();
+        let starting_below: Vec<(usize, usize)> = (0..states.len())
+            .flat_map(|k| (0..n).map(move |i| (k, i)))
+            .filter(|&(k, i)| (log.margins[0][k * n + i] as f64) < below)
+            .collect();
+        let escape = |per_point: &dyn Fn(usize, usize) -> Vec<f64>| -> f64 {
+            let mut ts: Vec<f64> = starting_below
+                .iter()
+                .map(|&(k, i)| crossing_time(times, &per_point(k, i), below).unwrap_or(f64::INFINITY))
+                .collect();
+            ts.sort_by(f64::total_cmp);
+            ts.get(ts.len() / 2).copied().filter(|t| t.is_finite()).unwrap_or(f64::NAN)
+        };
+        (
+            escape(&|k, i| log.margins.iter().map(|ms| ms[k * n + i] as f64).collect()),
+            escape(&|k, i| states[k][i].iter().map(Mode::margin).collect()),
+        )
+    }
+
+    /// The linear model under hinge: margin i rises as m0 + s_i^2 t / N until
+    /// it reaches 1, then stops (finite time N (1 - m0) / s_i^2). The largest
+    /// gap of a measured margin to that, over points, seeds and logged times,
+    /// in units of one gradient step's rise lr s_i^2 / N: gradient descent
+    /// lands within one step of the flow, so 1 bounds it.
+    fn hinge_gap_in_steps(&self, model: &Model, log: &TrainLog, times: &[f64]) -> f64 {
+        let n = self.points.usize();
+        let (norms, _) = self.base(Loss::Hinge, model).data();
+        let mut gap: f64 = 0.0;
+        for k in 0..self.seeds().len() {
+            for (i, s) in norms.iter().enumerate() {
+                let rate = s * s / n as f64;
+                let m0 = log.margins[0][k * n + i] as f64;
+                for (t, ms) in times.iter().zip(&log.margins) {
+                    let theory = if m0 >= 1.0 { m0 } else { (m0 + rate * t).min(1.0) };
+                    gap = super::max_or_nan([gap, (ms[k * n + i] as f64 - theory).abs() / (self.learning_rate.get() * rate)]);
+                }
+            }
+        }
+        gap
     }
 
     fn panel_quantity(&self, panel: usize) -> &'static str {

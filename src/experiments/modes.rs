@@ -37,12 +37,17 @@ pub struct Config {
     pub random_scale: Positive,
     /// How many points' margins are drawn (spread over the range of norms).
     pub shown_points: Count,
+    /// A point is learned when its margin first reaches this (for the order
+    /// in which the random net learns its points).
+    pub learned_margin: Positive,
 }
 
 const ALIGNED: &str = "aligned, balanced init";
 const RANDOM: &str = "random init";
 const ALIGNED_GAP: &str = "aligned: largest gap to the mode ODE (% of the margin)";
 const RANDOM_GAP: &str = "random: largest gap to the aligned mode ODE (margin units)";
+const RANDOM_ORDER: &str = "random: rank correlation of the points' norms with their learning times";
+const ALIGNED_ORDER: &str = "aligned: rank correlation of the points' norms with their learning times";
 const POINT_COLORS: [&str; 6] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
 
 impl Config {
@@ -80,7 +85,7 @@ impl Config {
 
     pub fn outputs(&self) -> Outputs {
         let mut out = Outputs::default();
-        out.scalars = vec![ALIGNED_GAP.into(), RANDOM_GAP.into()];
+        out.scalars = vec![ALIGNED_GAP.into(), RANDOM_GAP.into(), ALIGNED_ORDER.into(), RANDOM_ORDER.into()];
         out
     }
 
@@ -137,6 +142,21 @@ impl Config {
                 }
             }
             body.scalars.insert(if panel == 0 { ALIGNED_GAP } else { RANDOM_GAP }.into(), gap);
+            // Do the modes keep their order by norm (the larger the norm, the
+            // sooner) even where they interact? Learning time per point: the
+            // mean over seeds of when its margin first reaches the target.
+            let learned: Vec<f64> = (0..n)
+                .map(|i| {
+                    let per_seed: Vec<f64> = (0..seeds.len())
+                        .map(|k| {
+                            let margins: Vec<f64> = log.margins.iter().map(|m| m[k * n + i] as f64).collect();
+                            super::crossing_time(&times, &margins, self.learned_margin.get()).unwrap_or(f64::NAN)
+                        })
+                        .collect();
+                    per_seed.iter().sum::<f64>() / per_seed.len() as f64
+                })
+                .collect();
+            body.scalars.insert(if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(), rank_correlation(&norms, &learned));
             for (member, step) in log.diverged_at.iter().enumerate() {
                 if let Some(step) = step {
                     body.divergences.push(Divergence { job: name.into(), member, seed: seeds[member], step: *step });
@@ -174,5 +194,46 @@ impl Config {
             }
         }
         Ok(body)
+    }
+}
+
+/// Spearman's rank correlation of two lists (ties get their mean rank); NaN
+/// if any value is NaN (a point never learned) or a list is constant.
+fn rank_correlation(a: &[f64], b: &[f64]) -> f64 {
+    if a.iter().chain(b).any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    let ranks = |v: &[f64]| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && v[order[end]] == v[order[start]] {
+                end += 1;
+            }
+            for &i in &order[start..end] {
+                r[i] = (start + end - 1) as f64 / 2.0;
+            }
+            start = end;
+        }
+        r
+    };
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let (va, vb): (f64, f64) = (ra.iter().map(|x| (x - ma).powi(2)).sum(), rb.iter().map(|y| (y - mb).powi(2)).sum());
+    cov / (va * vb).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rank_correlation_of_monotone_lists_is_one() {
+        assert_eq!(super::rank_correlation(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 25.0, 100.0]), 1.0);
+        assert_eq!(super::rank_correlation(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]), -1.0);
+        assert!(super::rank_correlation(&[1.0, 2.0, 3.0], &[1.0, f64::NAN, 2.0]).is_nan());
     }
 }

@@ -42,14 +42,15 @@ pub struct Config {
     pub starts: Vec<Start>,
 }
 
-/// The viewed box [z_min, z_max] x [0, y_max] and the grid of initial points in it.
+/// The viewed box [z_min, z_max] x [min(y_min, 0), y_max] and the grid of
+/// initial points in it. Rows with y <= 0 start dead: the paper's y < 0 strip.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     pub z_min: f64,
     pub z_max: f64,
     pub z_count: Count,
-    pub y_min: Positive,
+    pub y_min: f64,
     pub y_max: Positive,
     pub y_count: Count,
 }
@@ -62,6 +63,13 @@ pub struct Start {
     pub z: f64,
     pub y: f64,
 }
+
+/// Agreement of the grid points with y0 > 0 (away from the boundary) with the rule.
+const GRID_AGREEMENT: &str = "grid agreement";
+const GRID_CHECKED: &str = "grid points checked";
+/// The same for the rows that start dead (y0 < 0): the rule's other branch.
+const DEAD_AGREEMENT: &str = "grid agreement, y0 < 0 (dead from the start)";
+const DEAD_CHECKED: &str = "grid points checked, y0 < 0";
 
 const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::PURPLE, palette::SKY_BLUE];
 
@@ -87,8 +95,8 @@ impl Config {
         if !(g.z_min < 0.0 && g.z_max > 0.0) {
             p.push(format!("grid: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
         }
-        if g.y_min.get() >= g.y_max.get() {
-            p.push(format!("grid: expected y_min < y_max, got {} and {}", g.y_min.get(), g.y_max.get()));
+        if !(g.y_min.is_finite() && g.y_min < g.y_max.get()) {
+            p.push(format!("grid: expected a finite y_min < y_max, got {} and {}", g.y_min, g.y_max.get()));
         }
         if self.starts.len() > TRAJECTORY_COLORS.len() {
             p.push(format!("at most {} marked starts, got {}", TRAJECTORY_COLORS.len(), self.starts.len()));
@@ -119,7 +127,7 @@ impl Config {
             series.push(format!("{} (trained)", s.name));
             series.push(format!("{} (theory)", s.name));
         }
-        let scalars = ["grid agreement", "grid points checked", "largest hyperbola drift"].map(String::from).to_vec();
+        let scalars = [GRID_AGREEMENT, GRID_CHECKED, DEAD_AGREEMENT, DEAD_CHECKED, "largest hyperbola drift"].map(String::from).to_vec();
         Outputs { series, scalars }
     }
 
@@ -129,7 +137,7 @@ impl Config {
         let mut pts = Vec::new();
         for iy in 0..g.y_count.get() {
             for iz in 0..g.z_count.get() {
-                pts.push((lin(g.z_min, g.z_max, g.z_count.get(), iz), lin(g.y_min.get(), g.y_max.get(), g.y_count.get(), iy)));
+                pts.push((lin(g.z_min, g.z_max, g.z_count.get(), iz), lin(g.y_min, g.y_max.get(), g.y_count.get(), iy)));
             }
         }
         pts
@@ -206,7 +214,7 @@ impl Config {
                 x_log: false,
                 y_log: false,
                 x_range: Some(z_range),
-                y_range: Some((0.0, y_max)),
+                y_range: Some((g.y_min.min(0.0), y_max)),
             }],
             ..Default::default()
         };
@@ -216,15 +224,16 @@ impl Config {
         let grid = self.grid_points();
         let directions: Vec<Vec<f64>> = seeds.iter().map(|&s| x_direction(s, self.input_dim.usize())).collect();
         let outcomes = final_outcomes(grid_log, grid.len(), &directions)?;
-        let mut checked = 0usize;
-        let mut agree = 0usize;
+        // (checked, agreeing) for the rows alive at the start, then the dead ones.
+        let mut tally = [(0usize, 0usize); 2];
         let mut groups: [(Vec<f64>, Vec<f64>); 4] = Default::default();
         for (i, &(z0, y0)) in grid.iter().enumerate() {
             let per_seed: Vec<Outcome> = (0..seeds.len()).map(|k| outcomes[k * grid.len() + i]).collect();
             if theory::phase_boundary_distance(z0, y0) > self.boundary_distance.get() {
                 let expected = if theory::phase_succeeds(z0, y0) { Outcome::Success } else { Outcome::Failure };
-                checked += per_seed.len();
-                agree += per_seed.iter().filter(|&&o| o == expected).count();
+                let t = &mut tally[usize::from(y0 <= 0.0)];
+                t.0 += per_seed.len();
+                t.1 += per_seed.iter().filter(|&&o| o == expected).count();
             }
             let group = if per_seed.iter().all(|&o| o == per_seed[0]) {
                 match per_seed[0] {
@@ -248,8 +257,10 @@ impl Config {
             body.series.push(series(name, Source::Measured, Style::Points, color, !x.is_empty(), x, y));
         }
         // No point checked is no evidence: 0, so the claim fails.
-        body.scalars.insert("grid agreement".into(), if checked == 0 { 0.0 } else { agree as f64 / checked as f64 });
-        body.scalars.insert("grid points checked".into(), checked as f64);
+        for ((checked, agree), (agreement, count)) in tally.into_iter().zip([(GRID_AGREEMENT, GRID_CHECKED), (DEAD_AGREEMENT, DEAD_CHECKED)]) {
+            body.scalars.insert(agreement.into(), if checked == 0 { 0.0 } else { agree as f64 / checked as f64 });
+            body.scalars.insert(count.into(), checked as f64);
+        }
 
         // Trajectories from the marked starts (seed 0 drawn; every seed checked).
         let mut drift: f64 = 0.0;
@@ -304,8 +315,14 @@ impl Config {
         let corner = (-y_max).max(z_min);
         let (sx, sy): (Vec<f64>, Vec<f64>) = [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
         body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
-        let (fx, fy): (Vec<f64>, Vec<f64>) =
-            [(z_min, 0.0), (0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)].into_iter().unzip();
+        // Failure also covers the strip y < 0 in view, where the unit starts dead.
+        let y_lo = g.y_min.min(0.0);
+        let mut failure = vec![(z_min, y_lo)];
+        if y_lo < 0.0 {
+            failure.extend([(z_max, y_lo), (z_max, 0.0)]);
+        }
+        failure.extend([(0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)]);
+        let (fx, fy): (Vec<f64>, Vec<f64>) = failure.into_iter().unzip();
         body.series.push(series("failure region (theory)", Source::Theory, Style::Area, palette::VERMILLION, true, fx, fy));
 
         let mut arrows = (Vec::new(), Vec::new());

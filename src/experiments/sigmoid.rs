@@ -76,6 +76,12 @@ impl Model {
     fn gap_scalar(&self) -> String {
         format!("{}: largest gap to theory (points)", self.name)
     }
+    fn width_scalar(&self) -> String {
+        format!("{}: 10%-90% drop (decades)", self.name)
+    }
+    fn shape_scalar(&self) -> String {
+        format!("{}: exponential / logistic residual ratio", self.name)
+    }
     fn theory_series(&self) -> String {
         format!("{} (theory)", self.name)
     }
@@ -95,6 +101,7 @@ impl Config {
         let mut out = Outputs::default();
         for m in &self.models {
             out.series.push(m.name.clone());
+            out.scalars.extend([m.width_scalar(), m.shape_scalar()]);
             if m.has_theory() {
                 out.series.push(m.theory_series());
                 out.scalars.push(m.gap_scalar());
@@ -316,6 +323,16 @@ impl Config {
                 band: None,
                 labels: None,
             });
+        }
+        // The shape of every measured curve, for the caption (the claims
+        // compute the same from the series, so that their controls can
+        // replace the curves).
+        for model in &self.models {
+            if let Some(s) = body.series(&model.name) {
+                let (width, ratio) = (crate::claims::transition_width(s), crate::claims::logistic_over_exponential(s));
+                body.scalars.insert(model.width_scalar(), width);
+                body.scalars.insert(model.shape_scalar(), ratio);
+            }
         }
         Ok(body)
     }
