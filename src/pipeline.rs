@@ -323,7 +323,8 @@ pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
             .is_some_and(|mut old| {
                 old.provenance.commit.clone_from(&data.provenance.commit);
                 old.provenance.dirty = data.provenance.dirty;
-                old == *data
+                // As JSON: an undefined (NaN) scalar is null there, and equal to itself.
+                serde_json::to_value(&old).ok() == serde_json::to_value(data).ok()
             });
         if !unchanged {
             let json = serde_json::to_string_pretty(data)? + "\n";

@@ -18,7 +18,9 @@ const LINE_HEIGHT: u32 = 17;
 
 /// Renders a figure as SVG: same data, same bytes.
 pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
-    let (width, height) = (spec.width.get(), spec.height.get());
+    // `height` is the title's and the panels'; the caption and the claims
+    // below take what they need, so a longer text never squeezes the panels.
+    let (width, plots_height) = (spec.width.get(), spec.height.get());
     let text_width_chars = (width as usize).saturating_sub(40) / 7;
     let mut footer = Vec::new();
     for line in wrap(&fig.caption, text_width_chars) {
@@ -53,6 +55,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         footer.push((format!("DIVERGED  job {:?}, seed {}, at step {} (NaN or infinity)", d.job, d.seed, d.step), rgb("#D55E00")));
     }
     let footer_height = 14 + LINE_HEIGHT * footer.len() as u32 + 18;
+    let height = plots_height + footer_height;
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
@@ -60,7 +63,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         let (top, rest) = root.split_vertically(36);
         top.draw(&Text::new(fig.title.clone(), (16, 10), (FONT, 19).into_font().style(FontStyle::Bold).color(&BLACK)))
             .map_err(draw_err)?;
-        let plot_height = height.saturating_sub(36 + footer_height).max(120);
+        let plot_height = plots_height.saturating_sub(36);
         let (plots, bottom) = rest.split_vertically(plot_height);
         let (panels_area, legend_area) = plots.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
         let areas = panels_area.split_evenly((1, fig.panels.len().max(1)));

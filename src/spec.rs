@@ -72,7 +72,8 @@ impl<'de> Deserialize<'de> for FigureId {
 pub struct RenderSpec {
     /// Width of the SVG, in pixels.
     pub width: Pixels,
-    /// Height of the SVG, in pixels.
+    /// Height of the title and panels, in pixels; the caption and claims
+    /// below add their own.
     pub height: Pixels,
 }
 

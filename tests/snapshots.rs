@@ -31,7 +31,15 @@ fn digest(fig: &FigureData) -> Value {
     let claims: Vec<Value> = fig
         .claims
         .iter()
-        .map(|c| json!({ "name": c.name, "passed": c.passed, "measured": c.measured.map(|m| round_sig(m, 3)) }))
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "passed": c.passed,
+                "measured": c.measured.map(|m| round_sig(m, 3)),
+                "control": c.control.counterfactual,
+                "control_passed": c.control.passed,
+            })
+        })
         .collect();
     json!({ "id": fig.id, "series": series, "scalars": scalars, "claims": claims, "divergences": fig.divergences.len() })
 }

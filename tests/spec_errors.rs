@@ -101,7 +101,7 @@ fn two_checks_in_one_claim() {
         from,
         &format!("{from}\ncheck.at_most = {{ scalar = \"x\", max = 1.0 }}"),
         line_of(from),
-        "`check` must name exactly one kind, found several kinds (is one misspelt?): expected one of `at_least`, `at_most`, `logistic_fit`, `sharper`",
+        "`check` must name exactly one kind, found several kinds (is one misspelt?): expected one of `at_least`, `at_most`, `between`, `logistic_beats_exponential`, `drop_width`, `sharper`",
     );
 }
 
@@ -116,12 +116,12 @@ fn claim_names_a_missing_scalar() {
 }
 
 #[test]
-fn logistic_fit_needs_a_series() {
-    let from = "check.logistic_fit = { series = [";
+fn drop_width_needs_a_series() {
+    let from = "check.drop_width = { series = [";
     let text = common::small_spec_text();
     let start = text.find(from).unwrap();
     let end = start + text[start..].find(']').unwrap();
-    check(&text[start..=end], "check.logistic_fit = { series = []", line_of(from), "expected at least one series to fit");
+    check(&text[start..=end], "check.drop_width = { series = []", line_of(from), "expected at least one series");
 }
 
 #[test]
