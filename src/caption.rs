@@ -34,9 +34,14 @@ pub fn placeholders(text: &str) -> Vec<(Range<usize>, Result<Placeholder, String
             i = at + 1;
             continue;
         }
-        let Some(len) = rest.find('}') else {
-            out.push((at..text.len(), Err("a `{` without its closing `}` (write `{{` for a literal brace)".into())));
-            break;
+        // A placeholder ends at its `}`; another `{` before it means this one was never closed.
+        let next = rest[1..].find(['{', '}']).map(|i| i + 1);
+        let Some(len) = next.filter(|&i| rest.as_bytes()[i] == b'}') else {
+            // Up to the next `{` (where scanning goes on) or the end.
+            let end = next.map_or(text.len(), |i| at + i);
+            out.push((at..end, Err("a `{` without its closing `}` (write `{{` for a literal brace)".into())));
+            i = end;
+            continue;
         };
         out.push((at..at + len + 1, parse(&rest[1..len])));
         i = at + len + 1;

@@ -154,10 +154,10 @@ impl ClaimResult {
         self.passed != self.expected_to_pass
     }
 
-    /// A control that did not flip the outcome: the check cannot tell the
-    /// counterfactual from the measurement, so its verdict means nothing.
+    /// A control that did not flip the measured outcome: the check cannot
+    /// tell the counterfactual from the measurement, so its verdict means nothing.
     pub fn control_failed(&self) -> bool {
-        self.control.passed == self.expected_to_pass
+        self.control.passed == self.passed
     }
 }
 

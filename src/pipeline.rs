@@ -144,6 +144,9 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
         "jobs": jobs.iter().map(|j| &j.key).collect::<Vec<_>>(),
         "code": provenance::figure_fingerprint(),
         "claims": fig.claims,
+        // The text too: a figure whose caption changed is not current.
+        "title": fig.title,
+        "caption": fig.caption.get_ref(),
     }))
 }
 

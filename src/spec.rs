@@ -360,16 +360,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
         let config = crate::caption::experiment_config(&fig.experiment);
         let caption_span = fig.caption.span();
         let raw_caption = &text[caption_span.clone()];
+        // Where to look for the next placeholder in the raw text: past the
+        // previous one, so that a repeated one is found at its own place.
+        let mut cursor = 0;
         for (range, placeholder) in crate::caption::placeholders(fig.caption.get_ref()) {
+            // The placeholder's text up to anything an escape or a line
+            // continuation could have changed in the raw TOML.
+            let needle = &fig.caption.get_ref()[range];
+            let verbatim = &needle[..needle.find(['\\', '\n', '"']).unwrap_or(needle.len())];
+            let found = raw_caption.get(cursor..).and_then(|rest| rest.find(verbatim)).map(|i| cursor + i);
+            if let Some(at) = found {
+                cursor = at + verbatim.len();
+            }
             let problem = match placeholder {
                 Err(problem) => Some(problem),
                 Ok(p) => crate::caption::problem(&p, &config, &outputs.scalars),
             };
             if let Some(problem) = problem {
-                // Point at the placeholder itself where the raw text holds it
-                // verbatim (it has no escapes), else at the caption.
-                let needle = &fig.caption.get_ref()[range];
-                let at = raw_caption.find(needle).map_or(caption_span.start, |i| caption_span.start + i);
+                // At the placeholder itself where the raw text holds it, else at the caption.
+                let at = found.map_or(caption_span.start, |i| caption_span.start + i);
                 error(at..at, format!("figure {:?}: caption: {problem}", fig.id()));
             }
         }
