@@ -198,10 +198,14 @@ fn swap(body: &mut FigureBody, a: &str, b: &str) {
     let ia = body.series.iter().position(|s| s.name == a);
     let ib = body.series.iter().position(|s| s.name == b);
     if let (Some(ia), Some(ib)) = (ia, ib) {
-        let (xa, ya, ba) = (body.series[ia].x.clone(), body.series[ia].y.clone(), body.series[ia].band.clone());
-        let (xb, yb, bb) = (body.series[ib].x.clone(), body.series[ib].y.clone(), body.series[ib].band.clone());
-        (body.series[ia].x, body.series[ia].y, body.series[ia].band) = (xb, yb, bb);
-        (body.series[ib].x, body.series[ib].y, body.series[ib].band) = (xa, ya, ba);
+        if ia != ib {
+            let (lo, hi) = (ia.min(ib), ia.max(ib));
+            let (left, right) = body.series.split_at_mut(hi);
+            let (sa, sb) = (&mut left[lo], &mut right[0]);
+            std::mem::swap(&mut sa.x, &mut sb.x);
+            std::mem::swap(&mut sa.y, &mut sb.y);
+            std::mem::swap(&mut sa.band, &mut sb.band);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{crossing_time, job_config, loglog_slope, Job};
-use crate::figure::{palette, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, Outputs, Positive};
 use crate::theory;
 use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
@@ -280,11 +280,7 @@ impl Config {
             let color = palette::depth(depth);
             let init_index = self.inits.iter().position(|i| i.name == init.name).unwrap_or(0);
             let margins_of = |member: usize| -> Vec<f64> { log.margins.iter().map(|m| m[member] as f64).collect() };
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: measured_name(&init.name, depth), member, seed: 0, step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(&measured_name(&init.name, depth), log, |_| 0));
             let measured: Vec<Option<f64>> = (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
             let theory: Vec<Option<f64>> = norms.iter().map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max)).collect();
             for (m, t) in measured.iter().zip(&theory) {

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{job_config, mean_min_max, random_layers, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Outputs, Positive};
 use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
@@ -243,11 +243,7 @@ impl Config {
             let curves: Vec<Vec<f64>> = (0..seeds.len())
                 .map(|k| log.probe_margins.iter().map(|m| m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64).collect())
                 .collect();
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: q_name(q), member, seed: seeds[member], step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(&q_name(q), log, |member| seeds[member]));
             let (mean, lo, hi) = mean_min_max(&curves);
             let last = mean.len() - 1;
             body.scalars.insert(final_scalar(q), mean[last]);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{crossing_time, job_config, loglog_slope, max_or_nan, mean_min_max, random_layers, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Loss, Outputs, Positive};
 use crate::theory::Mode;
 use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
@@ -241,12 +241,8 @@ impl Config {
         for (net, log) in NETS.into_iter().zip(logs) {
             let times = log.times();
             let members = log.diverged_at.len();
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    let seed = if net == Net::Random { member as u64 } else { 0 };
-                    body.divergences.push(Divergence { job: net.name().into(), member, seed, step: *step });
-                }
-            }
+            let seed_of = |member: usize| if net == Net::Random { member as u64 } else { 0 };
+            body.divergences.extend(super::divergences(net.name(), log, seed_of));
             // Per feature, per member: the mean margin of its points over time.
             let curves: Vec<Vec<Vec<f64>>> = (0..self.counts.len())
                 .map(|k| (0..members).map(|e| log.margins.iter().map(|m| feature_mean(&|i| m[e * n + i] as f64, k)).collect()).collect())

@@ -103,12 +103,6 @@ impl Config {
         }
     }
 
-    /// Like `base`, with one seed for the sweep's (deterministic) inits.
-    fn base_for(&self, loss: Loss, model: &Model) -> sigmoid::Config {
-        let is_sweep = !self.models.iter().any(|m| m.name == model.name);
-        sigmoid::Config { seed_count: if is_sweep { Count(1) } else { self.seed_count }, ..self.base(loss, model) }
-    }
-
     fn runs(&self) -> Vec<(usize, Loss)> {
         (0..self.models.len()).flat_map(|m| LOSSES.map(|l| (m, l))).collect()
     }
@@ -128,10 +122,15 @@ impl Config {
         out
     }
 
-    /// Every run: the models as configured, then the sweep.
-    fn all_runs(&self) -> Vec<(usize, Model, Loss)> {
-        let main = self.runs().into_iter().map(|(m, l)| (m, self.models[m].clone(), l));
-        main.chain(self.sweep_runs()).collect()
+    /// Every run, by job name, as the sigmoid experiment that trains it: the
+    /// models as configured, then the sweep (one seed each).
+    fn all_runs(&self) -> Vec<(String, sigmoid::Config)> {
+        let main = self.runs().into_iter().map(|(m, l)| (run_name(&self.models[m], l), self.base(l, &self.models[m])));
+        let sweep = self
+            .sweep_runs()
+            .into_iter()
+            .map(|(_, model, l)| (run_name(&model, l), sigmoid::Config { seed_count: Count(1), ..self.base(l, &model) }));
+        main.chain(sweep).collect()
     }
 
     pub fn seeds(&self) -> Vec<u64> {
@@ -172,21 +171,22 @@ impl Config {
     pub fn jobs(&self) -> Vec<Job> {
         self.all_runs()
             .into_iter()
-            .map(|(_, model, loss)| {
-                let mut job = self.base_for(loss, &model).jobs().remove(0);
-                job.name = run_name(&model, loss);
+            .map(|(name, base)| {
+                let mut job = base.jobs().remove(0);
+                job.name = name;
                 job
             })
             .collect()
     }
 
     pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let (_, model, loss) = self
+        let (_, base) = self
             .all_runs()
             .into_iter()
-            .find(|(_, model, l)| run_name(model, *l) == job.name)
+            .find(|(name, _)| *name == job.name)
             .ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
-        self.base_for(loss, &model).prepare_job(&Job { name: model.name.clone(), ..job.clone() })
+        // The sigmoid kind names its one job after its one model.
+        base.prepare_job(&Job { name: base.models[0].name.clone(), ..job.clone() })
     }
 
     /// Each seed's modes: one scalar chain per point, as the net starts it.
@@ -334,12 +334,7 @@ impl Config {
             body.scalars.insert(sweep_scalar(model, scale.get()), ce.0 / hinge.0);
             body.scalars.insert(sweep_theory_scalar(model, scale.get()), ce.1 / hinge.1);
             for (log, (_, at_scale, loss)) in logs.iter().zip(pair) {
-                for (member, step) in log.diverged_at.iter().enumerate() {
-                    if let Some(step) = step {
-                        let job = run_name(at_scale, *loss);
-                        body.divergences.push(crate::figure::Divergence { job, member, seed: member as u64, step: *step });
-                    }
-                }
+                body.divergences.extend(super::divergences(&run_name(at_scale, *loss), log, |member| member as u64));
             }
         }
         Ok(body)

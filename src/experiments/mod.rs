@@ -6,7 +6,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::figure::FigureBody;
+use crate::figure::{Divergence, FigureBody};
 use crate::spec::Outputs;
 use crate::train::{self, TrainInput, TrainLog};
 
@@ -203,6 +203,16 @@ pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         }
     }
     (mean, lo, hi)
+}
+
+/// The trainings of a job's log that produced NaN or infinity, for the
+/// figure's `divergences`; `seed_of` maps a member to its seed.
+pub fn divergences(job: &str, log: &TrainLog, seed_of: impl Fn(usize) -> u64) -> Vec<Divergence> {
+    log.diverged_at
+        .iter()
+        .enumerate()
+        .filter_map(|(member, step)| step.map(|step| Divergence { job: job.into(), member, seed: seed_of(member), step }))
+        .collect()
 }
 
 /// How many logged times lead the schedule at t = 0, which has no place on a

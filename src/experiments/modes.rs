@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sigmoid::{self, Init, Model};
 use super::{mean_min_max, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::spec::{Count, Depth, Loss, NonNegative, Outputs, Positive};
 use crate::train::{TrainInput, TrainLog};
 
@@ -157,11 +157,7 @@ impl Config {
                 })
                 .collect();
             body.scalars.insert(if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(), rank_correlation(&norms, &learned));
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: name.into(), member, seed: seeds[member], step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(name, log, |member| seeds[member]));
             for (rank, &i) in self.shown(&norms).iter().enumerate() {
                 let color = POINT_COLORS[rank];
                 let per_seed: Vec<Vec<f64>> = (0..seeds.len()).map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect()).collect();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
@@ -298,11 +298,7 @@ impl Config {
 
         for log in [grid_log, traj_log] {
             let (job, starts) = if std::ptr::eq(log, grid_log) { ("grid", grid.len()) } else { ("trajectories", per_seed) };
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: job.into(), member, seed: seeds[member / starts.max(1)], step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(job, log, |member| seeds[member / starts.max(1)]));
         }
         Ok(body)
     }

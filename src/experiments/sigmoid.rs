@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, mean_min_max, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
@@ -266,11 +266,7 @@ impl Config {
                 band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi }),
                 labels: None,
             });
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: model.name.clone(), member, seed: seeds[member], step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(&model.name, log, |member| seeds[member]));
             if !model.has_theory() {
                 continue;
             }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, mean_min_max, random_layers, Job};
-use crate::figure::{palette, Band, Divergence, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
@@ -333,11 +333,7 @@ impl Config {
             let times = log.times();
             let skip = super::leading_zero_times(&times);
             let short = format!("{} {}", if run.model == Model::Linear { "linear" } else { "two-layer" }, if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" });
-            for (member, step) in log.diverged_at.iter().enumerate() {
-                if let Some(step) = step {
-                    body.divergences.push(Divergence { job: run.name(), member, seed: seeds.get(member % per_p).copied().unwrap_or(0), step: *step });
-                }
-            }
+            body.divergences.extend(super::divergences(&run.name(), log, |member| seeds.get(member % per_p).copied().unwrap_or(0)));
             let (_, weights) = log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
             let mut run_finals = Vec::new();
             let mut accuracies = Vec::new();
