@@ -124,7 +124,8 @@ pub fn remove_stale_partials(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PARTIAL)).and_then(|rest| rest.split('-').next()) else {
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PARTIAL)).and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         let gone = match pid.parse::<u32>() {
@@ -171,7 +172,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644));
     }
     tmp.as_file().sync_all().with_context(|| format!("cannot flush {}", path.display()))?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot move the new {} into place", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the new {} into place", path.display()))?;
     // The rename is durable once the directory is flushed (best effort: not
     // every platform can open a directory).
     #[cfg(unix)]

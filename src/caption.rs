@@ -102,8 +102,12 @@ pub fn problem(placeholder: &Placeholder, config: &serde_json::Value, scalars: &
         Placeholder::Config(path) => match config_value(config, path) {
             Some(_) => None,
             None => {
-                let keys = config.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                Some(format!("`{{config.{}}}` names no value of the experiment's config; its keys: {keys}", path.join(".")))
+                let keys =
+                    config.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                Some(format!(
+                    "`{{config.{}}}` names no value of the experiment's config; its keys: {keys}",
+                    path.join(".")
+                ))
             }
         },
         Placeholder::Scalar { name, .. } if !scalars.contains(name) => {

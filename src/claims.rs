@@ -74,17 +74,28 @@ fn run_check(check: &Check, body: &FigureBody) -> Outcome {
     };
     let per_series = |names: &[String], f: &dyn Fn(&Series) -> f64, what: &str| -> (Vec<f64>, String) {
         let values: Vec<f64> = names.iter().map(|n| series(n).map_or(f64::NAN, f)).collect();
-        let detail = names.iter().zip(&values).map(|(n, v)| format!("{n}: {what} {}", fmt(*v))).collect::<Vec<_>>().join("; ");
+        let detail =
+            names.iter().zip(&values).map(|(n, v)| format!("{n}: {what} {}", fmt(*v))).collect::<Vec<_>>().join("; ");
         (values, detail)
     };
     match check {
         Check::AtLeast { scalar: name, min } => {
             let v = scalar(name);
-            Outcome { passed: v >= *min, measured: v, expected: format!(">= {min}"), detail: format!("{name} = {}", fmt(v)) }
+            Outcome {
+                passed: v >= *min,
+                measured: v,
+                expected: format!(">= {min}"),
+                detail: format!("{name} = {}", fmt(v)),
+            }
         }
         Check::AtMost { scalar: name, max } => {
             let v = scalar(name);
-            Outcome { passed: v <= *max, measured: v, expected: format!("<= {max}"), detail: format!("{name} = {}", fmt(v)) }
+            Outcome {
+                passed: v <= *max,
+                measured: v,
+                expected: format!("<= {max}"),
+                detail: format!("{name} = {}", fmt(v)),
+            }
         }
         Check::Between { scalar: name, min, max } => {
             let v = scalar(name);
@@ -98,12 +109,22 @@ fn run_check(check: &Check, body: &FigureBody) -> Outcome {
         Check::LogisticBeatsExponential { series: names, min_ratio } => {
             let (ratios, detail) = per_series(names, &logistic_over_exponential, "exponential/logistic residual ratio");
             let w = worst(&ratios, true);
-            Outcome { passed: w >= *min_ratio, measured: w, expected: format!("ratio >= {min_ratio} for every series"), detail }
+            Outcome {
+                passed: w >= *min_ratio,
+                measured: w,
+                expected: format!("ratio >= {min_ratio} for every series"),
+                detail,
+            }
         }
         Check::DropWidth { series: names, max_decades } => {
             let (widths, detail) = per_series(names, &transition_width, "10%-90% drop over decades:");
             let w = worst(&widths, false);
-            Outcome { passed: w <= *max_decades, measured: w, expected: format!("<= {max_decades} decades for every series"), detail }
+            Outcome {
+                passed: w <= *max_decades,
+                measured: w,
+                expected: format!("<= {max_decades} decades for every series"),
+                detail,
+            }
         }
         Check::Near { scalar: name, value, tolerance } => {
             let v = scalar(name);
@@ -130,9 +151,15 @@ fn run_check(check: &Check, body: &FigureBody) -> Outcome {
             // The smallest step in the claimed direction: > 0 iff the claim holds.
             let steps: Vec<f64> = values.windows(2).map(|w| if up { w[1] - w[0] } else { w[0] - w[1] }).collect();
             let step = worst(&steps, true);
-            let detail = scalars.iter().zip(&values).map(|(n, v)| format!("{n} = {}", fmt(*v))).collect::<Vec<_>>().join("; ");
+            let detail =
+                scalars.iter().zip(&values).map(|(n, v)| format!("{n} = {}", fmt(*v))).collect::<Vec<_>>().join("; ");
             let direction = if up { "larger" } else { "smaller" };
-            Outcome { passed: step > 0.0, measured: step, expected: format!("each {direction} than the one before (smallest step > 0)"), detail }
+            Outcome {
+                passed: step > 0.0,
+                measured: step,
+                expected: format!("each {direction} than the one before (smallest step > 0)"),
+                detail,
+            }
         }
         Check::Sharper { series: a, than: b } => {
             let wa = series(a).map_or(f64::NAN, transition_width);
@@ -182,7 +209,8 @@ fn perturb(control: &Control, check: &Check, body: &FigureBody) -> (String, Figu
                 s.y = exponential_like(&s.x, &s.y);
                 s.band = None;
             }
-            "each curve replaced by an exponential decay in t with the same endpoints and half-way time (no plateau)".into()
+            "each curve replaced by an exponential decay in t with the same endpoints and half-way time (no plateau)"
+                .into()
         }
     };
     (what, out)
@@ -229,7 +257,8 @@ pub fn exponential_like(x: &[f64], y: &[f64]) -> Vec<f64> {
 /// better described as a plateau then a drop than as a plain decay. Points
 /// at x <= 0 are left out of both fits (the log axis cannot place them).
 pub fn logistic_over_exponential(s: &Series) -> f64 {
-    let pts: Vec<(f64, f64)> = s.x.iter().zip(&s.y).filter(|(x, y)| **x > 0.0 && y.is_finite()).map(|(x, y)| (*x, *y)).collect();
+    let pts: Vec<(f64, f64)> =
+        s.x.iter().zip(&s.y).filter(|(x, y)| **x > 0.0 && y.is_finite()).map(|(x, y)| (*x, *y)).collect();
     if pts.len() < 4 {
         return f64::NAN;
     }
@@ -255,7 +284,8 @@ pub fn fit_exponential(x: &[f64], y: &[f64]) -> ExponentialFit {
         let (sp, spp) = (phi.iter().sum::<f64>(), phi.iter().map(|p| p * p).sum::<f64>());
         let (sy, spy) = (y.iter().sum::<f64>(), phi.iter().zip(y).map(|(p, y)| p * y).sum::<f64>());
         let det = n * spp - sp * sp;
-        let (a, c) = if det.abs() > 1e-300 { ((n * spy - sp * sy) / det, (sy * spp - sp * spy) / det) } else { (0.0, sy / n) };
+        let (a, c) =
+            if det.abs() > 1e-300 { ((n * spy - sp * sy) / det, (sy * spp - sp * spy) / det) } else { (0.0, sy / n) };
         (phi.iter().zip(y).map(|(p, y)| (y - c - a * p).powi(2)).sum(), a, c)
     };
     let positive: Vec<f64> = x.iter().copied().filter(|&t| t > 0.0).collect();
@@ -314,7 +344,8 @@ pub struct LogisticFit {
 /// For fixed (mu, w) the amplitude is linear, so it is solved exactly; (mu, w)
 /// are found by a grid search refined around the best cell.
 pub fn fit_logistic_in_log_x(x: &[f64], y: &[f64]) -> LogisticFit {
-    let pts: Vec<(f64, f64)> = x.iter().zip(y).filter(|(x, y)| **x > 0.0 && y.is_finite()).map(|(x, y)| (x.ln(), *y)).collect();
+    let pts: Vec<(f64, f64)> =
+        x.iter().zip(y).filter(|(x, y)| **x > 0.0 && y.is_finite()).map(|(x, y)| (x.ln(), *y)).collect();
     let nan = LogisticFit { amplitude: f64::NAN, center: f64::NAN, width: f64::NAN, r2: f64::NAN, sse: f64::NAN };
     if pts.len() < 4 {
         return nan;

@@ -51,7 +51,12 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
             None => out.push(format!("claim {:?} is gone", old.name)),
             Some(new) => {
                 if old.passed != new.passed {
-                    out.push(format!("claim {:?}: committed {}, now {}", old.name, verdict(old.passed), verdict(new.passed)));
+                    out.push(format!(
+                        "claim {:?}: committed {}, now {}",
+                        old.name,
+                        verdict(old.passed),
+                        verdict(new.passed)
+                    ));
                 }
                 if old.expected_to_pass != new.expected_to_pass {
                     out.push(format!("claim {:?}: its declared expectation changed", old.name));
@@ -64,12 +69,17 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
                     (a, b) => a == b,
                 };
                 if !same {
-                    out.push(format!("claim {:?}: measured {:?} committed, {:?} now", old.name, old.measured, new.measured));
+                    out.push(format!(
+                        "claim {:?}: measured {:?} committed, {:?} now",
+                        old.name, old.measured, new.measured
+                    ));
                 }
                 if old.class != new.class {
                     out.push(format!("claim {:?}: its class changed", old.name));
                 }
-                if (&old.control.counterfactual, old.control.passed) != (&new.control.counterfactual, new.control.passed) {
+                if (&old.control.counterfactual, old.control.passed)
+                    != (&new.control.counterfactual, new.control.passed)
+                {
                     out.push(format!(
                         "claim {:?}: its control ({}) {} committed, {} now",
                         old.name,
@@ -100,7 +110,9 @@ fn verdict(passed: bool) -> &'static str {
 
 fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     let name = &old.name;
-    if (old.panel, old.source, old.style, old.legend, &old.color, &old.labels) != (new.panel, new.source, new.style, new.legend, &new.color, &new.labels) {
+    if (old.panel, old.source, old.style, old.legend, &old.color, &old.labels)
+        != (new.panel, new.source, new.style, new.legend, &new.color, &new.labels)
+    {
         out.push(format!("series {name:?}: panel, source, style, colour, legend or labels changed"));
     }
     let mut listed = 0;

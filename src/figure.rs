@@ -210,7 +210,11 @@ impl FigureBody {
         }
         for s in &mut self.series {
             let keep: Vec<bool> = (0..s.x.len())
-                .map(|i| s.x[i].is_finite() && s.y[i].is_finite() && s.band.as_ref().is_none_or(|b| b.lo[i].is_finite() && b.hi[i].is_finite()))
+                .map(|i| {
+                    s.x[i].is_finite()
+                        && s.y[i].is_finite()
+                        && s.band.as_ref().is_none_or(|b| b.lo[i].is_finite() && b.hi[i].is_finite())
+                })
                 .collect();
             let filter = |v: &mut Vec<f64>| {
                 let mut k = keep.iter();

@@ -157,7 +157,16 @@ impl Scratch {
 /// has. The arithmetic is written out lane by lane (no fused multiply-add,
 /// no reassociation), so every path gives the same bits.
 #[allow(clippy::too_many_arguments)]
-fn run_steps(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, steps: u64, s: &mut Scratch) {
+fn run_steps(
+    params: &mut [f32],
+    shapes: &[(usize, usize)],
+    x: &[f32],
+    y: &[f32],
+    loss: Loss,
+    lr: f32,
+    steps: u64,
+    s: &mut Scratch,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -172,7 +181,16 @@ fn run_steps(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_steps_avx2(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, steps: u64, s: &mut Scratch) {
+unsafe fn run_steps_avx2(
+    params: &mut [f32],
+    shapes: &[(usize, usize)],
+    x: &[f32],
+    y: &[f32],
+    loss: Loss,
+    lr: f32,
+    steps: u64,
+    s: &mut Scratch,
+) {
     for _ in 0..steps {
         step(params, shapes, x, y, loss, lr, s);
     }
@@ -230,7 +248,14 @@ fn combine(count: usize, coef: impl Fn(usize) -> f32 + Copy, m: &[f32], stride: 
 const BLOCK: usize = 16;
 
 #[inline(always)]
-fn combine_blocks<const B: usize>(count: usize, coef: impl Fn(usize) -> f32, m: &[f32], stride: usize, col0: usize, out: &mut [f32]) {
+fn combine_blocks<const B: usize>(
+    count: usize,
+    coef: impl Fn(usize) -> f32,
+    m: &[f32],
+    stride: usize,
+    col0: usize,
+    out: &mut [f32],
+) {
     let mut acc = [[0.0f32; BLOCK]; B];
     for k in 0..count {
         let c = coef(k);
@@ -247,7 +272,6 @@ fn combine_blocks<const B: usize>(count: usize, coef: impl Fn(usize) -> f32, m: 
         out[b * BLOCK..(b + 1) * BLOCK].copy_from_slice(&acc[b]);
     }
 }
-
 
 #[inline(always)]
 fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch) {
@@ -310,7 +334,8 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
             for p in 0..n {
                 let delta = &s.delta[p * out..(p + 1) * out];
                 for i in 0..inp {
-                    below[p * inp + i] = if input[p * inp + i] > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
+                    below[p * inp + i] =
+                        if input[p * inp + i] > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
                 }
             }
         }
@@ -347,7 +372,6 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
         }
     }
 }
-
 
 /// Networks this small (points x parameters) are stepped 8 members at a
 /// time, one member per vector lane: their loops are too short to vectorize
@@ -390,7 +414,17 @@ struct LaneScratch {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_lane_steps(p: &mut [Lanes], shapes: &[(usize, usize)], offsets: &[usize], x: &[Lanes], y: &[Lanes], loss: Loss, lr: f32, steps: u64, s: &mut LaneScratch) {
+fn run_lane_steps(
+    p: &mut [Lanes],
+    shapes: &[(usize, usize)],
+    offsets: &[usize],
+    x: &[Lanes],
+    y: &[Lanes],
+    loss: Loss,
+    lr: f32,
+    steps: u64,
+    s: &mut LaneScratch,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -405,7 +439,17 @@ fn run_lane_steps(p: &mut [Lanes], shapes: &[(usize, usize)], offsets: &[usize],
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_lane_steps_avx2(p: &mut [Lanes], shapes: &[(usize, usize)], offsets: &[usize], x: &[Lanes], y: &[Lanes], loss: Loss, lr: f32, steps: u64, s: &mut LaneScratch) {
+unsafe fn run_lane_steps_avx2(
+    p: &mut [Lanes],
+    shapes: &[(usize, usize)],
+    offsets: &[usize],
+    x: &[Lanes],
+    y: &[Lanes],
+    loss: Loss,
+    lr: f32,
+    steps: u64,
+    s: &mut LaneScratch,
+) {
     for _ in 0..steps {
         lane_step(p, shapes, offsets, x, y, loss, lr, s);
     }
@@ -415,7 +459,16 @@ unsafe fn run_lane_steps_avx2(p: &mut [Lanes], shapes: &[(usize, usize)], offset
 /// same order, as `step` (which only skips additions of zero products).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn lane_step(p: &mut [Lanes], shapes: &[(usize, usize)], offsets: &[usize], x: &[Lanes], y: &[Lanes], loss: Loss, lr: f32, s: &mut LaneScratch) {
+fn lane_step(
+    p: &mut [Lanes],
+    shapes: &[(usize, usize)],
+    offsets: &[usize],
+    x: &[Lanes],
+    y: &[Lanes],
+    loss: Loss,
+    lr: f32,
+    s: &mut LaneScratch,
+) {
     let depth = shapes.len();
     let n = y.len();
     for l in 0..depth {
@@ -509,7 +562,9 @@ fn exp_lanes(x: Lanes) -> Lanes {
         let x = x[j].clamp(-87.0, 88.0);
         let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
         let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-        let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+        let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+            * r
+            + 5.000_000_1e-1;
         let y = p * r * r + r + 1.0;
         y * f32::from_bits(((n as i32 + 127) as u32) << 23)
     })

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use learning_dynamics::pipeline::{self, Options};
 use learning_dynamics::figure::ClaimClass;
+use learning_dynamics::pipeline::{self, Options};
 use learning_dynamics::{cache, provenance, spec, train};
 
 #[derive(Parser)]
@@ -134,7 +134,8 @@ fn run() -> Result<ExitCode> {
         Command::Cite { id, out, keys } => cite(&paper, &id, &out, keys),
         Command::Figures { check, force, only, out, cache_dir, jobs } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
+            let opts =
+                Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
             stop_on_signals()?;
             figures(&paper, &cli.spec, &opts, check)
         }
@@ -152,7 +153,12 @@ fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, che
     let surprising: Vec<String> = run
         .reports
         .iter()
-        .flat_map(|r| r.claims.iter().filter(|c| c.surprising() || c.control_failed()).map(move |c| format!("{}: {}", r.id, c.name)))
+        .flat_map(|r| {
+            r.claims
+                .iter()
+                .filter(|c| c.surprising() || c.control_failed())
+                .map(move |c| format!("{}: {}", r.id, c.name))
+        })
         .collect();
     print_table(&run.reports);
     for r in &run.reports {
@@ -179,7 +185,10 @@ fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, che
             );
             const SHOWN: usize = 20;
             for d in r.divergences.iter().take(SHOWN) {
-                eprintln!("  figure {}: job {:?} seed {} diverged at step {} (network {} of the job)", r.id, d.job, d.seed, d.step, d.member);
+                eprintln!(
+                    "  figure {}: job {:?} seed {} diverged at step {} (network {} of the job)",
+                    r.id, d.job, d.seed, d.step, d.member
+                );
             }
             if r.divergences.len() > SHOWN {
                 eprintln!("  ... and {} more", r.divergences.len() - SHOWN);
@@ -208,7 +217,9 @@ fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, che
         if problems.is_empty() && orphans.is_empty() {
             println!("check: {} figure(s) match the committed data and claims", run.figures.len());
         } else {
-            eprintln!("check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit");
+            eprintln!(
+                "check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit"
+            );
             failed = true;
         }
     } else {
@@ -217,7 +228,12 @@ fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, che
             println!("removed {}: no figure of {} produces it", path.display(), spec_path.display());
         }
         pipeline::write_gallery(&opts.out_dir, paper)?;
-        println!("wrote {} figure(s) to {}/ in {:.1}s", run.figures.len(), opts.out_dir.display(), start.elapsed().as_secs_f64());
+        println!(
+            "wrote {} figure(s) to {}/ in {:.1}s",
+            run.figures.len(),
+            opts.out_dir.display(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -233,7 +249,11 @@ fn print_table(reports: &[pipeline::FigureReport]) {
             (0, _) => "computed".to_string(),
             (c, j) => format!("{c}/{j} cached"),
         };
-        let damaged = if r.damaged.is_empty() { String::new() } else { format!(", {} damaged entry(ies) recomputed", r.damaged.len()) };
+        let damaged = if r.damaged.is_empty() {
+            String::new()
+        } else {
+            format!(", {} damaged entry(ies) recomputed", r.damaged.len())
+        };
         let failed = if known > 0 { format!("{unexpected} (+{known} known)") } else { unexpected.to_string() };
         println!(
             "{:<22} {:>8} {:>8} {:>9} {:>9.2}s  {cache}{damaged}",

@@ -132,7 +132,9 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
     figures
         .iter()
         .enumerate()
-        .flat_map(|(i, fig)| fig.experiment.jobs().into_iter().map(move |job| PlannedJob { figure: i, key: job_key(fig, &job), job }))
+        .flat_map(|(i, fig)| {
+            fig.experiment.jobs().into_iter().map(move |job| PlannedJob { figure: i, key: job_key(fig, &job), job })
+        })
         .collect()
 }
 
@@ -165,7 +167,11 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                 Lookup::Hit(log) => logs[i] = Some(log),
                 Lookup::Miss => {}
                 Lookup::Damaged(why) => {
-                    eprintln!("warning: damaged cache entry for {} / {}: {why}; recomputing", figures[p.figure].id(), p.job.name);
+                    eprintln!(
+                        "warning: damaged cache entry for {} / {}: {why}; recomputing",
+                        figures[p.figure].id(),
+                        p.job.name
+                    );
                     damaged[i] = Some(why);
                 }
             }
@@ -173,7 +179,10 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
     }
     let todo: Vec<usize> = (0..planned.len()).filter(|&i| logs[i].is_none()).collect();
     let bar = progress_bar(opts, &planned, &todo);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().context("cannot start the worker threads")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .context("cannot start the worker threads")?;
     let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
     let computed: Vec<(usize, Option<Result<TrainLog>>)> = pool.install(|| {
         todo.par_iter()
@@ -398,7 +407,10 @@ pub fn write_gallery(out_dir: &Path, paper: &Paper) -> Result<()> {
         let Some(data) = data else { continue };
         let status = match status {
             Status::Current => "current: made by the code and `paper.toml` of this tree".to_string(),
-            _ => format!("**stale**: made by other code or config; `cargo xtask figures --only {}` regenerates it", fig.id()),
+            _ => format!(
+                "**stale**: made by other code or config; `cargo xtask figures --only {}` regenerates it",
+                fig.id()
+            ),
         };
         md.push_str(&format!(
             "\n## {}\n\n_{status}_\n\n![{}]({}.svg)\n\n{}\n",
@@ -407,12 +419,16 @@ pub fn write_gallery(out_dir: &Path, paper: &Paper) -> Result<()> {
             data.id,
             data.caption.replace(" \\\n", " ")
         ));
-        for (class, heading) in [(ClaimClass::Evidence, "claim"), (ClaimClass::Consistency, "consistency check (exact by construction)")] {
+        for (class, heading) in
+            [(ClaimClass::Evidence, "claim"), (ClaimClass::Consistency, "consistency check (exact by construction)")]
+        {
             let claims: Vec<&ClaimResult> = data.claims.iter().filter(|c| c.class == class).collect();
             if claims.is_empty() {
                 continue;
             }
-            md.push_str(&format!("\n| {heading} | result | measured | expected | negative control |\n|---|---|---|---|---|\n"));
+            md.push_str(&format!(
+                "\n| {heading} | result | measured | expected | negative control |\n|---|---|---|---|---|\n"
+            ));
             for c in claims {
                 let result = match (c.passed, c.expected_to_pass) {
                     (true, true) => "pass",

@@ -28,7 +28,9 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
     }
     // Claims that are evidence for the paper first, then the consistency
     // checks (exact by construction), each under its own heading.
-    for (class, heading) in [(ClaimClass::Evidence, "CLAIMS"), (ClaimClass::Consistency, "CONSISTENCY CHECKS (exact by construction)")] {
+    for (class, heading) in
+        [(ClaimClass::Evidence, "CLAIMS"), (ClaimClass::Consistency, "CONSISTENCY CHECKS (exact by construction)")]
+    {
         let claims: Vec<_> = fig.claims.iter().filter(|c| c.class == class).collect();
         if !claims.is_empty() {
             footer.push((heading.to_string(), RGBColor(40, 40, 40)));
@@ -41,7 +43,11 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
                 (false, false, _) => ("FAILS AS KNOWN", rgb("#B8860B")),
                 (true, false, _) => ("HOLDS, BUT MARKED NOT HOLDING", rgb("#D55E00")),
             };
-            let control = format!("control: {} -> {}", c.control.counterfactual, if c.control.passed { "passes" } else { "fails" });
+            let control = format!(
+                "control: {} -> {}",
+                c.control.counterfactual,
+                if c.control.passed { "passes" } else { "fails" }
+            );
             let mut text = format!("{tag}  {}: {} (expected {}; {control})", c.name, c.detail, c.expected);
             if let Some(reason) = &c.reason {
                 text.push_str(&format!(" [why: {reason}]"));
@@ -52,7 +58,10 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         }
     }
     for d in fig.divergences.iter().take(3) {
-        footer.push((format!("DIVERGED  job {:?}, seed {}, at step {} (NaN or infinity)", d.job, d.seed, d.step), rgb("#D55E00")));
+        footer.push((
+            format!("DIVERGED  job {:?}, seed {}, at step {} (NaN or infinity)", d.job, d.seed, d.step),
+            rgb("#D55E00"),
+        ));
     }
     let footer_height = 14 + LINE_HEIGHT * footer.len() as u32 + 18;
     let height = plots_height + footer_height;
@@ -78,13 +87,21 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         draw_legend(&legend_area, fig)?;
         for (i, (line, color)) in footer.iter().enumerate() {
             bottom
-                .draw(&Text::new(line.clone(), (16, 10 + (i as u32 * LINE_HEIGHT) as i32), (FONT, 13).into_font().color(color)))
+                .draw(&Text::new(
+                    line.clone(),
+                    (16, 10 + (i as u32 * LINE_HEIGHT) as i32),
+                    (FONT, 13).into_font().color(color),
+                ))
                 .map_err(draw_err)?;
         }
         let stamp = format!("{}  key {}", fig.id, &fig.provenance.key[..12.min(fig.provenance.key.len())]);
         let stamp_width = 7 * stamp.len() as i32;
         bottom
-            .draw(&Text::new(stamp, (width as i32 - stamp_width - 8, footer_height as i32 - 16), (FONT, 11).into_font().color(&RGBColor(130, 130, 130))))
+            .draw(&Text::new(
+                stamp,
+                (width as i32 - stamp_width - 8, footer_height as i32 - 16),
+                (FONT, 11).into_font().color(&RGBColor(130, 130, 130)),
+            ))
             .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
@@ -231,7 +248,9 @@ where
                     let hi = points(s, xl, yl, &band.hi);
                     let mut poly: Vec<(f64, f64)> = hi.iter().flatten().copied().collect();
                     poly.extend(lo.iter().flatten().rev().copied());
-                    chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled()))).map_err(draw_err)?;
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled())))
+                        .map_err(draw_err)?;
                 }
                 // Grey theory lines are background (streamlines): thin.
                 let width = if s.source == Source::Theory && s.color == crate::figure::palette::GREY { 1 } else { 2 };
@@ -241,7 +260,9 @@ where
                             chart.draw_series(LineSeries::new(run, color.stroke_width(width))).map_err(draw_err)?;
                         }
                         Source::Theory => {
-                            chart.draw_series(DashedLineSeries::new(run, 7, 5, color.stroke_width(width))).map_err(draw_err)?;
+                            chart
+                                .draw_series(DashedLineSeries::new(run, 7, 5, color.stroke_width(width)))
+                                .map_err(draw_err)?;
                         }
                     }
                 }

@@ -154,7 +154,9 @@ impl Check {
             | Check::Between { scalar, .. }
             | Check::Near { scalar, .. } => vec![scalar],
             Check::Matches { scalar, reference, .. } => vec![scalar, reference],
-            Check::Increasing { scalars } | Check::Decreasing { scalars } => scalars.iter().map(String::as_str).collect(),
+            Check::Increasing { scalars } | Check::Decreasing { scalars } => {
+                scalars.iter().map(String::as_str).collect()
+            }
             _ => vec![],
         }
     }
@@ -319,7 +321,8 @@ fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecE
 
 /// Reads and validates a figure specification file.
 pub fn load(path: &Path) -> anyhow::Result<Paper> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
     Ok(parse_bytes(path, &bytes)?)
 }
 
@@ -384,7 +387,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
         }
         for claim in &fig.claims {
             let check = claim.check.get_ref();
-            let named = [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
+            let named =
+                [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
             for (what, names, known) in named {
                 for name in names.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
                     error(
@@ -398,17 +402,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
                     );
                 }
             }
-            if matches!(check, Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } if series.is_empty()) {
+            if matches!(check, Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } if series.is_empty())
+            {
                 error(claim.check.span(), format!("claim {:?}: expected at least one series", claim.name));
             }
             if let Check::Between { min, max, .. } = check {
                 if !(min < max) {
-                    error(claim.check.span(), format!("claim {:?}: expected min < max, got {min} and {max}", claim.name));
+                    error(
+                        claim.check.span(),
+                        format!("claim {:?}: expected min < max, got {min} and {max}", claim.name),
+                    );
                 }
             }
             if let Check::Matches { relative_tolerance, .. } = check {
                 if !(relative_tolerance.is_finite() && *relative_tolerance >= 0.0) {
-                    error(claim.check.span(), format!("claim {:?}: expected a finite relative_tolerance >= 0", claim.name));
+                    error(
+                        claim.check.span(),
+                        format!("claim {:?}: expected a finite relative_tolerance >= 0", claim.name),
+                    );
                 }
             }
             match &claim.control {
@@ -433,7 +444,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
             }
             if let Check::Near { tolerance, value, .. } = check {
                 if !(tolerance.is_finite() && *tolerance >= 0.0 && value.is_finite()) {
-                    error(claim.check.span(), format!("claim {:?}: expected a finite value and a finite tolerance >= 0", claim.name));
+                    error(
+                        claim.check.span(),
+                        format!("claim {:?}: expected a finite value and a finite tolerance >= 0", claim.name),
+                    );
                 }
             }
             if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
@@ -458,9 +472,8 @@ fn control_problems(check: &Check, control: &Control, outputs: &Outputs) -> Vec<
     let reads = |name: &str| series.contains(&name) || scalars.contains(&name);
     let mut problems = Vec::new();
     match control {
-        Control::Reverse if !check.is_ordering() => {
-            problems.push("`reverse` turns around an ordering (increasing, decreasing, sharper); this check has none".into())
-        }
+        Control::Reverse if !check.is_ordering() => problems
+            .push("`reverse` turns around an ordering (increasing, decreasing, sharper); this check has none".into()),
         Control::Swap { a, b } => {
             for name in [a, b] {
                 if !outputs.series.contains(name) && !outputs.scalars.contains(name) {
@@ -494,7 +507,11 @@ fn explain_kind_count(text: &str, span: &Range<usize>, message: &str) -> String 
     if !message.starts_with("wanted exactly 1 element") {
         return message.to_string();
     }
-    let key = text.get(span.clone()).and_then(|s| s.split(['.', ' ', '=', ']']).next()).unwrap_or("").trim_matches(['"', '\'', '[']);
+    let key = text
+        .get(span.clone())
+        .and_then(|s| s.split(['.', ' ', '=', ']']).next())
+        .unwrap_or("")
+        .trim_matches(['"', '\'', '[']);
     let expected = match key {
         "experiment" => kinds::<ExperimentSpec>(),
         "check" => kinds::<Check>(),

@@ -299,7 +299,14 @@ pub enum Branch {
 /// Points of one branch inside the box [z_min, z_max] x [0, y_max], in the
 /// order the flow visits them, starting at parameter `from` (z for Upper,
 /// y for Right and Left). Exact: every point lies on the hyperbola.
-pub fn phase_branch(c: f64, branch: Branch, from: f64, z_range: (f64, f64), y_max: f64, samples: usize) -> Vec<(f64, f64)> {
+pub fn phase_branch(
+    c: f64,
+    branch: Branch,
+    from: f64,
+    z_range: (f64, f64),
+    y_max: f64,
+    samples: usize,
+) -> Vec<(f64, f64)> {
     let (z_min, z_max) = z_range;
     let lerp = |a: f64, b: f64, i: usize| a + (b - a) * i as f64 / (samples - 1) as f64;
     (0..samples)

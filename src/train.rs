@@ -105,7 +105,13 @@ impl TrainConfig {
     /// `steps` steps at `learning_rate`, margins logged at `log_points`
     /// log-spaced steps, no weights recorded, no probe points.
     pub fn logged(loss: Loss, learning_rate: f64, steps: u64, log_points: u64) -> TrainConfig {
-        TrainConfig { loss, learning_rate, log_steps: log_schedule(steps, log_points), record_weights: RecordWeights::Never, probe: None }
+        TrainConfig {
+            loss,
+            learning_rate,
+            log_steps: log_schedule(steps, log_points),
+            record_weights: RecordWeights::Never,
+            probe: None,
+        }
     }
 }
 
@@ -193,12 +199,25 @@ trait Advance {
 }
 
 pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> Result<TrainLog> {
-    ensure!(init.members == data.members, "ensemble size mismatch: {} weights, {} data sets", init.members, data.members);
-    ensure!(init.shapes[0].1 == data.dim, "input size mismatch: first layer takes {}, data has {}", init.shapes[0].1, data.dim);
+    ensure!(
+        init.members == data.members,
+        "ensemble size mismatch: {} weights, {} data sets",
+        init.members,
+        data.members
+    );
+    ensure!(
+        init.shapes[0].1 == data.dim,
+        "input size mismatch: first layer takes {}, data has {}",
+        init.shapes[0].1,
+        data.dim
+    );
     ensure!(init.shapes.last().unwrap().0 == 1, "the last layer must have one output");
     ensure!(cfg.log_steps.windows(2).all(|w| w[0] < w[1]), "log steps must ascend");
     if let Some(p) = &cfg.probe {
-        ensure!(p.members == data.members && p.dim == data.dim, "probe points must have the training data's ensemble size and dimension");
+        ensure!(
+            p.members == data.members && p.dim == data.dim,
+            "probe points must have the training data's ensemble size and dimension"
+        );
     }
     let mut state: Box<dyn Advance + '_> = match engine {
         Engine::Fused => Box::new(FusedState::new(init, data, cfg)?),
@@ -268,7 +287,13 @@ impl<'a> FusedState<'a> {
 impl Advance for FusedState<'_> {
     fn advance(&mut self, steps: u64) -> Result<()> {
         if steps > 0 {
-            let op = fused::Steps { shapes: &self.like.shapes, data: self.data, loss: self.cfg.loss, learning_rate: self.cfg.learning_rate as f32, steps };
+            let op = fused::Steps {
+                shapes: &self.like.shapes,
+                data: self.data,
+                loss: self.cfg.loss,
+                learning_rate: self.cfg.learning_rate as f32,
+                steps,
+            };
             self.params.inplace_op1(&op)?;
         }
         Ok(())
@@ -297,7 +322,12 @@ impl<'a> BatchedState<'a> {
         let dev = Device::Cpu;
         let e = data.members;
         let net = Net {
-            weights: init.shapes.iter().zip(&init.layers).map(|(&(o, i), w)| Tensor::from_vec(w.clone(), (e, o, i), &dev)).collect::<candle_core::Result<_>>()?,
+            weights: init
+                .shapes
+                .iter()
+                .zip(&init.layers)
+                .map(|(&(o, i), w)| Tensor::from_vec(w.clone(), (e, o, i), &dev))
+                .collect::<candle_core::Result<_>>()?,
         };
         let (x, y) = tensors(data)?;
         Ok(BatchedState { net, x, y, like: init, cfg, points: data.points })
@@ -378,7 +408,11 @@ impl Net {
         Ok(EnsembleWeights {
             members: like.members,
             shapes: like.shapes.clone(),
-            layers: self.weights.iter().map(|w| w.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?,
+            layers: self
+                .weights
+                .iter()
+                .map(|w| w.flatten_all()?.to_vec1::<f32>())
+                .collect::<candle_core::Result<_>>()?,
         })
     }
 }

@@ -185,19 +185,25 @@ fn a_control_too_weak_to_flip_its_claim_is_caught() {
 fn a_claim_marked_not_holding_needs_a_control_that_passes() {
     let not_holding = "holds = false\nreason = \"the measurement does not support it\"";
     // Fails as declared; its control passes: the check can tell them apart.
-    let r = evaluate(&format!("check.at_least = {{ scalar = \"a\", min = 1.5 }}\n\
-                               control.offset = {{ scalar = \"a\", by = 1.0 }}\n{not_holding}"));
+    let r = evaluate(&format!(
+        "check.at_least = {{ scalar = \"a\", min = 1.5 }}\n\
+                               control.offset = {{ scalar = \"a\", by = 1.0 }}\n{not_holding}"
+    ));
     assert!(!r.passed && r.control.passed && !r.expected_to_pass, "{r:#?}");
     assert!(!r.surprising() && !r.control_failed(), "{r:#?}");
     assert_eq!(r.reason.as_deref(), Some("the measurement does not support it"));
     // A control that fails as well cannot tell them apart.
-    let r = evaluate(&format!("check.at_least = {{ scalar = \"a\", min = 1.5 }}\n\
-                               control.offset = {{ scalar = \"a\", by = 0.1 }}\n{not_holding}"));
+    let r = evaluate(&format!(
+        "check.at_least = {{ scalar = \"a\", min = 1.5 }}\n\
+                               control.offset = {{ scalar = \"a\", by = 0.1 }}\n{not_holding}"
+    ));
     assert!(!r.passed && !r.control.passed, "{r:#?}");
     assert!(r.control_failed(), "{r:#?}");
     // One that starts to hold is surprising.
-    let r = evaluate(&format!("check.at_least = {{ scalar = \"a\", min = 0.5 }}\n\
-                               control.offset = {{ scalar = \"a\", by = -1.0 }}\n{not_holding}"));
+    let r = evaluate(&format!(
+        "check.at_least = {{ scalar = \"a\", min = 0.5 }}\n\
+                               control.offset = {{ scalar = \"a\", by = -1.0 }}\n{not_holding}"
+    ));
     assert!(r.passed && r.surprising(), "{r:#?}");
 }
 
@@ -219,14 +225,18 @@ fn results_record_what_was_measured_on_the_data_and_the_counterfactual() {
     assert_eq!((r.measured, r.control.measured), (Some(1.0), Some(-1.0)));
     assert_eq!(r.control.detail, "a = 3; b = 2; c = 1");
 
-    let r = evaluate("check.near = { scalar = \"nan\", value = 1.0, tolerance = 0.1 }\n\
-                      control.offset = { scalar = \"nan\", by = 1.0 }");
+    let r = evaluate(
+        "check.near = { scalar = \"nan\", value = 1.0, tolerance = 0.1 }\n\
+                      control.offset = { scalar = \"nan\", by = 1.0 }",
+    );
     assert_eq!((r.measured, r.control.measured), (None, None));
     assert_eq!(r.detail, "nan = NaN");
 
     // The exponential control leaves the other series as they are.
-    let r = evaluate("check.drop_width = { series = [\"sharp\", \"wide\"], max_decades = 2.0 }\n\
-                      control.exponential = { series = [\"sharp\"] }");
+    let r = evaluate(
+        "check.drop_width = { series = [\"sharp\", \"wide\"], max_decades = 2.0 }\n\
+                      control.exponential = { series = [\"sharp\"] }",
+    );
     // A step 1 / (1 + t^slope) drops from 90% to 10% over 2 log10(9) / slope decades.
     let width = |slope: f64| 2.0 * 9f64.log10() / slope;
     assert!((r.measured.unwrap() - width(1.0)).abs() < 0.01, "{r:#?}");
@@ -240,8 +250,10 @@ fn claims_are_evaluated_in_order_each_on_its_own_counterfactual() {
     let specs = [
         claim("check.at_least = { scalar = \"a\", min = 0.5 }\ncontrol.offset = { scalar = \"a\", by = -1.0 }"),
         // Sees a = 1, not the first claim's counterfactual a = 0.
-        claim("check.near = { scalar = \"a\", value = 1.0, tolerance = 0.0 }\n\
-               control.offset = { scalar = \"a\", by = 0.5 }"),
+        claim(
+            "check.near = { scalar = \"a\", value = 1.0, tolerance = 0.0 }\n\
+               control.offset = { scalar = \"a\", by = 0.5 }",
+        ),
     ];
     let results = claims::evaluate(&specs, &body());
     let outcomes: Vec<(bool, bool)> = results.iter().map(|r| (r.passed, r.control.passed)).collect();
@@ -614,9 +626,11 @@ fn a_control_that_cannot_flip_its_claim_fails_the_run() {
     let spec = fixture_with(
         tmp.path(),
         "weak.toml",
-        &[(&format!("{GRID_CHECK}\n{GRID_CONTROL}"),
-           "check.at_least = { scalar = \"grid agreement\", min = 0.0 }\n\
-            control.offset = { scalar = \"grid agreement\", by = 0.5 }")],
+        &[(
+            &format!("{GRID_CHECK}\n{GRID_CONTROL}"),
+            "check.at_least = { scalar = \"grid agreement\", min = 0.0 }\n\
+            control.offset = { scalar = \"grid agreement\", by = 0.5 }",
+        )],
     );
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
     let result = figures(&spec, &cache, &out, &[]);

@@ -12,7 +12,10 @@ fn problem(depth: usize, members: usize, n: usize, d: usize, width: usize) -> (E
     let mut r = rng::stream("test/engine", depth as u64);
     let shapes: Vec<(usize, usize)> =
         (0..depth).map(|l| (if l == depth - 1 { 1 } else { width }, if l == 0 { d } else { width })).collect();
-    let layers = shapes.iter().map(|&(o, i)| (0..members * o * i).map(|_| (0.8 * rng::normal(&mut r)) as f32).collect()).collect();
+    let layers = shapes
+        .iter()
+        .map(|&(o, i)| (0..members * o * i).map(|_| (0.8 * rng::normal(&mut r)) as f32).collect())
+        .collect();
     let x = (0..members * n * d).map(|_| rng::normal(&mut r) as f32).collect();
     let y = (0..members * n).map(|_| rng::sign(&mut r) as f32).collect();
     (EnsembleWeights { members, shapes, layers }, EnsembleData { members, points: n, dim: d, x, y })
@@ -40,7 +43,9 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
     let m = (h.squeeze(2).unwrap() * y).unwrap();
     let per_point = match loss {
         // log(1 + e^-m) = relu(-m) + log(1 + e^-|m|), stable for any m.
-        Loss::CrossEntropy => (m.neg().unwrap().relu().unwrap() + (m.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0).unwrap().log().unwrap()).unwrap(),
+        Loss::CrossEntropy => (m.neg().unwrap().relu().unwrap()
+            + (m.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0).unwrap().log().unwrap())
+        .unwrap(),
         Loss::Hinge => (m.neg().unwrap() + 1.0).unwrap().relu().unwrap(),
     };
     let total = (per_point.sum_all().unwrap() / n as f64).unwrap();
@@ -50,7 +55,13 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
 
 /// Gradients implied by one step of the engine with rate 1: w0 - w1.
 fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
-    let cfg = TrainConfig { loss, learning_rate: 1.0, log_steps: vec![0, 1], record_weights: RecordWeights::Every, probe: None };
+    let cfg = TrainConfig {
+        loss,
+        learning_rate: 1.0,
+        log_steps: vec![0, 1],
+        record_weights: RecordWeights::Every,
+        probe: None,
+    };
     let log = train::train(init, data, &cfg).unwrap();
     let after = &log.weights[1].1;
     init.layers.iter().zip(&after.layers).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect()).collect()
@@ -65,7 +76,10 @@ fn hand_derived_gradients_match_candle_autograd() {
             let (want, got) = (autograd(&init, &data, loss), engine(&init, &data, loss));
             for (l, (w, g)) in want.iter().zip(&got).enumerate() {
                 for (a, b) in w.iter().zip(g) {
-                    assert!((a - b).abs() <= 2e-5 * a.abs().max(1.0), "depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}");
+                    assert!(
+                        (a - b).abs() <= 2e-5 * a.abs().max(1.0),
+                        "depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}"
+                    );
                 }
             }
         }
@@ -87,7 +101,13 @@ fn zero_preactivations_get_no_gradient() {
 fn margins_are_logged_at_the_schedule() {
     assert_eq!(train::log_schedule(100, 5), vec![0, 1, 3, 10, 32, 100]);
     let (init, data) = problem(2, 2, 3, 3, 4);
-    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.1, log_steps: vec![0, 2, 7], record_weights: RecordWeights::Last, probe: None };
+    let cfg = TrainConfig {
+        loss: Loss::CrossEntropy,
+        learning_rate: 0.1,
+        log_steps: vec![0, 2, 7],
+        record_weights: RecordWeights::Last,
+        probe: None,
+    };
     let log = train::train(&init, &data, &cfg).unwrap();
     assert_eq!(log.margins.len(), 3);
     assert_eq!(log.margins[0].len(), 2 * 3);
@@ -99,7 +119,13 @@ fn margins_are_logged_at_the_schedule() {
 #[test]
 fn training_is_bit_for_bit_repeatable() {
     let (init, data) = problem(3, 4, 6, 5, 7);
-    let cfg = TrainConfig { loss: Loss::CrossEntropy, learning_rate: 0.3, log_steps: train::log_schedule(300, 20), record_weights: RecordWeights::Last, probe: None };
+    let cfg = TrainConfig {
+        loss: Loss::CrossEntropy,
+        learning_rate: 0.3,
+        log_steps: train::log_schedule(300, 20),
+        record_weights: RecordWeights::Last,
+        probe: None,
+    };
     let a = train::train(&init, &data, &cfg).unwrap();
     let b = train::train(&init, &data, &cfg).unwrap();
     assert_eq!(a, b);
@@ -108,7 +134,13 @@ fn training_is_bit_for_bit_repeatable() {
 #[test]
 fn divergence_is_detected_not_plotted() {
     let (init, data) = problem(3, 2, 4, 3, 5);
-    let cfg = TrainConfig { loss: Loss::Hinge, learning_rate: 1e30, log_steps: vec![0, 1, 5, 50], record_weights: RecordWeights::Never, probe: None };
+    let cfg = TrainConfig {
+        loss: Loss::Hinge,
+        learning_rate: 1e30,
+        log_steps: vec![0, 1, 5, 50],
+        record_weights: RecordWeights::Never,
+        probe: None,
+    };
     let log = train::train(&init, &data, &cfg).unwrap();
     assert!(log.diverged_at.iter().all(|d| d.is_some()), "{:?}", log.diverged_at);
 }
@@ -126,7 +158,13 @@ fn fused_engine_matches_the_batched_program() {
             for (members, n, d, width) in [(11, 1, 2, 1), (9, 2, 3, 2), (3, 5, 4, 6), (2, 9, 17, 11)] {
                 let (init, data) = problem(depth, members, n, d, width);
                 let (_, probe) = problem(depth, members, 4, d, width);
-                let cfg = TrainConfig { loss, learning_rate: 0.05, log_steps: vec![0, 1, 7, 40], record_weights: RecordWeights::Every, probe: Some(probe) };
+                let cfg = TrainConfig {
+                    loss,
+                    learning_rate: 0.05,
+                    log_steps: vec![0, 1, 7, 40],
+                    record_weights: RecordWeights::Every,
+                    probe: Some(probe),
+                };
                 let fused = train::train_with(train::Engine::Fused, &init, &data, &cfg).unwrap();
                 let batched = train::train_with(train::Engine::Batched, &init, &data, &cfg).unwrap();
                 let what = format!("depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}");
@@ -137,7 +175,11 @@ fn fused_engine_matches_the_batched_program() {
                 };
                 for k in 0..cfg.log_steps.len() {
                     near(&fused.margins[k], &batched.margins[k], &format!("{what}: margins at log {k}"));
-                    near(&fused.probe_margins[k], &batched.probe_margins[k], &format!("{what}: probe margins at log {k}"));
+                    near(
+                        &fused.probe_margins[k],
+                        &batched.probe_margins[k],
+                        &format!("{what}: probe margins at log {k}"),
+                    );
                     near(&fused.weight_norms[k], &batched.weight_norms[k], &format!("{what}: norms at log {k}"));
                     for (a, b) in fused.weights[k].1.layers.iter().zip(&batched.weights[k].1.layers) {
                         near(a, b, &format!("{what}: weights at log {k}"));

@@ -160,17 +160,28 @@ fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
     let entry = dir.path().join(format!("{}.json", planned[0].key));
     std::fs::create_dir_all(entry.join("inside")).unwrap();
     let err = format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2)).err().expect("the run fails"));
-    assert!(err.contains("figure \"phase-diagram\", job \"grid\"") && err.contains(&entry.display().to_string()), "{err}");
+    assert!(
+        err.contains("figure \"phase-diagram\", job \"grid\"") && err.contains(&entry.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
 fn every_kind_records_divergence_instead_of_failing() {
     // A rate far too large makes every training blow up: each figure must
     // still be assembled, record the diverged trainings, and draw no NaN.
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml"))
+            .unwrap();
     let text: String = text
         .lines()
-        .map(|l| if l.starts_with("learning_rate =") || l.starts_with("hinge_learning_rate =") { "learning_rate = 1e30".replace("learning_rate", l.split(' ').next().unwrap()) } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("learning_rate =") || l.starts_with("hinge_learning_rate =") {
+                "learning_rate = 1e30".replace("learning_rate", l.split(' ').next().unwrap())
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let paper = common::parse(&text);
@@ -179,7 +190,12 @@ fn every_kind_records_divergence_instead_of_failing() {
     for (fig, _) in &run.figures {
         assert!(!fig.divergences.is_empty(), "{}: no divergence recorded", fig.id);
         for s in &fig.series {
-            assert!(s.x.iter().chain(&s.y).all(|v| v.is_finite()), "{}: series {:?} holds a non-finite value", fig.id, s.name);
+            assert!(
+                s.x.iter().chain(&s.y).all(|v| v.is_finite()),
+                "{}: series {:?} holds a non-finite value",
+                fig.id,
+                s.name
+            );
         }
     }
 }

@@ -59,7 +59,6 @@ fn computed_keys(stderr: &str, planned: &[PlannedJob], spec: &Path) -> BTreeSet<
     out
 }
 
-
 #[test]
 fn a_rejected_spec_exits_2_with_a_location_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,7 +70,12 @@ fn a_rejected_spec_exits_2_with_a_location_and_writes_nothing() {
         ("out of range", "depth = 3", "depth = 9", "expected a depth between 1 and 8"),
         ("duplicate id", "id = \"sigmoid-error\"", "id = \"phase-diagram\"", "duplicate figure id"),
         ("missing series", "than = \"linear\"", "than = \"lineal\"", "does not produce; expected one of"),
-        ("unknown kind", "[figure.experiment.sigmoid]", "[figure.experiment.sigmoidal]", "expected one of `phase_diagram`, `sigmoid`"),
+        (
+            "unknown kind",
+            "[figure.experiment.sigmoid]",
+            "[figure.experiment.sigmoidal]",
+            "expected one of `phase_diagram`, `sigmoid`",
+        ),
     ];
     for (i, (what, from, to, expect)) in mistakes.iter().enumerate() {
         let spec = common::small_spec_with(tmp.path(), &format!("bad{i}.toml"), &[(from, to)]);
@@ -114,7 +118,12 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
     let keys = keys(&planned);
 
     let start = Instant::now();
-    let reference = run(&mut common::figures_command(&spec, &tmp.path().join("ref-cache"), &tmp.path().join("ref-out"), &["--jobs", "2"]));
+    let reference = run(&mut common::figures_command(
+        &spec,
+        &tmp.path().join("ref-cache"),
+        &tmp.path().join("ref-out"),
+        &["--jobs", "2"],
+    ));
     assert!(reference.status.success(), "{}", stderr(&reference));
     let full = start.elapsed();
     let reference = outputs(&tmp.path().join("ref-out"));
@@ -181,7 +190,10 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
     let missing: BTreeSet<String> = keys.iter().filter(|k| !before.contains(*k)).cloned().collect();
     assert_eq!(recomputed, missing, "the last run computes exactly the jobs that were not cached");
     assert!(outputs(&out) == reference, "the figures differ from the reference run's");
-    assert!(partials(&cache).is_empty() && partials(&out).is_empty(), "temporary files of killed runs were not removed");
+    assert!(
+        partials(&cache).is_empty() && partials(&out).is_empty(),
+        "temporary files of killed runs were not removed"
+    );
     assert_eq!(common::verified_entries(&cache, &keys).len(), keys.len());
     eprintln!(
         "{kills} of {ATTEMPTS} runs killed over {rounds} round(s); {partials_seen} temporary files seen after kills; \
@@ -208,7 +220,9 @@ fn spawn_watched(cmd: &mut std::process::Command) -> (Child, mpsc::Receiver<Stri
 fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("never saw the line: {seen:?}"));
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("never saw the line: {seen:?}"));
         seen.push(line);
         if what(seen.last().unwrap()) {
             return;
@@ -325,7 +339,12 @@ fn stale_temporary_files_are_removed_and_live_ones_kept() {
     let live = cache.join(format!(".partial-{}-abcdef.tmp", std::process::id()));
     std::fs::write(&dead, b"half an entr").unwrap();
     std::fs::write(&live, b"half an entr").unwrap();
-    let result = run(&mut common::figures_command(&common::small_spec_path(), &cache, &tmp.path().join("out"), &["--only", "phase-diagram"]));
+    let result = run(&mut common::figures_command(
+        &common::small_spec_path(),
+        &cache,
+        &tmp.path().join("out"),
+        &["--only", "phase-diagram"],
+    ));
     assert!(result.status.success(), "{}", stderr(&result));
     assert!(!dead.exists() && live.exists());
 }
@@ -347,7 +366,10 @@ fn unusable_directories_give_a_clear_error() {
         let result = run(&mut common::figures_command(&spec, &cache, &out, &[]));
         let err = stderr(&result);
         assert_eq!(result.status.code(), Some(2), "{err}");
-        assert!(err.starts_with("error: ") && err.contains(expect) && err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(expect) && err.contains(&path.display().to_string()),
+            "{err}"
+        );
         assert!(!err.contains("panicked") && !err.contains(" nets "), "it must fail before training:\n{err}");
     }
 }
@@ -366,7 +388,11 @@ fn two_runs_at_once_on_one_cache_both_succeed_with_identical_figures() {
         let spawn = |out: &str| {
             let mut args = vec!["--jobs", "1"];
             args.extend_from_slice(extra);
-            common::figures_command(&spec, &cache, &tmp.path().join(out), &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            common::figures_command(&spec, &cache, &tmp.path().join(out), &args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
         };
         let (a, b) = (spawn(out_a), spawn(out_b));
         for child in [a, b] {

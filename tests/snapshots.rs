@@ -27,7 +27,8 @@ fn digest(fig: &FigureData) -> Value {
             }),
         })
         .collect();
-    let scalars: serde_json::Map<String, Value> = fig.scalars.iter().map(|(k, v)| (k.clone(), json!(round_sig(*v, 3)))).collect();
+    let scalars: serde_json::Map<String, Value> =
+        fig.scalars.iter().map(|(k, v)| (k.clone(), json!(round_sig(*v, 3)))).collect();
     let claims: Vec<Value> = fig
         .claims
         .iter()

@@ -59,7 +59,12 @@ fn missing_value() {
 
 #[test]
 fn negative_rate() {
-    check("learning_rate = 0.01", "learning_rate = -0.01", line_of("learning_rate = 0.01"), "expected a finite number > 0");
+    check(
+        "learning_rate = 0.01",
+        "learning_rate = -0.01",
+        line_of("learning_rate = 0.01"),
+        "expected a finite number > 0",
+    );
 }
 
 #[test]
@@ -69,7 +74,12 @@ fn zero_seeds() {
 
 #[test]
 fn duplicate_id() {
-    check("id = \"sigmoid-error\"", "id = \"phase-diagram\"", line_of("id = \"sigmoid-error\""), "duplicate figure id \"phase-diagram\" (first defined on line 4)");
+    check(
+        "id = \"sigmoid-error\"",
+        "id = \"phase-diagram\"",
+        line_of("id = \"sigmoid-error\""),
+        "duplicate figure id \"phase-diagram\" (first defined on line 4)",
+    );
 }
 
 #[test]
@@ -79,7 +89,12 @@ fn bad_id() {
 
 #[test]
 fn unknown_experiment_kind() {
-    check("[figure.experiment.phase_diagram]", "[figure.experiment.phase_diagrams]", line_of("[figure.experiment.phase_diagram]"), "unknown variant `phase_diagrams`");
+    check(
+        "[figure.experiment.phase_diagram]",
+        "[figure.experiment.phase_diagrams]",
+        line_of("[figure.experiment.phase_diagram]"),
+        "unknown variant `phase_diagrams`",
+    );
 }
 
 #[test]
@@ -107,12 +122,22 @@ fn two_checks_in_one_claim() {
 
 #[test]
 fn claim_names_a_missing_series() {
-    check("than = \"linear\"", "than = \"lineal\"", line_of("than = \"linear\""), "names series \"lineal\", which figure \"sigmoid-error\" does not produce");
+    check(
+        "than = \"linear\"",
+        "than = \"lineal\"",
+        line_of("than = \"linear\""),
+        "names series \"lineal\", which figure \"sigmoid-error\" does not produce",
+    );
 }
 
 #[test]
 fn claim_names_a_missing_scalar() {
-    check("scalar = \"grid agreement\"", "scalar = \"grid agreemnt\"", line_of("scalar = \"grid agreement\""), "names scalar \"grid agreemnt\"");
+    check(
+        "scalar = \"grid agreement\"",
+        "scalar = \"grid agreemnt\"",
+        line_of("scalar = \"grid agreement\""),
+        "names scalar \"grid agreemnt\"",
+    );
 }
 
 #[test]
@@ -138,12 +163,19 @@ fn cross_value_problems_point_at_the_figure() {
 #[test]
 fn aligned_init_needs_a_square_width() {
     let from = "name = \"depth 2, aligned\"\ndepth = 2\nwidth = 8";
-    check(from, "name = \"depth 2, aligned\"\ndepth = 2\nwidth = 9", line_of("id = \"sigmoid-error\""), "aligned init needs width = points = 8");
+    check(
+        from,
+        "name = \"depth 2, aligned\"\ndepth = 2\nwidth = 9",
+        line_of("id = \"sigmoid-error\""),
+        "aligned init needs width = points = 8",
+    );
 }
 
 #[test]
 fn all_problems_are_reported_at_once() {
-    let text = common::small_spec_text().replace("z_min = -2.0", "z_min = 1.0").replace("than = \"linear\"", "than = \"lineal\"");
+    let text = common::small_spec_text()
+        .replace("z_min = -2.0", "z_min = 1.0")
+        .replace("than = \"linear\"", "than = \"lineal\"");
     let errors = spec::parse(Path::new("paper.toml"), &text).unwrap_err();
     let shown = errors.to_string();
     assert!(shown.contains("expected z_min < 0 < z_max") && shown.contains("\"lineal\""), "{shown}");
@@ -160,7 +192,12 @@ fn the_caret_points_at_the_column() {
 #[test]
 fn an_order_of_one_scalar_cannot_fail_so_it_is_rejected() {
     let from = "check.at_most = { scalar = \"linear: largest gap to theory (points)\", max = 2.0 }";
-    check(from, "check.increasing = { scalars = [\"linear: largest gap to theory (points)\"] }", line_of(from), "expected at least two scalars to order");
+    check(
+        from,
+        "check.increasing = { scalars = [\"linear: largest gap to theory (points)\"] }",
+        line_of(from),
+        "expected at least two scalars to order",
+    );
 }
 
 #[test]

@@ -12,17 +12,84 @@ use std::path::Path;
 
 use learning_dynamics::spec;
 
-
 /// Fragments that TOML and our schema care about, including values at and
 /// beyond the edges of every range, and multi-byte characters.
 const TOKENS: &[&str] = &[
-    "[", "]", "[[", "]]", "{", "}", "=", ",", ".", "\"", "'", "\"\"\"", "'''", "#", "\n", "\r\n", "\\", "\\u", " ", "\t",
-    "0", "-0", "1", "-1", "1.0", "0.0", "-0.01", "1e400", "-1e400", "nan", "inf", "-inf", "+inf", "1e-400",
-    "18446744073709551615", "18446744073709551616", "-9223372036854775809", "4001", "199", "9", "0x10", "0o7", "0b1",
-    "1_000", "1979-05-27T07:32:00Z", "true", "false", "\"\"", "[]", "{}", "é", "ß", "\u{2028}", "\u{feff}", "🦀", "\u{0}",
-    "figure", "[[figure]]", "[figure.experiment.sigmoid]", "[figure.experiment.phase_diagram]", "[figure.experiment.nope]",
-    "[[figure.claim]]", "[figure.render]", "[[figure.experiment.sigmoid.model]]", "id", "check.at_least", "check.sharper",
-    "holds = false", "series = []", "scalar", "init.random", "init.aligned", "depth = 9", "width", "seed_count = 0",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "=",
+    ",",
+    ".",
+    "\"",
+    "'",
+    "\"\"\"",
+    "'''",
+    "#",
+    "\n",
+    "\r\n",
+    "\\",
+    "\\u",
+    " ",
+    "\t",
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "1.0",
+    "0.0",
+    "-0.01",
+    "1e400",
+    "-1e400",
+    "nan",
+    "inf",
+    "-inf",
+    "+inf",
+    "1e-400",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "4001",
+    "199",
+    "9",
+    "0x10",
+    "0o7",
+    "0b1",
+    "1_000",
+    "1979-05-27T07:32:00Z",
+    "true",
+    "false",
+    "\"\"",
+    "[]",
+    "{}",
+    "é",
+    "ß",
+    "\u{2028}",
+    "\u{feff}",
+    "🦀",
+    "\u{0}",
+    "figure",
+    "[[figure]]",
+    "[figure.experiment.sigmoid]",
+    "[figure.experiment.phase_diagram]",
+    "[figure.experiment.nope]",
+    "[[figure.claim]]",
+    "[figure.render]",
+    "[[figure.experiment.sigmoid.model]]",
+    "id",
+    "check.at_least",
+    "check.sharper",
+    "holds = false",
+    "series = []",
+    "scalar",
+    "init.random",
+    "init.aligned",
+    "depth = 9",
+    "width",
+    "seed_count = 0",
 ];
 
 fn mutate(rng: &mut common::TestRng, mut bytes: Vec<u8>) -> Vec<u8> {
@@ -55,7 +122,10 @@ fn mutate(rng: &mut common::TestRng, mut bytes: Vec<u8>) -> Vec<u8> {
             // Replace the value after an '=' with a token.
             6 => {
                 if let Some(eq) = bytes[at..].iter().position(|&b| b == b'=').map(|p| at + p + 1) {
-                    let end = bytes[eq..].iter().position(|&b| b == b'\n' || b == b',' || b == b'}').map_or(bytes.len(), |p| eq + p);
+                    let end = bytes[eq..]
+                        .iter()
+                        .position(|&b| b == b'\n' || b == b',' || b == b'}')
+                        .map_or(bytes.len(), |p| eq + p);
                     let token = format!(" {}", rng.pick(TOKENS)).into_bytes();
                     bytes.splice(eq..end, token);
                 }
@@ -111,7 +181,12 @@ fn check(seed: u64, bytes: &[u8]) -> bool {
     assert!(!errors.0.is_empty(), "an error without a problem (seed {seed})");
     let lines = bytes.split(|&b| b == b'\n').count();
     for e in &errors.0 {
-        assert!(e.line >= 1 && e.line <= lines && e.column >= 1, "location {}:{} outside the input (seed {seed}):\n{shown}", e.line, e.column);
+        assert!(
+            e.line >= 1 && e.line <= lines && e.column >= 1,
+            "location {}:{} outside the input (seed {seed}):\n{shown}",
+            e.line,
+            e.column
+        );
         assert!(!e.message.trim().is_empty(), "an empty message (seed {seed}):\n{shown}");
         let rendered = e.to_string();
         let prefix = format!("paper.toml:{}:{}: ", e.line, e.column);
@@ -132,14 +207,18 @@ fn mutated_and_arbitrary_specs_never_panic_and_errors_have_a_location() {
     let (mut accepted, mut rejected) = (0, 0);
     for seed in 0..30_000u64 {
         let mut rng = common::TestRng::new("test/spec-fuzz", seed);
-        let bytes = if seed % 8 == 7 { arbitrary(&mut rng) } else { mutate(&mut rng, inputs[(seed % 2) as usize].clone()) };
+        let bytes =
+            if seed % 8 == 7 { arbitrary(&mut rng) } else { mutate(&mut rng, inputs[(seed % 2) as usize].clone()) };
         if check(seed, &bytes) {
             accepted += 1;
         } else {
             rejected += 1;
         }
     }
-    eprintln!("{accepted} mutants accepted, {rejected} rejected with a location, in {:.1}s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "{accepted} mutants accepted, {rejected} rejected with a location, in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     assert!(rejected > accepted, "the mutations should mostly break the spec");
 }
 

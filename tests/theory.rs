@@ -32,7 +32,11 @@ fn linear_ce_closed_form_matches_the_integrated_ode() {
                 t += dt;
             }
             let exact = theory::linear_ce_margin(m0, s, n, t);
-            assert!(close(mode.margin(), exact, 1e-8), "m0 {m0}, s {s}, t {t}: ode {} vs closed form {exact}", mode.margin());
+            assert!(
+                close(mode.margin(), exact, 1e-8),
+                "m0 {m0}, s {s}, t {t}: ode {} vs closed form {exact}",
+                mode.margin()
+            );
         }
     }
 }
@@ -132,7 +136,11 @@ fn phase_rule_matches_the_integrated_flow() {
             assert_eq!(learned, theory::phase_succeeds(z0, y0), "start (z, y) = ({z0}, {y0})");
             if !learned {
                 // It died with z frozen at -sqrt(z0^2 - y0^2).
-                assert!(close(mode.weights[1], -(z0 * z0 - y0 * y0).sqrt(), 1e-2), "({z0}, {y0}): z = {}", mode.weights[1]);
+                assert!(
+                    close(mode.weights[1], -(z0 * z0 - y0 * y0).sqrt(), 1e-2),
+                    "({z0}, {y0}): z = {}",
+                    mode.weights[1]
+                );
             }
             checked += 1;
         }
@@ -176,7 +184,18 @@ fn error_curve_counts_points_not_yet_crossed() {
 }
 
 fn curve(x: Vec<f64>, y: Vec<f64>) -> Series {
-    Series { name: "c".into(), panel: 0, source: Source::Measured, style: Style::Line, color: "#000000".into(), legend: true, x, y, band: None, labels: None }
+    Series {
+        name: "c".into(),
+        panel: 0,
+        source: Source::Measured,
+        style: Style::Line,
+        color: "#000000".into(),
+        legend: true,
+        x,
+        y,
+        band: None,
+        labels: None,
+    }
 }
 
 #[test]
@@ -187,7 +206,18 @@ fn logistic_fit_recovers_a_logistic_and_rejects_a_staircase() {
     assert!(fit.r2 > 0.9999, "{fit:?}");
     assert!(close(fit.center, 2.0, 1e-2) && close(fit.width, 0.7, 1e-2) && close(fit.amplitude, 0.4, 1e-2), "{fit:?}");
     // Two plateaus separated by decades is not one logistic step.
-    let stairs: Vec<f64> = x.iter().map(|&t| if t < 0.5 { 0.5 } else if t < 50.0 { 0.25 } else { 0.0 }).collect();
+    let stairs: Vec<f64> = x
+        .iter()
+        .map(|&t| {
+            if t < 0.5 {
+                0.5
+            } else if t < 50.0 {
+                0.25
+            } else {
+                0.0
+            }
+        })
+        .collect();
     assert!(fit_logistic_in_log_x(&x, &stairs).r2 < 0.95);
 }
 

@@ -15,7 +15,9 @@ use learning_dynamics::spec::{self, Loss};
 use learning_dynamics::train::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
 
 #[derive(Parser)]
-#[command(about = "Time per network-step of every figure's workload: fused engine, batched Candle, hand-written floor, JAX and PyTorch references")]
+#[command(
+    about = "Time per network-step of every figure's workload: fused engine, batched Candle, hand-written floor, JAX and PyTorch references"
+)]
 struct Args {
     /// The figure specification whose workloads are timed.
     #[arg(long, default_value = "paper.toml")]
@@ -55,63 +57,94 @@ fn run() -> Result<()> {
     let args = Args::parse();
     let paper = spec::load(&args.spec)?;
     for id in &args.only {
-        anyhow::ensure!(paper.figures.iter().any(|f| f.id() == id), "--only {id:?}: {} has no such figure", args.spec.display());
+        anyhow::ensure!(
+            paper.figures.iter().any(|f| f.id() == id),
+            "--only {id:?}: {} has no such figure",
+            args.spec.display()
+        );
     }
     println!("time per network-step (median of {} repetitions)", args.repeats);
     println!("the pipeline uses the engine marked *; ratio = its time / floor");
-    println!("{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6}", "figure", "job (most work per step)", "nets", "fused", "batched", "floor", "jax scan", "jax loop", "torch", "ratio");
+    println!(
+        "{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "figure",
+        "job (most work per step)",
+        "nets",
+        "fused",
+        "batched",
+        "floor",
+        "jax scan",
+        "jax loop",
+        "torch",
+        "ratio"
+    );
     let mut missed = Vec::new();
     for fig in &paper.figures {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == fig.id()) {
             continue;
         }
         // The job with the most work per step stands for the figure.
-        let mut prepared = fig.experiment.jobs().into_iter().map(|j| Ok((fig.experiment.prepare_job(&j)?, j))).collect::<Result<Vec<(TrainInput, Job)>>>()?;
+        let mut prepared = fig
+            .experiment
+            .jobs()
+            .into_iter()
+            .map(|j| Ok((fig.experiment.prepare_job(&j)?, j)))
+            .collect::<Result<Vec<(TrainInput, Job)>>>()?;
         prepared.sort_by_key(|(i, _)| std::cmp::Reverse(work(i)));
         if !args.every_job {
             prepared.truncate(1);
         }
         for (input, job) in prepared {
-        let members = input.data.members;
-        // Steps such that the fused engine takes about `seconds`.
-        let probe = time_engine(Engine::Fused, &input, 20)?;
-        let steps = ((args.seconds / (probe / 20.0)).round() as u64).clamp(20, 2_000_000);
-        let per = |seconds: f64| seconds / (steps as f64 * members as f64);
-        let fused = per(median(args.repeats, || time_engine(Engine::Fused, &input, steps))?);
-        let batched_steps = (steps / 20).max(5);
-        let batched = median(args.repeats, || time_engine(Engine::Batched, &input, batched_steps))? / (batched_steps as f64 * members as f64);
-        let floor = per(median(args.repeats, || Ok(time_floor(&input, steps)))?);
-        let refs = if args.no_python { [None, None, None] } else { python_refs(&args.python, &input, steps, args.repeats)? };
-        let fmt = |v: Option<f64>| v.map_or("-".to_string(), human);
-        let chosen = train::choose_engine(&input.init.shapes, input.data.points);
-        let ours = if chosen == Engine::Fused { fused } else { batched };
-        let mark = |e: Engine, t: f64| format!("{}{}", human(t), if e == chosen { "*" } else { " " });
-        println!(
-            "{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6.2}",
-            fig.id(),
-            job.name,
-            members,
-            mark(Engine::Fused, fused),
-            mark(Engine::Batched, batched),
-            human(floor),
-            fmt(refs[0]),
-            fmt(refs[1]),
-            fmt(refs[2]),
-            ours / floor
-        );
-        if ours > 1.5 * floor {
-            missed.push(format!("{}: {:.1}x the floor (target 1.5x)", fig.id(), ours / floor));
-        }
-        if let Some(jax) = refs[0] {
-            if ours > jax {
-                missed.push(format!("{}: slower than JAX jit+vmap+scan ({} vs {})", fig.id(), human(ours), human(jax)));
+            let members = input.data.members;
+            // Steps such that the fused engine takes about `seconds`.
+            let probe = time_engine(Engine::Fused, &input, 20)?;
+            let steps = ((args.seconds / (probe / 20.0)).round() as u64).clamp(20, 2_000_000);
+            let per = |seconds: f64| seconds / (steps as f64 * members as f64);
+            let fused = per(median(args.repeats, || time_engine(Engine::Fused, &input, steps))?);
+            let batched_steps = (steps / 20).max(5);
+            let batched = median(args.repeats, || time_engine(Engine::Batched, &input, batched_steps))?
+                / (batched_steps as f64 * members as f64);
+            let floor = per(median(args.repeats, || Ok(time_floor(&input, steps)))?);
+            let refs = if args.no_python {
+                [None, None, None]
+            } else {
+                python_refs(&args.python, &input, steps, args.repeats)?
+            };
+            let fmt = |v: Option<f64>| v.map_or("-".to_string(), human);
+            let chosen = train::choose_engine(&input.init.shapes, input.data.points);
+            let ours = if chosen == Engine::Fused { fused } else { batched };
+            let mark = |e: Engine, t: f64| format!("{}{}", human(t), if e == chosen { "*" } else { " " });
+            println!(
+                "{:<16} {:<40} {:>5} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>6.2}",
+                fig.id(),
+                job.name,
+                members,
+                mark(Engine::Fused, fused),
+                mark(Engine::Batched, batched),
+                human(floor),
+                fmt(refs[0]),
+                fmt(refs[1]),
+                fmt(refs[2]),
+                ours / floor
+            );
+            if ours > 1.5 * floor {
+                missed.push(format!("{}: {:.1}x the floor (target 1.5x)", fig.id(), ours / floor));
             }
-        }
-        if let Some(torch) = refs[2] {
-            if ours >= torch {
-                missed.push(format!("{}: not faster than PyTorch ({} vs {})", fig.id(), human(ours), human(torch)));
+            if let Some(jax) = refs[0] {
+                if ours > jax {
+                    missed.push(format!(
+                        "{}: slower than JAX jit+vmap+scan ({} vs {})",
+                        fig.id(),
+                        human(ours),
+                        human(jax)
+                    ));
+                }
             }
-        }
+            if let Some(torch) = refs[2] {
+                if ours >= torch {
+                    missed.push(format!("{}: not faster than PyTorch ({} vs {})", fig.id(), human(ours), human(torch)));
+                }
+            }
         }
     }
     if missed.is_empty() {
@@ -149,7 +182,12 @@ fn median(repeats: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
 
 /// Seconds for `steps` steps of the whole ensemble (logging only at the ends).
 fn time_engine(engine: Engine, input: &TrainInput, steps: u64) -> Result<f64> {
-    let cfg = TrainConfig { log_steps: vec![0, steps], record_weights: RecordWeights::Never, probe: None, ..input.cfg.clone() };
+    let cfg = TrainConfig {
+        log_steps: vec![0, steps],
+        record_weights: RecordWeights::Never,
+        probe: None,
+        ..input.cfg.clone()
+    };
     let start = Instant::now();
     let log = train::train_with(engine, &input.init, &input.data, &cfg)?;
     std::hint::black_box(&log);
@@ -177,7 +215,8 @@ fn floor_member(w: &mut EnsembleWeights, data: &EnsembleData, e: usize, loss: Lo
     let shapes = w.shapes.clone();
     let depth = shapes.len();
     let mut layers: Vec<Vec<f32>> = (0..depth).map(|l| w.member_layer(e, l).to_vec()).collect();
-    let mut acts: Vec<Vec<f32>> = std::iter::once(x.to_vec()).chain(shapes[..depth - 1].iter().map(|(o, _)| vec![0.0; n * o])).collect();
+    let mut acts: Vec<Vec<f32>> =
+        std::iter::once(x.to_vec()).chain(shapes[..depth - 1].iter().map(|(o, _)| vec![0.0; n * o])).collect();
     let mut out = vec![0.0f32; n];
     let widest = shapes.iter().map(|s| s.0.max(s.1)).max().unwrap();
     let (mut delta, mut below) = (vec![0.0f32; n * widest], vec![0.0f32; n * widest]);
@@ -252,7 +291,11 @@ fn python_refs(python: &str, input: &TrainInput, steps: u64, repeats: usize) -> 
     std::fs::write(&path, serde_json::to_vec(&workload)?)?;
     let mut out = [None, None, None];
     for (script, slots) in [("bench/jax_reference.py", &[0usize, 1][..]), ("bench/torch_reference.py", &[2][..])] {
-        let result = Command::new(python).arg(script).arg(&path).output().with_context(|| format!("running {python} {script}"))?;
+        let result = Command::new(python)
+            .arg(script)
+            .arg(&path)
+            .output()
+            .with_context(|| format!("running {python} {script}"))?;
         let text = String::from_utf8_lossy(&result.stdout);
         if !result.status.success() {
             let err = String::from_utf8_lossy(&result.stderr);

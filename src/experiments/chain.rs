@@ -151,7 +151,11 @@ impl Config {
             p.push("norms: a single norm needs min = max".into());
         }
         if self.trajectory_member().is_none() {
-            p.push(format!("trajectory_norm {} is not one of the norms {:?}", self.trajectory_norm.get(), self.norm_values()));
+            p.push(format!(
+                "trajectory_norm {} is not one of the norms {:?}",
+                self.trajectory_norm.get(),
+                self.norm_values()
+            ));
         }
         if self.depth_view() {
             let s = self.norms.min.get();
@@ -196,7 +200,15 @@ impl Config {
                     name: measured_name(&init.name, d.get()),
                     config: job_config(
                         self,
-                        &[("init", json!(null)), ("depths", json!(null)), ("theory_dt", json!(null)), ("trajectory_norm", json!(null)), ("target_margin", json!(null)), ("this_depth", json!(d)), ("this_start", json!(init.start))],
+                        &[
+                            ("init", json!(null)),
+                            ("depths", json!(null)),
+                            ("theory_dt", json!(null)),
+                            ("trajectory_norm", json!(null)),
+                            ("target_margin", json!(null)),
+                            ("this_depth", json!(d)),
+                            ("this_start", json!(init.start)),
+                        ],
                     ),
                     seeds: Vec::new(),
                     members: self.norms.count.usize(),
@@ -221,7 +233,13 @@ impl Config {
         let (init, depth) = self.job_parts(job)?;
         let norms = self.norm_values();
         let members = norms.len();
-        let data = EnsembleData { members, points: 1, dim: 1, x: norms.iter().map(|&s| s as f32).collect(), y: vec![1.0; members] };
+        let data = EnsembleData {
+            members,
+            points: 1,
+            dim: 1,
+            x: norms.iter().map(|&s| s as f32).collect(),
+            y: vec![1.0; members],
+        };
         let weights = EnsembleWeights {
             members,
             shapes: vec![(1, 1); depth as usize],
@@ -274,15 +292,21 @@ impl Config {
         let mut gap: f64 = 0.0;
         let mut unmatched = false;
         let mut depth_points: Vec<(u64, f64, f64, f64, f64)> = Vec::new();
-        for ((init, depth), log) in self.inits.iter().flat_map(|i| self.depths.iter().map(move |d| (i, d.get()))).zip(logs) {
+        for ((init, depth), log) in
+            self.inits.iter().flat_map(|i| self.depths.iter().map(move |d| (i, d.get()))).zip(logs)
+        {
             let times = log.times();
             let t_max = *times.last().unwrap_or(&0.0);
             let color = palette::depth(depth);
             let init_index = self.inits.iter().position(|i| i.name == init.name).unwrap_or(0);
             let margins_of = |member: usize| -> Vec<f64> { log.margins.iter().map(|m| m[member] as f64).collect() };
             body.divergences.extend(super::divergences(&measured_name(&init.name, depth), log, |_| 0));
-            let measured: Vec<Option<f64>> = (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
-            let theory: Vec<Option<f64>> = norms.iter().map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max)).collect();
+            let measured: Vec<Option<f64>> =
+                (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
+            let theory: Vec<Option<f64>> = norms
+                .iter()
+                .map(|&s| self.mode(init.start, s, depth).time_to_reach(target, loss, 1.0, dt, t_max))
+                .collect();
             for (m, t) in measured.iter().zip(&theory) {
                 match (m, t) {
                     (Some(m), Some(t)) => gap = gap.max(100.0 * (m - t).abs() / t),
@@ -293,10 +317,15 @@ impl Config {
                 }
             }
             if !depth_view {
-                let pairs: Vec<(f64, f64)> = norms.iter().zip(&measured).filter_map(|(&s, t)| t.map(|t| (s, t))).collect();
+                let pairs: Vec<(f64, f64)> =
+                    norms.iter().zip(&measured).filter_map(|(&s, t)| t.map(|t| (s, t))).collect();
                 let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-                body.scalars.insert(slope_scalar(&init.name, depth), if xs.len() == norms.len() { loglog_slope(&xs, &ys) } else { f64::NAN });
-                let (tx, ty): (Vec<f64>, Vec<f64>) = norms.iter().zip(&theory).filter_map(|(&s, t)| t.map(|t| (s, t))).unzip();
+                body.scalars.insert(
+                    slope_scalar(&init.name, depth),
+                    if xs.len() == norms.len() { loglog_slope(&xs, &ys) } else { f64::NAN },
+                );
+                let (tx, ty): (Vec<f64>, Vec<f64>) =
+                    norms.iter().zip(&theory).filter_map(|(&s, t)| t.map(|t| (s, t))).unzip();
                 body.series.push(Series {
                     name: measured_name(&init.name, depth),
                     panel: init_index,
@@ -326,8 +355,16 @@ impl Config {
                 // The trajectory of one norm: the measured margin and the ODE's.
                 let s = norms[traj];
                 let theory_margins = self.mode(init.start, s, depth).margins_at(&times, loss, 1.0, dt);
-                let name = if depth_view { measured_name(&init.name, depth) } else { format!("{} at s = {s}", measured_name(&init.name, depth)) };
-                let theory_series = if depth_view { theory_name(&init.name, depth) } else { format!("{} at s = {s}", theory_name(&init.name, depth)) };
+                let name = if depth_view {
+                    measured_name(&init.name, depth)
+                } else {
+                    format!("{} at s = {s}", measured_name(&init.name, depth))
+                };
+                let theory_series = if depth_view {
+                    theory_name(&init.name, depth)
+                } else {
+                    format!("{} at s = {s}", theory_name(&init.name, depth))
+                };
                 let skip = super::leading_zero_times(&times);
                 body.series.push(Series {
                     name,
@@ -357,7 +394,8 @@ impl Config {
                 if depth_view {
                     let m = margins_of(traj);
                     let rise = |series: &[f64]| -> f64 {
-                        match (crossing_time(&times, series, 0.1 * target), crossing_time(&times, series, 0.9 * target)) {
+                        match (crossing_time(&times, series, 0.1 * target), crossing_time(&times, series, 0.9 * target))
+                        {
                             (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
                             _ => f64::NAN,
                         }
@@ -383,7 +421,11 @@ impl Config {
             };
             let s = self.trajectory_norm.get();
             body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*", false));
-            body.panels.push(depth_panel("sharpness: decades of t from 10% to 90% of the target", "rise width (decades)", false));
+            body.panels.push(depth_panel(
+                "sharpness: decades of t from 10% to 90% of the target",
+                "rise width (decades)",
+                false,
+            ));
             // A depth that never reached the target has no point to draw (its scalars are NaN).
             let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
                 depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()

@@ -112,7 +112,10 @@ impl Config {
             .map(|q| Job {
                 name: q_name(q.get()),
                 // The path is where the file is, the hash what it is.
-                config: job_config(self, &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))]),
+                config: job_config(
+                    self,
+                    &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))],
+                ),
                 seeds: seeds.clone(),
                 members: seeds.len(),
             })
@@ -120,13 +123,20 @@ impl Config {
     }
 
     fn load(&self) -> Result<Images> {
-        let bytes = std::fs::read(&self.data).with_context(|| format!("reading the digits data set {}", self.data.display()))?;
+        let bytes = std::fs::read(&self.data)
+            .with_context(|| format!("reading the digits data set {}", self.data.display()))?;
         let hash = hex::encode(Sha256::digest(&bytes));
         if !hash.eq_ignore_ascii_case(&self.data_sha256) {
-            bail!("{}: SHA-256 is {hash}, but paper.toml expects {} (the file is not the one the figure was made with)", self.data.display(), self.data_sha256);
+            bail!(
+                "{}: SHA-256 is {hash}, but paper.toml expects {} (the file is not the one the figure was made with)",
+                self.data.display(),
+                self.data_sha256
+            );
         }
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text).with_context(|| format!("{}: not a gzip text file", self.data.display()))?;
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .with_context(|| format!("{}: not a gzip text file", self.data.display()))?;
         let mut images = Images { x: Vec::new(), y: Vec::new() };
         for (line_no, line) in text.lines().enumerate() {
             let fields: Vec<u8> = line
@@ -134,7 +144,13 @@ impl Config {
                 .map(|f| f.trim().parse::<u8>())
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("{}: line {}: expected 65 integers", self.data.display(), line_no + 1))?;
-            ensure!(fields.len() == PIXELS + 1, "{}: line {}: expected 65 fields, found {}", self.data.display(), line_no + 1, fields.len());
+            ensure!(
+                fields.len() == PIXELS + 1,
+                "{}: line {}: expected 65 fields, found {}",
+                self.data.display(),
+                line_no + 1,
+                fields.len()
+            );
             let Some(class) = self.classes.iter().position(|&c| c == fields[PIXELS]) else { continue };
             let mut x = [0.0f32; PIXELS];
             for (v, &f) in x.iter_mut().zip(&fields) {
@@ -158,7 +174,12 @@ impl Config {
     }
 
     pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let q = self.shortcut_fractions.iter().find(|q| q_name(q.get()) == job.name).ok_or_else(|| anyhow::anyhow!("no shortcut fraction named {:?}", job.name))?.get();
+        let q = self
+            .shortcut_fractions
+            .iter()
+            .find(|q| q_name(q.get()) == job.name)
+            .ok_or_else(|| anyhow::anyhow!("no shortcut fraction named {:?}", job.name))?
+            .get();
         let images = self.load()?;
         let (train_idx, test_idx) = self.split(images.y.len());
         let members = job.seeds.len();
@@ -200,14 +221,39 @@ impl Config {
             x: (0..members).flat_map(|_| test_idx.iter().flat_map(|&i| images.x[i])).collect(),
             y: (0..members).flat_map(|_| test_idx.iter().map(|&i| images.y[i])).collect(),
         };
-        let cfg = TrainConfig { probe: Some(probe), ..TrainConfig::logged(crate::spec::Loss::CrossEntropy, self.learning_rate.get(), self.steps.get(), self.log_points.get()) };
-        Ok(TrainInput { init: EnsembleWeights { members, shapes, layers }, data: EnsembleData { members, points: n, dim: PIXELS, x, y }, cfg })
+        let cfg = TrainConfig {
+            probe: Some(probe),
+            ..TrainConfig::logged(
+                crate::spec::Loss::CrossEntropy,
+                self.learning_rate.get(),
+                self.steps.get(),
+                self.log_points.get(),
+            )
+        };
+        Ok(TrainInput {
+            init: EnsembleWeights { members, shapes, layers },
+            data: EnsembleData { members, points: n, dim: PIXELS, x, y },
+            cfg,
+        })
     }
 
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
-        ensure!(logs.len() == self.shortcut_fractions.len(), "digits expects {} job logs, got {}", self.shortcut_fractions.len(), logs.len());
+        ensure!(
+            logs.len() == self.shortcut_fractions.len(),
+            "digits expects {} job logs, got {}",
+            self.shortcut_fractions.len(),
+            logs.len()
+        );
         let seeds = self.seeds();
-        let colors = [palette::BLACK, palette::SKY_BLUE, palette::BLUE, palette::GREEN, palette::ORANGE, palette::VERMILLION, palette::PURPLE];
+        let colors = [
+            palette::BLACK,
+            palette::SKY_BLUE,
+            palette::BLUE,
+            palette::GREEN,
+            palette::ORANGE,
+            palette::VERMILLION,
+            palette::PURPLE,
+        ];
         let mut body = FigureBody {
             panels: vec![
                 Panel {
@@ -241,7 +287,14 @@ impl Config {
             let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.len().max(1);
             ensure!(tests > 0, "{}: no test margins logged", q_name(q));
             let curves: Vec<Vec<f64>> = (0..seeds.len())
-                .map(|k| log.probe_margins.iter().map(|m| m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64).collect())
+                .map(|k| {
+                    log.probe_margins
+                        .iter()
+                        .map(|m| {
+                            m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64
+                        })
+                        .collect()
+                })
                 .collect();
             body.divergences.extend(super::divergences(&q_name(q), log, |member| seeds[member]));
             let (mean, lo, hi) = mean_min_max(&curves);
@@ -259,7 +312,11 @@ impl Config {
                 legend: true,
                 x: times[skip..].to_vec(),
                 y: mean[skip..].to_vec(),
-                band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                band: Some(Band {
+                    what: format!("min-max over {} seeds", seeds.len()),
+                    lo: lo[skip..].to_vec(),
+                    hi: hi[skip..].to_vec(),
+                }),
                 labels: None,
             });
         }

@@ -87,7 +87,11 @@ impl Config {
     /// Each point's feature and label: feature by feature, the first half
     /// (rounded up) of its points labelled +1, the rest -1.
     fn points_list(&self) -> Vec<(usize, f64)> {
-        self.counts.iter().enumerate().flat_map(|(k, c)| (0..c.usize()).map(move |j| (k, if j < c.usize().div_ceil(2) { 1.0 } else { -1.0 }))).collect()
+        self.counts
+            .iter()
+            .enumerate()
+            .flat_map(|(k, c)| (0..c.usize()).map(move |j| (k, if j < c.usize().div_ceil(2) { 1.0 } else { -1.0 })))
+            .collect()
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -119,7 +123,10 @@ impl Config {
         NETS.iter()
             .map(|&net| {
                 let seeds = if net == Net::Random { self.seeds() } else { vec![] };
-                let mut config = job_config(self, &[("theory_dt", json!(null)), ("target_margin", json!(null)), ("net", json!(net.name()))]);
+                let mut config = job_config(
+                    self,
+                    &[("theory_dt", json!(null)), ("target_margin", json!(null)), ("net", json!(net.name()))],
+                );
                 if net != Net::Random {
                     // Only the random net reads these.
                     for key in ["random_scale", "random_width", "seed_count"] {
@@ -135,7 +142,10 @@ impl Config {
     }
 
     pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let net = *NETS.iter().find(|n| n.name() == job.name).ok_or_else(|| anyhow::anyhow!("no net named {:?}", job.name))?;
+        let net = *NETS
+            .iter()
+            .find(|n| n.name() == job.name)
+            .ok_or_else(|| anyhow::anyhow!("no net named {:?}", job.name))?;
         let k = self.counts.len();
         let points = self.points_list();
         let n = points.len();
@@ -170,7 +180,10 @@ impl Config {
                 let shapes = vec![(h, k), (1, h)];
                 let mut layers = vec![Vec::new(), Vec::new()];
                 for &seed in &job.seeds {
-                    for (l, w) in random_layers("frequency/random-init", seed, &shapes, self.random_scale.get()).into_iter().enumerate() {
+                    for (l, w) in random_layers("frequency/random-init", seed, &shapes, self.random_scale.get())
+                        .into_iter()
+                        .enumerate()
+                    {
                         layers[l].extend(w);
                     }
                 }
@@ -200,7 +213,11 @@ impl Config {
                 };
                 // A mode shared by `sharing` identical points moves like one
                 // point in a data set of n / sharing.
-                Mode { norm: 1.0, weights }.states_at(times, self.loss, n / sharing, dt, 0.01).iter().map(Mode::margin).collect()
+                Mode { norm: 1.0, weights }
+                    .states_at(times, self.loss, n / sharing, dt, 0.01)
+                    .iter()
+                    .map(Mode::margin)
+                    .collect()
             })
             .collect()
     }
@@ -245,12 +262,17 @@ impl Config {
             body.divergences.extend(super::divergences(net.name(), log, seed_of));
             // Per feature, per member: the mean margin of its points over time.
             let curves: Vec<Vec<Vec<f64>>> = (0..self.counts.len())
-                .map(|k| (0..members).map(|e| log.margins.iter().map(|m| feature_mean(&|i| m[e * n + i] as f64, k)).collect()).collect())
+                .map(|k| {
+                    (0..members)
+                        .map(|e| log.margins.iter().map(|m| feature_mean(&|i| m[e * n + i] as f64, k)).collect())
+                        .collect()
+                })
                 .collect();
             let learn_times: Vec<f64> = curves
                 .iter()
                 .map(|per_member| {
-                    let ts: Vec<f64> = per_member.iter().map(|c| crossing_time(&times, c, target).unwrap_or(f64::NAN)).collect();
+                    let ts: Vec<f64> =
+                        per_member.iter().map(|c| crossing_time(&times, c, target).unwrap_or(f64::NAN)).collect();
                     ts.iter().sum::<f64>() / ts.len() as f64
                 })
                 .collect();
@@ -259,7 +281,8 @@ impl Config {
             }
             body.scalars.insert(slope_scalar(net), loglog_slope(&freqs, &learn_times));
             // A feature never learned has no point to draw (its scalar is NaN).
-            let (px, py): (Vec<f64>, Vec<f64>) = freqs.iter().zip(&learn_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
+            let (px, py): (Vec<f64>, Vec<f64>) =
+                freqs.iter().zip(&learn_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
             body.series.push(Series {
                 name: net.name().into(),
                 panel: 0,
@@ -282,7 +305,8 @@ impl Config {
                     .collect();
                 let gap = max_or_nan(learn_times.iter().zip(&theory_times).map(|(m, t)| 100.0 * (m - t).abs() / t));
                 body.scalars.insert(gap_scalar(net), gap);
-                let (tx, ty): (Vec<f64>, Vec<f64>) = freqs.iter().zip(&theory_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
+                let (tx, ty): (Vec<f64>, Vec<f64>) =
+                    freqs.iter().zip(&theory_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
                 body.series.push(Series {
                     name: format!("{} (theory)", net.name()),
                     panel: 0,
@@ -312,7 +336,11 @@ impl Config {
                             legend: true,
                             x: times[skip..].to_vec(),
                             y: mean[skip..].to_vec(),
-                            band: (members > 1).then(|| Band { what: format!("min-max over {members} seeds"), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                            band: (members > 1).then(|| Band {
+                                what: format!("min-max over {members} seeds"),
+                                lo: lo[skip..].to_vec(),
+                                hi: hi[skip..].to_vec(),
+                            }),
                             labels: None,
                         });
                         body.series.push(Series {

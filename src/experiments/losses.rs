@@ -114,8 +114,11 @@ impl Config {
         let mut out = Vec::new();
         for (m, model) in self.models.iter().enumerate().filter(|(_, m)| matches!(m.init, Init::Balanced { .. })) {
             for &scale in &self.escape_sweep {
-                let at_scale =
-                    Model { name: format!("{} at init {}", model.name, scale.get()), init: Init::Balanced { scale }, ..model.clone() };
+                let at_scale = Model {
+                    name: format!("{} at init {}", model.name, scale.get()),
+                    init: Init::Balanced { scale },
+                    ..model.clone()
+                };
                 out.extend(LOSSES.map(|l| (m, at_scale.clone(), l)));
             }
         }
@@ -126,10 +129,9 @@ impl Config {
     /// models as configured, then the sweep (one seed each).
     fn all_runs(&self) -> Vec<(String, sigmoid::Config)> {
         let main = self.runs().into_iter().map(|(m, l)| (run_name(&self.models[m], l), self.base(l, &self.models[m])));
-        let sweep = self
-            .sweep_runs()
-            .into_iter()
-            .map(|(_, model, l)| (run_name(&model, l), sigmoid::Config { seed_count: Count(1), ..self.base(l, &model) }));
+        let sweep = self.sweep_runs().into_iter().map(|(_, model, l)| {
+            (run_name(&model, l), sigmoid::Config { seed_count: Count(1), ..self.base(l, &model) })
+        });
         main.chain(sweep).collect()
     }
 
@@ -141,7 +143,10 @@ impl Config {
         let mut p = sigmoid::model_problems(self.points, &self.models, "losses");
         for m in &self.models {
             if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
-                p.push(format!("model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init", m.name));
+                p.push(format!(
+                    "model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init",
+                    m.name
+                ));
             }
         }
         p
@@ -201,7 +206,9 @@ impl Config {
             .map(|(k, seed)| {
                 if model.depth.get() == 1 {
                     // Point i moves only its own weight: margin = s_i (y_i w_i).
-                    (0..n).map(|i| Mode { norm: norms[i], weights: vec![log.margins[0][k * n + i] as f64 / norms[i]] }).collect()
+                    (0..n)
+                        .map(|i| Mode { norm: norms[i], weights: vec![log.margins[0][k * n + i] as f64 / norms[i]] })
+                        .collect()
                 } else {
                     base.init(model, seed, &labels).1
                 }
@@ -212,7 +219,12 @@ impl Config {
     pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let runs = self.runs();
         let sweep = self.sweep_runs();
-        ensure!(logs.len() == runs.len() + sweep.len(), "losses expects {} job logs, got {}", runs.len() + sweep.len(), logs.len());
+        ensure!(
+            logs.len() == runs.len() + sweep.len(),
+            "losses expects {} job logs, got {}",
+            runs.len() + sweep.len(),
+            logs.len()
+        );
         let (logs, sweep_logs) = logs.split_at(runs.len());
         let n = self.points.usize();
         let seeds = self.seeds();
@@ -263,14 +275,34 @@ impl Config {
             }));
             // The theory of the other panels, mode by mode.
             let states = self.mode_states(model, log, &times, loss);
-            let theory_margin: Vec<Vec<f64>> = states.iter().map(|modes| (0..times.len()).map(|t| modes.iter().map(|m| m[t].margin()).sum::<f64>() / n as f64).collect()).collect();
+            let theory_margin: Vec<Vec<f64>> = states
+                .iter()
+                .map(|modes| {
+                    (0..times.len()).map(|t| modes.iter().map(|m| m[t].margin()).sum::<f64>() / n as f64).collect()
+                })
+                .collect();
             let theory_norm: Vec<Vec<f64>> = states
                 .iter()
-                .map(|modes| (0..times.len()).map(|t| modes.iter().map(|m| m[t].weights.iter().map(|w| w * w).sum::<f64>()).sum::<f64>().sqrt()).collect())
+                .map(|modes| {
+                    (0..times.len())
+                        .map(|t| {
+                            modes.iter().map(|m| m[t].weights.iter().map(|w| w * w).sum::<f64>()).sum::<f64>().sqrt()
+                        })
+                        .collect()
+                })
                 .collect();
-            let measured_margin: Vec<Vec<f64>> = (0..seeds.len()).map(|k| log.margins.iter().map(|ms| ms[k * n..(k + 1) * n].iter().map(|&m| m as f64).sum::<f64>() / n as f64).collect()).collect();
-            let measured_norm: Vec<Vec<f64>> = (0..seeds.len()).map(|k| log.weight_norms.iter().map(|w| w[k] as f64).collect()).collect();
-            for (panel, measured, theory) in [(1, &measured_margin, &theory_margin), (2, &measured_norm, &theory_norm)] {
+            let measured_margin: Vec<Vec<f64>> = (0..seeds.len())
+                .map(|k| {
+                    log.margins
+                        .iter()
+                        .map(|ms| ms[k * n..(k + 1) * n].iter().map(|&m| m as f64).sum::<f64>() / n as f64)
+                        .collect()
+                })
+                .collect();
+            let measured_norm: Vec<Vec<f64>> =
+                (0..seeds.len()).map(|k| log.weight_norms.iter().map(|w| w[k] as f64).collect()).collect();
+            for (panel, measured, theory) in [(1, &measured_margin, &theory_margin), (2, &measured_norm, &theory_norm)]
+            {
                 let (mean, lo, hi) = mean_min_max(measured);
                 let (theory_mean, _, _) = mean_min_max(theory);
                 body.series.push(Series {
@@ -282,7 +314,11 @@ impl Config {
                     legend: false,
                     x: times[skip..].to_vec(),
                     y: mean[skip..].to_vec(),
-                    band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                    band: Some(Band {
+                        what: format!("min-max over {} seeds", seeds.len()),
+                        lo: lo[skip..].to_vec(),
+                        hi: hi[skip..].to_vec(),
+                    }),
                     labels: None,
                 });
                 body.series.push(Series {
@@ -345,7 +381,9 @@ impl Config {
         let n = self.points.usize() as f64;
         self.modes(model, log)
             .iter()
-            .map(|seed_modes| seed_modes.iter().map(|mode| mode.states_at(times, loss, n, self.theory_dt.get(), 0.01)).collect())
+            .map(|seed_modes| {
+                seed_modes.iter().map(|mode| mode.states_at(times, loss, n, self.theory_dt.get(), 0.01)).collect()
+            })
             .collect()
     }
 
@@ -389,7 +427,10 @@ impl Config {
                 let m0 = log.margins[0][k * n + i] as f64;
                 for (t, ms) in times.iter().zip(&log.margins) {
                     let theory = if m0 >= 1.0 { m0 } else { (m0 + rate * t).min(1.0) };
-                    gap = super::max_or_nan([gap, (ms[k * n + i] as f64 - theory).abs() / (self.learning_rate.get() * rate)]);
+                    gap = super::max_or_nan([
+                        gap,
+                        (ms[k * n + i] as f64 - theory).abs() / (self.learning_rate.get() * rate),
+                    ]);
                 }
             }
         }

@@ -211,7 +211,9 @@ pub fn divergences(job: &str, log: &TrainLog, seed_of: impl Fn(usize) -> u64) ->
     log.diverged_at
         .iter()
         .enumerate()
-        .filter_map(|(member, step)| step.map(|step| Divergence { job: job.into(), member, seed: seed_of(member), step }))
+        .filter_map(|(member, step)| {
+            step.map(|step| Divergence { job: job.into(), member, seed: seed_of(member), step })
+        })
         .collect()
 }
 

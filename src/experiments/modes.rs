@@ -48,12 +48,14 @@ const ALIGNED_GAP: &str = "aligned: largest gap to the mode ODE (% of the margin
 const RANDOM_GAP: &str = "random: largest gap to the aligned mode ODE (margin units)";
 const RANDOM_ORDER: &str = "random: rank correlation of the points' norms with their learning times";
 const ALIGNED_ORDER: &str = "aligned: rank correlation of the points' norms with their learning times";
-const POINT_COLORS: [&str; 6] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+const POINT_COLORS: [&str; 6] =
+    [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
 
 impl Config {
     /// The sigmoid-figure experiment with this figure's two nets.
     fn base(&self) -> sigmoid::Config {
-        let model = |name: &str, init: Init| Model { name: name.into(), depth: self.depth, width: Some(self.points), init };
+        let model =
+            |name: &str, init: Init| Model { name: name.into(), depth: self.depth, width: Some(self.points), init };
         sigmoid::Config {
             points: self.points,
             norm_log_std: self.norm_log_std,
@@ -64,7 +66,10 @@ impl Config {
             data_seed: self.data_seed,
             seed_count: self.seed_count,
             theory_dt: self.theory_dt,
-            models: vec![model(ALIGNED, Init::Balanced { scale: self.balanced_scale }), model(RANDOM, Init::Random { scale: self.random_scale })],
+            models: vec![
+                model(ALIGNED, Init::Balanced { scale: self.balanced_scale }),
+                model(RANDOM, Init::Random { scale: self.random_scale }),
+            ],
         }
     }
 
@@ -115,7 +120,8 @@ impl Config {
         let skip = super::leading_zero_times(&times);
         // Every mode of the balanced init is the same for every seed.
         let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
-        let theory: Vec<Vec<f64>> = modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();
+        let theory: Vec<Vec<f64>> =
+            modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();
         let panel = |title: &str| Panel {
             title: title.into(),
             x_label: "time t = lr x step".into(),
@@ -126,7 +132,10 @@ impl Config {
             y_range: None,
         };
         let mut body = FigureBody {
-            panels: vec![panel("aligned, balanced init: each mode on its own ODE"), panel("random init: the same points, with the modes' ODE for reference")],
+            panels: vec![
+                panel("aligned, balanced init: each mode on its own ODE"),
+                panel("random init: the same points, with the modes' ODE for reference"),
+            ],
             ..Default::default()
         };
         for (panel, (log, name)) in logs.iter().zip([ALIGNED, RANDOM]).enumerate() {
@@ -156,11 +165,16 @@ impl Config {
                     per_seed.iter().sum::<f64>() / per_seed.len() as f64
                 })
                 .collect();
-            body.scalars.insert(if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(), rank_correlation(&norms, &learned));
+            body.scalars.insert(
+                if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(),
+                rank_correlation(&norms, &learned),
+            );
             body.divergences.extend(super::divergences(name, log, |member| seeds[member]));
             for (rank, &i) in self.shown(&norms).iter().enumerate() {
                 let color = POINT_COLORS[rank];
-                let per_seed: Vec<Vec<f64>> = (0..seeds.len()).map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect()).collect();
+                let per_seed: Vec<Vec<f64>> = (0..seeds.len())
+                    .map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect())
+                    .collect();
                 let (mean, lo, hi) = mean_min_max(&per_seed);
                 let band = (panel == 1).then(|| Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi });
                 body.series.push(Series {

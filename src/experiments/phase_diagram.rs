@@ -103,7 +103,10 @@ impl Config {
         }
         for s in &self.starts {
             if !(s.y > 0.0 && s.y <= g.y_max.get() && s.z >= g.z_min && s.z <= g.z_max) {
-                p.push(format!("start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0", s.name, s.z, s.y));
+                p.push(format!(
+                    "start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0",
+                    s.name, s.z, s.y
+                ));
             }
         }
         p
@@ -127,17 +130,23 @@ impl Config {
             series.push(format!("{} (trained)", s.name));
             series.push(format!("{} (theory)", s.name));
         }
-        let scalars = [GRID_AGREEMENT, GRID_CHECKED, DEAD_AGREEMENT, DEAD_CHECKED, "largest hyperbola drift"].map(String::from).to_vec();
+        let scalars = [GRID_AGREEMENT, GRID_CHECKED, DEAD_AGREEMENT, DEAD_CHECKED, "largest hyperbola drift"]
+            .map(String::from)
+            .to_vec();
         Outputs { series, scalars }
     }
 
     fn grid_points(&self) -> Vec<(f64, f64)> {
         let g = &self.grid;
-        let lin = |lo: f64, hi: f64, n: u64, i: u64| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (n - 1) as f64 };
+        let lin =
+            |lo: f64, hi: f64, n: u64, i: u64| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (n - 1) as f64 };
         let mut pts = Vec::new();
         for iy in 0..g.y_count.get() {
             for iz in 0..g.z_count.get() {
-                pts.push((lin(g.z_min, g.z_max, g.z_count.get(), iz), lin(g.y_min, g.y_max.get(), g.y_count.get(), iy)));
+                pts.push((
+                    lin(g.z_min, g.z_max, g.z_count.get(), iz),
+                    lin(g.y_min, g.y_max.get(), g.y_count.get(), iy),
+                ));
             }
         }
         pts
@@ -149,13 +158,19 @@ impl Config {
         vec![
             Job {
                 name: "grid".into(),
-                config: job_config(self, &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!("grid"))]),
+                config: job_config(
+                    self,
+                    &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!("grid"))],
+                ),
                 seeds: seeds.clone(),
                 members: self.grid_points().len() * n,
             },
             Job {
                 name: "trajectories".into(),
-                config: job_config(self, &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!("trajectories"))]),
+                config: job_config(
+                    self,
+                    &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!("trajectories"))],
+                ),
                 seeds,
                 members: self.starts.len() * n,
             },
@@ -190,7 +205,10 @@ impl Config {
         let data = EnsembleData { members, points: 1, dim: d, x, y: vec![1.0; members] };
         let init = EnsembleWeights { members, shapes: vec![(1, d), (1, 1)], layers: vec![w1, w2] };
         let record_weights = if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every };
-        let cfg = TrainConfig { record_weights, ..TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get()) };
+        let cfg = TrainConfig {
+            record_weights,
+            ..TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get())
+        };
         Ok(TrainInput { init, data, cfg })
     }
 
@@ -257,7 +275,9 @@ impl Config {
             body.series.push(series(name, Source::Measured, Style::Points, color, !x.is_empty(), x, y));
         }
         // No point checked is no evidence: 0, so the claim fails.
-        for ((checked, agree), (agreement, count)) in tally.into_iter().zip([(GRID_AGREEMENT, GRID_CHECKED), (DEAD_AGREEMENT, DEAD_CHECKED)]) {
+        for ((checked, agree), (agreement, count)) in
+            tally.into_iter().zip([(GRID_AGREEMENT, GRID_CHECKED), (DEAD_AGREEMENT, DEAD_CHECKED)])
+        {
             body.scalars.insert(agreement.into(), if checked == 0 { 0.0 } else { agree as f64 / checked as f64 });
             body.scalars.insert(count.into(), checked as f64);
         }
@@ -281,14 +301,32 @@ impl Config {
                     // otherwise run the line along the edge).
                     let inside = |&(z, y): &(f64, f64)| z >= z_range.0 && z <= z_range.1 && y >= 0.0 && y <= y_max;
                     let (x, y): (Vec<f64>, Vec<f64>) = path.into_iter().take_while(inside).unzip();
-                    body.series.push(series(&format!("{} (trained)", start.name), Source::Measured, Style::Line, color, true, x, y));
+                    body.series.push(series(
+                        &format!("{} (trained)", start.name),
+                        Source::Measured,
+                        Style::Line,
+                        color,
+                        true,
+                        x,
+                        y,
+                    ));
                 }
             }
-            let (x, y): (Vec<f64>, Vec<f64>) = theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
-            body.series.push(series(&format!("{} (theory)", start.name), Source::Theory, Style::Line, color, false, x, y));
+            let (x, y): (Vec<f64>, Vec<f64>) =
+                theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
+            body.series.push(series(
+                &format!("{} (theory)", start.name),
+                Source::Theory,
+                Style::Line,
+                color,
+                false,
+                x,
+                y,
+            ));
         }
         body.scalars.insert("largest hyperbola drift".into(), drift);
-        let mut marks = series("marked starts", Source::Measured, Style::Points, palette::BLACK, false, Vec::new(), Vec::new());
+        let mut marks =
+            series("marked starts", Source::Measured, Style::Points, palette::BLACK, false, Vec::new(), Vec::new());
         for s in &self.starts {
             marks.x.push(s.z);
             marks.y.push(s.y);
@@ -297,7 +335,8 @@ impl Config {
         body.series.push(marks);
 
         for log in [grid_log, traj_log] {
-            let (job, starts) = if std::ptr::eq(log, grid_log) { ("grid", grid.len()) } else { ("trajectories", per_seed) };
+            let (job, starts) =
+                if std::ptr::eq(log, grid_log) { ("grid", grid.len()) } else { ("trajectories", per_seed) };
             body.divergences.extend(super::divergences(job, log, |member| seeds[member / starts.max(1)]));
         }
         Ok(body)
@@ -309,7 +348,8 @@ impl Config {
         let (z_min, z_max, y_max) = (g.z_min, g.z_max, g.y_max.get());
         // Success: y > 0 and z > -y. Failure: the rest of the box (y >= 0).
         let corner = (-y_max).max(z_min);
-        let (sx, sy): (Vec<f64>, Vec<f64>) = [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
+        let (sx, sy): (Vec<f64>, Vec<f64>) =
+            [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
         body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
         // Failure also covers the strip y < 0 in view, where the unit starts dead.
         let y_lo = g.y_min.min(0.0);
@@ -319,7 +359,15 @@ impl Config {
         }
         failure.extend([(0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)]);
         let (fx, fy): (Vec<f64>, Vec<f64>) = failure.into_iter().unzip();
-        body.series.push(series("failure region (theory)", Source::Theory, Style::Area, palette::VERMILLION, true, fx, fy));
+        body.series.push(series(
+            "failure region (theory)",
+            Source::Theory,
+            Style::Area,
+            palette::VERMILLION,
+            true,
+            fx,
+            fy,
+        ));
 
         let mut arrows = (Vec::new(), Vec::new());
         let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
@@ -331,16 +379,36 @@ impl Config {
                 arrows.0.push(p.0);
                 arrows.1.push(p.1);
             }
-            let name = if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
+            let name =
+                if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
             let (x, y) = path.into_iter().unzip();
             body.series.push(series(&name, Source::Theory, Style::Line, palette::GREY, k == 0, x, y));
         }
-        body.series.push(series("flow direction (theory)", Source::Theory, Style::Arrows, palette::GREY, false, arrows.0, arrows.1));
+        body.series.push(series(
+            "flow direction (theory)",
+            Source::Theory,
+            Style::Arrows,
+            palette::GREY,
+            false,
+            arrows.0,
+            arrows.1,
+        ));
     }
 }
 
 fn series(name: &str, source: Source, style: Style, color: &str, legend: bool, x: Vec<f64>, y: Vec<f64>) -> Series {
-    Series { name: name.into(), panel: 0, source, style, color: color.into(), legend, x, y, band: None::<Band>, labels: None }
+    Series {
+        name: name.into(),
+        panel: 0,
+        source,
+        style,
+        color: color.into(),
+        legend,
+        x,
+        y,
+        band: None::<Band>,
+        labels: None,
+    }
 }
 
 pub fn loss_name(loss: Loss) -> &'static str {

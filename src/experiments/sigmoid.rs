@@ -118,7 +118,14 @@ impl Config {
                 name: m.name.clone(),
                 // The job depends on the shared values and its own model only;
                 // its name is a label, not an input.
-                config: job_config(self, &[("model", json!(null)), ("theory_dt", json!(null)), ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init }))]),
+                config: job_config(
+                    self,
+                    &[
+                        ("model", json!(null)),
+                        ("theory_dt", json!(null)),
+                        ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init })),
+                    ],
+                ),
                 seeds: seeds.clone(),
                 members: seeds.len(),
             })
@@ -179,7 +186,9 @@ impl Config {
         let shapes = self.shapes(model);
         let n = self.points.usize();
         match model.init {
-            Init::Random { scale } => (super::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new()),
+            Init::Random { scale } => {
+                (super::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new())
+            }
             Init::Balanced { scale } => {
                 let depth = shapes.len();
                 let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();
@@ -203,7 +212,8 @@ impl Config {
                 let (norms, _) = self.data();
                 let mut modes = Vec::with_capacity(n);
                 for k in 0..n {
-                    let hidden: Vec<f64> = (0..depth - 1).map(|_| scale.get() * (log_spread.get() * rng::normal(&mut r)).exp()).collect();
+                    let hidden: Vec<f64> =
+                        (0..depth - 1).map(|_| scale.get() * (log_spread.get() * rng::normal(&mut r)).exp()).collect();
                     let smallest = hidden.iter().copied().fold(f64::INFINITY, f64::min);
                     let ratio = rng::uniform(&mut r, output_ratio_min.get(), output_ratio_max.get());
                     let out = rng::sign(&mut r) * ratio * smallest;
@@ -366,12 +376,18 @@ pub(crate) fn model_problems(points: Count, models: &[Model], table: &str) -> Ve
         }
         if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
             if depth == 1 {
-                p.push(format!("model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)", m.name));
+                p.push(format!(
+                    "model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)",
+                    m.name
+                ));
             }
             if m.width.is_some_and(|w| w.get() != points.get()) {
                 p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, points.get()));
             }
-            if !(0.0 < output_ratio_min.get() && output_ratio_min.get() <= output_ratio_max.get() && output_ratio_max.get() < 1.0) {
+            if !(0.0 < output_ratio_min.get()
+                && output_ratio_min.get() <= output_ratio_max.get()
+                && output_ratio_max.get() < 1.0)
+            {
                 p.push(format!(
                     "model {:?}: expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
                     m.name,

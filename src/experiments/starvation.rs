@@ -23,7 +23,7 @@ use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog, self};
+use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -104,10 +104,16 @@ fn accuracy_scalar(run: Run, p: f64) -> String {
     format!("{}, p = {p}: B-only test accuracy", run.name())
 }
 fn versus_control_scalar(model: Model, p: f64) -> String {
-    format!("{}, cross-entropy, p = {p}: B strength, starved / control, at the end", if model == Model::Linear { "linear" } else { "two-layer" })
+    format!(
+        "{}, cross-entropy, p = {p}: B strength, starved / control, at the end",
+        if model == Model::Linear { "linear" } else { "two-layer" }
+    )
 }
 fn accuracy_gain_scalar(model: Model, p: f64) -> String {
-    format!("{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved", if model == Model::Linear { "linear" } else { "two-layer" })
+    format!(
+        "{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved",
+        if model == Model::Linear { "linear" } else { "two-layer" }
+    )
 }
 fn gap_scalar(loss: Loss) -> String {
     format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss_name(loss))
@@ -145,10 +151,17 @@ impl Config {
         for f in &self.frequencies {
             let n = f.get() * self.per_class.get() as f64;
             if (n - n.round()).abs() > 1e-9 || n < 1.0 {
-                p.push(format!("frequencies: {} is not a positive multiple of 1 / per_class = 1/{}", f.get(), self.per_class.get()));
+                p.push(format!(
+                    "frequencies: {} is not a positive multiple of 1 / per_class = 1/{}",
+                    f.get(),
+                    self.per_class.get()
+                ));
             }
             if f.get() >= 1.0 {
-                p.push(format!("frequencies: {} leaves no point with the common feature alone; expected p < 1", f.get()));
+                p.push(format!(
+                    "frequencies: {} leaves no point with the common feature alone; expected p < 1",
+                    f.get()
+                ));
             }
         }
         for (i, f) in self.frequencies.iter().enumerate() {
@@ -200,7 +213,11 @@ impl Config {
                         config[key] = json!(null);
                     }
                 }
-                let unused: [&str; 2] = if run.loss == Loss::Hinge { ["learning_rate", "steps"] } else { ["hinge_learning_rate", "hinge_steps"] };
+                let unused: [&str; 2] = if run.loss == Loss::Hinge {
+                    ["learning_rate", "steps"]
+                } else {
+                    ["hinge_learning_rate", "hinge_steps"]
+                };
                 for key in unused {
                     config[key] = json!(null);
                 }
@@ -227,7 +244,10 @@ impl Config {
     }
 
     pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let run = runs().into_iter().find(|r| r.name() == job.name).ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
+        let run = runs()
+            .into_iter()
+            .find(|r| r.name() == job.name)
+            .ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
         let seeds = self.model_seeds(run.model);
         let n = 2 * self.per_class.usize();
         let mut x = Vec::new();
@@ -247,7 +267,11 @@ impl Config {
                 match run.model {
                     Model::Linear => layers[0].extend([0.0f32; DIM]),
                     Model::TwoLayer => {
-                        for (l, w) in random_layers("starvation/two-layer-init", seeds[s], &shapes, self.random_scale.get()).into_iter().enumerate() {
+                        for (l, w) in
+                            random_layers("starvation/two-layer-init", seeds[s], &shapes, self.random_scale.get())
+                                .into_iter()
+                                .enumerate()
+                        {
                             layers[l].extend(w);
                         }
                     }
@@ -261,7 +285,10 @@ impl Config {
             Loss::CrossEntropy => (self.learning_rate, self.steps),
             Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
         };
-        let cfg = TrainConfig { record_weights: RecordWeights::Last, ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get()) };
+        let cfg = TrainConfig {
+            record_weights: RecordWeights::Last,
+            ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get())
+        };
         Ok(TrainInput { init, data, cfg })
     }
 
@@ -269,7 +296,8 @@ impl Config {
     fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
         let points = self.training_points(p, control);
         let mean = |pick: &dyn Fn(&[usize]) -> bool| -> f64 {
-            let picked: Vec<f64> = points.iter().zip(margins).filter(|((f, _), _)| pick(f)).map(|(_, &m)| m as f64).collect();
+            let picked: Vec<f64> =
+                points.iter().zip(margins).filter(|((f, _), _)| pick(f)).map(|(_, &m)| m as f64).collect();
             picked.iter().sum::<f64>() / picked.len() as f64
         };
         let common_only = mean(&|f| f.len() == 1 && (f[0] == A || f[0] == C));
@@ -288,7 +316,11 @@ impl Config {
         (0..self.test_points.usize())
             .map(|i| {
                 let (label, feature) = if i % 2 == 0 { (1.0, B) } else { (-1.0, D) };
-                let x = (0..DIM).map(|d| ((if d == feature { 1.0 } else { 0.0 }) + self.test_noise.get() * rng::normal(&mut r)) as f32).collect();
+                let x = (0..DIM)
+                    .map(|d| {
+                        ((if d == feature { 1.0 } else { 0.0 }) + self.test_noise.get() * rng::normal(&mut r)) as f32
+                    })
+                    .collect();
                 (label, x)
             })
             .collect()
@@ -301,10 +333,12 @@ impl Config {
         let test = self.test_set();
         // Accuracy of one member's final weights on the test set.
         let accuracy_of = |weights: &train::EnsembleWeights, member: usize| -> f64 {
-            test.iter().filter(|(label, x)| label * train::forward(weights, member, x) > 0.0).count() as f64 / test.len() as f64
+            test.iter().filter(|(label, x)| label * train::forward(weights, member, x) > 0.0).count() as f64
+                / test.len() as f64
         };
         let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
-        let colors = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+        let colors =
+            [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
         let panel = |title: &str, x_label: &str, y_label: &str, x_log: bool| Panel {
             title: title.into(),
             x_label: x_label.into(),
@@ -320,7 +354,12 @@ impl Config {
                 panel("linear, cross-entropy", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
                 panel("linear, hinge", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
                 panel("two-layer, cross-entropy", time, "what B adds: (m_A+B - m_A) / m_A", true),
-                panel("noisy B-only test points", "frequency p of the rare feature B", "test accuracy (end of training, cross-entropy)", false),
+                panel(
+                    "noisy B-only test points",
+                    "frequency p of the rare feature B",
+                    "test accuracy (end of training, cross-entropy)",
+                    false,
+                ),
             ],
             ..Default::default()
         };
@@ -332,19 +371,32 @@ impl Config {
             let per_p = seeds.len().max(1);
             let times = log.times();
             let skip = super::leading_zero_times(&times);
-            let short = format!("{} {}", if run.model == Model::Linear { "linear" } else { "two-layer" }, if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" });
-            body.divergences.extend(super::divergences(&run.name(), log, |member| seeds.get(member % per_p).copied().unwrap_or(0)));
-            let (_, weights) = log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
+            let short = format!(
+                "{} {}",
+                if run.model == Model::Linear { "linear" } else { "two-layer" },
+                if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" }
+            );
+            body.divergences
+                .extend(super::divergences(&run.name(), log, |member| seeds.get(member % per_p).copied().unwrap_or(0)));
+            let (_, weights) =
+                log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
             let mut run_finals = Vec::new();
             let mut accuracies = Vec::new();
             for (j, &p) in ps.iter().enumerate() {
                 let members: Vec<usize> = (j * per_p..(j + 1) * per_p).collect();
-                let strengths: Vec<Vec<(f64, f64)>> = members.iter().map(|&e| log.margins.iter().map(|m| self.strengths(&m[e * n..(e + 1) * n], p, run.control)).collect()).collect();
+                let strengths: Vec<Vec<(f64, f64)>> = members
+                    .iter()
+                    .map(|&e| {
+                        log.margins.iter().map(|m| self.strengths(&m[e * n..(e + 1) * n], p, run.control)).collect()
+                    })
+                    .collect();
                 let curves: Vec<Vec<f64>> = strengths.iter().map(|c| c.iter().map(|(b, a)| b / a).collect()).collect();
                 let (mean, lo, hi) = mean_min_max(&curves);
                 body.scalars.insert(ratio_scalar(run, p), *mean.last().unwrap_or(&f64::NAN));
                 // B's own final strength, for the comparison with the control.
-                run_finals.push(strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64);
+                run_finals.push(
+                    strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64,
+                );
                 let accuracy = members.iter().map(|&e| accuracy_of(weights, e)).sum::<f64>() / members.len() as f64;
                 body.scalars.insert(accuracy_scalar(run, p), accuracy);
                 accuracies.push(accuracy);
@@ -364,7 +416,11 @@ impl Config {
                     legend: panel == 0,
                     x: times[skip..].to_vec(),
                     y: mean[skip..].to_vec(),
-                    band: (per_p > 1).then(|| Band { what: format!("min-max over {per_p} seeds"), lo: lo[skip..].to_vec(), hi: hi[skip..].to_vec() }),
+                    band: (per_p > 1).then(|| Band {
+                        what: format!("min-max over {per_p} seeds"),
+                        lo: lo[skip..].to_vec(),
+                        hi: hi[skip..].to_vec(),
+                    }),
                     labels: None,
                 });
                 if run.model == Model::Linear {
@@ -415,7 +471,11 @@ impl Config {
         body.scalars.insert(gap_scalar(Loss::CrossEntropy), gaps[0]);
         body.scalars.insert(gap_scalar(Loss::Hinge), gaps[1]);
         for model in [Model::Linear, Model::TwoLayer] {
-            let find = |control: bool| runs.iter().position(|r| r.model == model && r.loss == Loss::CrossEntropy && r.control == control).expect("every run exists");
+            let find = |control: bool| {
+                runs.iter()
+                    .position(|r| r.model == model && r.loss == Loss::CrossEntropy && r.control == control)
+                    .expect("every run exists")
+            };
             let (starved, control) = (&finals[find(false)], &finals[find(true)]);
             for (j, &p) in ps.iter().enumerate() {
                 body.scalars.insert(versus_control_scalar(model, p), starved[j] / control[j]);
