@@ -303,6 +303,8 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
     }
 }
 
+// The loops run over points and index several arrays by the same point.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, s: &mut Scratch) {
     let depth = shapes.len();
@@ -457,8 +459,9 @@ unsafe fn run_lane_steps_avx2(
 
 /// One step of `LANES` members, lane by lane: the same arithmetic, in the
 /// same order, as `step` (which only skips additions of zero products).
+// The loops run over points and index several arrays by the same point.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn lane_step(
     p: &mut [Lanes],
     shapes: &[(usize, usize)],
@@ -564,7 +567,7 @@ fn exp_lanes(x: Lanes) -> Lanes {
         let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
         let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
             * r
-            + 5.000_000_1e-1;
+            + 0.5;
         let y = p * r * r + r + 1.0;
         y * f32::from_bits(((n as i32 + 127) as u32) << 23)
     })

@@ -407,7 +407,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
                 error(claim.check.span(), format!("claim {:?}: expected at least one series", claim.name));
             }
             if let Check::Between { min, max, .. } = check {
-                if !(min < max) {
+                if min.partial_cmp(max) != Some(std::cmp::Ordering::Less) {
                     error(
                         claim.check.span(),
                         format!("claim {:?}: expected min < max, got {min} and {max}", claim.name),

@@ -139,13 +139,13 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
         // entry, so kills land on overwrites), or a new round from an empty
         // cache (so kills land on runs that resume from a partial one).
         let complete = before.len() == keys.len();
-        let force = complete && rng.next() % 2 == 0;
+        let force = complete && rng.next().is_multiple_of(2);
         if complete && !force {
             std::fs::remove_dir_all(&cache).unwrap();
             before.clear();
             rounds += 1;
         }
-        let jobs = if rng.next() % 2 == 0 { "1" } else { "2" };
+        let jobs = if rng.next().is_multiple_of(2) { "1" } else { "2" };
         let log = tmp.path().join(format!("run{i}.log"));
         let mut args = vec!["--jobs", jobs];
         if force {

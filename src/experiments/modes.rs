@@ -89,9 +89,10 @@ impl Config {
     }
 
     pub fn outputs(&self) -> Outputs {
-        let mut out = Outputs::default();
-        out.scalars = vec![ALIGNED_GAP.into(), RANDOM_GAP.into(), ALIGNED_ORDER.into(), RANDOM_ORDER.into()];
-        out
+        Outputs {
+            series: Vec::new(),
+            scalars: vec![ALIGNED_GAP.into(), RANDOM_GAP.into(), ALIGNED_ORDER.into(), RANDOM_ORDER.into()],
+        }
     }
 
     pub fn jobs(&self) -> Vec<Job> {

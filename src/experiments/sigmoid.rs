@@ -153,8 +153,8 @@ impl Config {
         let mut x = Vec::with_capacity(members * n * n);
         let mut y = Vec::with_capacity(members * n);
         for _ in 0..members {
-            for i in 0..n {
-                x.extend((0..n).map(|j| if i == j { norms[i] as f32 } else { 0.0 }));
+            for (i, &norm) in norms.iter().enumerate() {
+                x.extend((0..n).map(|j| if i == j { norm as f32 } else { 0.0 }));
             }
             y.extend(labels.iter().map(|&l| l as f32));
         }
@@ -346,7 +346,8 @@ impl Config {
 
 /// Fraction of margins <= 0 (f = 0 counts as an error; NaN too).
 fn error_fraction(margins: &[f32]) -> f64 {
-    margins.iter().filter(|m| !(**m > 0.0)).count() as f64 / margins.len() as f64
+    let correct = margins.iter().filter(|&&m| m > 0.0).count();
+    (margins.len() - correct) as f64 / margins.len() as f64
 }
 
 /// Problems of a list of models on N = `points` orthogonal points, for every

@@ -258,8 +258,11 @@ impl Config {
             Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
         };
         layers.resize(shapes.len(), Vec::new());
+        // The linear model starts at zero: one member per frequency, and no seed.
+        let member_seeds: Vec<Option<u64>> =
+            if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
         for f in &self.frequencies {
-            for s in 0..seeds.len().max(1) {
+            for seed in &member_seeds {
                 for (features, label) in self.training_points(f.get(), run.control) {
                     x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
                     y.push(label as f32);
@@ -267,10 +270,10 @@ impl Config {
                 match run.model {
                     Model::Linear => layers[0].extend([0.0f32; DIM]),
                     Model::TwoLayer => {
-                        for (l, w) in
-                            random_layers("starvation/two-layer-init", seeds[s], &shapes, self.random_scale.get())
-                                .into_iter()
-                                .enumerate()
+                        let seed = seed.expect("two-layer runs have seeds");
+                        for (l, w) in random_layers("starvation/two-layer-init", seed, &shapes, self.random_scale.get())
+                            .into_iter()
+                            .enumerate()
                         {
                             layers[l].extend(w);
                         }
