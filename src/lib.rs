@@ -2,20 +2,21 @@
 //! Networks" (Tachet des Combes et al., arXiv:1809.06848).
 //!
 //! The flow, one module per step (see ARCHITECTURE.md):
-//! `spec` -> `pipeline` (plan, `cache`, `train` via `experiments`) ->
+//! `spec` -> `pipeline` (plan, `cache`, `engine` via `kinds`) ->
 //! `claims` -> `render`, with `theory` beside the measurements.
 
 pub mod cache;
 pub mod caption;
 pub mod claims;
 pub mod compare;
-pub mod experiments;
+pub mod engine;
 pub mod figure;
-pub mod fused;
+pub mod kinds;
 pub mod pipeline;
 pub mod provenance;
 pub mod render;
 pub mod rng;
 pub mod spec;
+pub mod stats;
 pub mod theory;
-pub mod train;
+pub mod values;

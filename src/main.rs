@@ -4,14 +4,16 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use learning_dynamics::figure::ClaimClass;
-use learning_dynamics::pipeline::{self, Options};
-use learning_dynamics::{cache, provenance, spec, train};
+use learning_dynamics::pipeline::{self, Event, Options};
+use learning_dynamics::{cache, engine, provenance, spec};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,11 @@ enum Command {
         /// Jobs trained side by side (default: the number of cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Report progress as JSON lines on stderr, one object per event
+        /// ({"event": "job_trained", "figure": .., "job": .., "key": .., ..}),
+        /// for scripts, instead of the progress bar and the job lines.
+        #[arg(long)]
+        json_events: bool,
     },
     /// Print what a paper or lab notebook needs to cite one figure exactly.
     Cite {
@@ -77,7 +84,7 @@ enum Command {
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    train::pin_candle_threads();
+    engine::pin_candle_threads();
     match run() {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
@@ -119,7 +126,7 @@ fn run() -> Result<ExitCode> {
     match cli.command {
         Command::List { out } => {
             for (fig, _, status) in pipeline::statuses(&paper, &out) {
-                println!("{}  ({}, {status})\n  {}", fig.id(), fig.experiment.kind(), fig.title);
+                println!("{}  ({}, {status})\n  {}", fig.id(), fig.experiment.name(), fig.title);
                 for c in &fig.claims {
                     let class = match c.class {
                         ClaimClass::Evidence => "claim",
@@ -132,24 +139,87 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cite { id, out, keys } => cite(&paper, &id, &out, keys),
-        Command::Figures { check, force, only, out, cache_dir, jobs } => {
+        Command::Figures { check, force, only, out, cache_dir, jobs, json_events } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts =
-                Options { out_dir: out, cache_dir, only, force, threads, progress: std::io::stderr().is_terminal() };
+            let opts = Options { out_dir: out, cache_dir, only, force, threads };
+            let reporter =
+                Reporter { json: json_events, terminal: std::io::stderr().is_terminal(), bar: OnceLock::new() };
             stop_on_signals()?;
-            figures(&paper, &cli.spec, &opts, check)
+            figures(&paper, &cli.spec, &opts, check, &reporter)
         }
     }
 }
 
-fn figures(paper: &spec::Paper, spec_path: &std::path::Path, opts: &Options, check: bool) -> Result<ExitCode> {
+/// Shows a run's events: a progress bar on a terminal and a line per trained
+/// job, or JSON lines for scripts.
+struct Reporter {
+    json: bool,
+    terminal: bool,
+    bar: OnceLock<ProgressBar>,
+}
+
+impl Reporter {
+    fn report(&self, event: Event) {
+        if self.json {
+            eprintln!("{}", serde_json::to_string(&event).expect("events serialize"));
+            return;
+        }
+        match event {
+            Event::DamagedCacheEntry { figure, job, why } => {
+                self.line(format!("warning: damaged cache entry for {figure} / {job}: {why}; recomputing"))
+            }
+            Event::TrainingStarts { networks, .. } if self.terminal => {
+                let bar = ProgressBar::new(networks as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} training {pos}/{len} networks [{bar:30}] {elapsed_precise} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.enable_steady_tick(Duration::from_millis(200));
+                let _ = self.bar.set(bar);
+            }
+            Event::TrainingStarts { .. } => {}
+            Event::JobTrained { figure, job, networks, seconds, .. } => {
+                if let Some(bar) = self.bar.get() {
+                    bar.inc(networks as u64);
+                }
+                self.line(format!("  {figure:<22} {job:<28} {networks:>5} nets  {seconds:>6.2}s"));
+            }
+        }
+    }
+
+    fn line(&self, text: String) {
+        match self.bar.get() {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn figures(
+    paper: &spec::Paper,
+    spec_path: &std::path::Path,
+    opts: &Options,
+    check: bool,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
     let start = Instant::now();
     // Fail now, not after training, if the cache or the figures cannot be written.
     cache::Cache::open(&opts.cache_dir)?;
     if !check {
         pipeline::prepare_out_dir(&opts.out_dir)?;
     }
-    let run = pipeline::run(paper, opts)?;
+    let run = pipeline::run(paper, opts, &|event| reporter.report(event));
+    reporter.finish();
+    let run = run?;
     let surprising: Vec<String> = run
         .reports
         .iter()
@@ -282,9 +352,9 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, keys: bool) -> Res
     println!("code fingerprint: {fingerprint}");
     println!("commit:           {commit}{}", if dirty { " (work tree dirty: commit before citing)" } else { "" });
     println!("toolchain:        {}", provenance::TOOLCHAIN);
-    println!("seeds:            {:?}", fig.experiment.seeds());
+    println!("seeds:            {:?}", fig.experiment.kind().seeds());
     if keys {
-        println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.kind_files()));
+        println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.files()));
         for job in &jobs {
             println!("job key:          {}  {}", job.key, job.job.name);
         }

@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cache::{self, Cache, Lookup};
-use crate::experiments::Job;
+use crate::engine::{self, TrainLog};
 use crate::figure::{ClaimClass, ClaimResult, Divergence, FigureData, Provenance};
+use crate::kinds::Job;
 use crate::spec::{FigureSpec, Paper};
-use crate::train::TrainLog;
 use crate::{claims, compare, provenance, render};
 
 /// Bump when the meaning of a cached result changes without its code changing.
@@ -33,8 +33,20 @@ pub struct Options {
     pub force: bool,
     /// Jobs trained side by side.
     pub threads: usize,
-    /// Show a progress bar (a terminal is attached).
-    pub progress: bool,
+}
+
+/// What a run reports while it works, in order. The library prints nothing:
+/// the binary shows these (a progress bar, or JSON lines for scripts) and
+/// tests collect them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A cache entry could not be read; its job is trained again.
+    DamagedCacheEntry { figure: String, job: String, why: String },
+    /// Training begins for the jobs the cache did not have.
+    TrainingStarts { jobs: usize, networks: usize },
+    /// One job is trained and cached.
+    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64 },
 }
 
 /// A job with its cache key.
@@ -120,11 +132,11 @@ pub fn select<'a>(paper: &'a Paper, only: &[String]) -> Result<Vec<&'a FigureSpe
 pub fn job_key(fig: &FigureSpec, job: &Job) -> String {
     provenance::hash_json(&json!({
         "format": CACHE_FORMAT,
-        "kind": fig.experiment.kind(),
+        "kind": fig.experiment.name(),
         "job": job.name,
         "config": job.config,
         "seeds": job.seeds,
-        "code": provenance::job_fingerprint(fig.experiment.kind_files()),
+        "code": provenance::job_fingerprint(fig.experiment.files()),
     }))
 }
 
@@ -133,7 +145,11 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
         .iter()
         .enumerate()
         .flat_map(|(i, fig)| {
-            fig.experiment.jobs().into_iter().map(move |job| PlannedJob { figure: i, key: job_key(fig, &job), job })
+            fig.experiment.kind().jobs().into_iter().map(move |job| PlannedJob {
+                figure: i,
+                key: job_key(fig, &job),
+                job,
+            })
         })
         .collect()
 }
@@ -152,8 +168,28 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
     }))
 }
 
-/// Computes (or reads from the cache) every selected figure's data and SVG.
-pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
+/// One job's training: prepared by its kind, run by the engine.
+pub fn train_job(fig: &FigureSpec, job: &Job) -> Result<TrainLog> {
+    let input = fig.experiment.kind().prepare_job(job)?;
+    engine::train(&input.init, &input.data, &input.cfg)
+}
+
+/// The trainings of a job's log that produced NaN or infinity, for the
+/// figure's `divergences`.
+pub fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
+    log.diverged_at
+        .iter()
+        .enumerate()
+        .filter_map(|(member, step)| {
+            let seed = job.member_seeds.get(member).copied().unwrap_or_default();
+            step.map(|step| Divergence { job: job.name.clone(), member, seed, step })
+        })
+        .collect()
+}
+
+/// Computes (or reads from the cache) every selected figure's data and SVG,
+/// reporting its progress to `report`.
+pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Result<Run> {
     let figures = select(paper, &opts.only)?;
     let cache = Cache::open(&opts.cache_dir)?;
     let planned = plan(&figures);
@@ -167,18 +203,21 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                 Lookup::Hit(log) => logs[i] = Some(log),
                 Lookup::Miss => {}
                 Lookup::Damaged(why) => {
-                    eprintln!(
-                        "warning: damaged cache entry for {} / {}: {why}; recomputing",
-                        figures[p.figure].id(),
-                        p.job.name
-                    );
+                    report(Event::DamagedCacheEntry {
+                        figure: figures[p.figure].id().into(),
+                        job: p.job.name.clone(),
+                        why: why.clone(),
+                    });
                     damaged[i] = Some(why);
                 }
             }
         }
     }
     let todo: Vec<usize> = (0..planned.len()).filter(|&i| logs[i].is_none()).collect();
-    let bar = progress_bar(opts, &planned, &todo);
+    if !todo.is_empty() {
+        let networks = todo.iter().map(|&i| planned[i].job.members()).sum();
+        report(Event::TrainingStarts { jobs: todo.len(), networks });
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()
@@ -193,30 +232,23 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                     return (i, None);
                 }
                 let start = Instant::now();
-                let result = fig
-                    .experiment
-                    .run_job(&p.job)
+                let result = train_job(fig, &p.job)
                     .and_then(|log| cache.put(&p.key, &log).map(|_| log))
                     .with_context(|| format!("figure {:?}, job {:?}", fig.id(), p.job.name));
                 times.lock().unwrap()[i] = start.elapsed();
-                bar.inc(p.job.members as u64);
-                let line = format!(
-                    "  {:<22} {:<28} {:>5} nets  {:>6.2}s",
-                    fig.id(),
-                    p.job.name,
-                    p.job.members,
-                    start.elapsed().as_secs_f64()
-                );
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
+                if result.is_ok() {
+                    report(Event::JobTrained {
+                        figure: fig.id().into(),
+                        job: p.job.name.clone(),
+                        key: p.key.clone(),
+                        networks: p.job.members(),
+                        seconds: start.elapsed().as_secs_f64(),
+                    });
                 }
                 (i, Some(result))
             })
             .collect()
     });
-    bar.finish_and_clear();
     let mut skipped = 0;
     let mut first_error = None;
     for (i, result) in computed {
@@ -247,7 +279,8 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
     for (f, fig) in figures.iter().enumerate() {
         let idx: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].figure == f).collect();
         let fig_logs: Vec<TrainLog> = idx.iter().map(|&i| logs[i].take().expect("every job ran")).collect();
-        let mut body = fig.experiment.assemble(&fig_logs).with_context(|| format!("figure {:?}", fig.id()))?;
+        let mut body = fig.experiment.kind().assemble(&fig_logs).with_context(|| format!("figure {:?}", fig.id()))?;
+        body.divergences = idx.iter().zip(&fig_logs).flat_map(|(&i, log)| divergences(&planned[i].job, log)).collect();
         if let Some(name) = body.duplicate_series() {
             bail!("figure {:?}: two series are named {name:?} (a bug in its experiment)", fig.id());
         }
@@ -277,7 +310,7 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
                 commit: commit.clone(),
                 dirty,
                 config: serde_json::to_value(&fig.experiment)?,
-                seeds: fig.experiment.seeds(),
+                seeds: fig.experiment.kind().seeds(),
                 toolchain: provenance::TOOLCHAIN.to_string(),
             },
             panels: body.panels,
@@ -299,21 +332,6 @@ pub fn run(paper: &Paper, opts: &Options) -> Result<Run> {
         out.figures.push((data, svg));
     }
     Ok(out)
-}
-
-fn progress_bar(opts: &Options, planned: &[PlannedJob], todo: &[usize]) -> ProgressBar {
-    let total: u64 = todo.iter().map(|&i| planned[i].job.members as u64).sum();
-    if !opts.progress || todo.is_empty() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} training {pos}/{len} networks [{bar:30}] {elapsed_precise} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// Creates the output directory if needed and checks that it can be written

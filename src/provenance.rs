@@ -3,7 +3,7 @@
 //! build.rs hashes every file under src/ and data/ and the build files. A
 //! job's key covers all of them (fail safe: a new file is in every job's key
 //! until someone decides otherwise) except the files in `AFTER_TRAINING` and
-//! the other kinds' files (src/experiments/<kind>.rs). A figure's key covers
+//! the other kinds' files (src/kinds/<kind>.rs). A figure's key covers
 //! every hashed file.
 
 use std::process::Command;
@@ -46,11 +46,10 @@ pub fn source_files() -> &'static [(&'static str, &'static str)] {
     generated::HASHED_FILES
 }
 
-/// Whether `path` is one kind's own file, src/experiments/<kind>.rs (not
+/// Whether `path` is one kind's own file, src/kinds/<kind>.rs (not
 /// mod.rs, which holds the helpers every kind shares).
 pub fn is_kind_file(path: &str) -> bool {
-    path.strip_prefix("src/experiments/")
-        .is_some_and(|name| name != "mod.rs" && !name.contains('/') && name.ends_with(".rs"))
+    path.strip_prefix("src/kinds/").is_some_and(|name| name != "mod.rs" && !name.contains('/') && name.ends_with(".rs"))
 }
 
 /// The files of `table` a job's key covers: all but those in
@@ -58,7 +57,7 @@ pub fn is_kind_file(path: &str) -> bool {
 /// job's kind's own file and those of any kind it trains through).
 pub fn job_files<'a>(table: &[(&'a str, &'a str)], kind_files: &[&str]) -> Vec<&'a str> {
     for file in kind_files {
-        assert!(is_kind_file(file), "{file} is not a kind file (src/experiments/<kind>.rs)");
+        assert!(is_kind_file(file), "{file} is not a kind file (src/kinds/<kind>.rs)");
         assert!(table.iter().any(|(path, _)| path == file), "{file} is not a source file of this crate");
     }
     table

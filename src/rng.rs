@@ -39,3 +39,16 @@ pub fn sign(rng: &mut ChaCha8Rng) -> f64 {
         -1.0
     }
 }
+
+/// Weights of a plain random init, layer by layer (row-major (out, in)):
+/// normal(0, scale^2 / fan_in), drawn from the stream (purpose, seed).
+pub fn random_layers(purpose: &str, seed: u64, shapes: &[(usize, usize)], scale: f64) -> Vec<Vec<f32>> {
+    let mut r = stream(purpose, seed);
+    shapes
+        .iter()
+        .map(|&(o, i)| {
+            let std = scale / (i as f64).sqrt();
+            (0..o * i).map(|_| (std * normal(&mut r)) as f32).collect()
+        })
+        .collect()
+}

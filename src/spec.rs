@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::experiments::ExperimentSpec;
 use crate::figure::ClaimClass;
+use crate::kinds::ExperimentSpec;
+use crate::values::{Outputs, Pixels};
 
 /// The whole file: one `[[figure]]` table per figure.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,70 +199,6 @@ impl Control {
     }
 }
 
-macro_rules! validated {
-    ($(#[$doc:meta])* $name:ident($inner:ty), $expect:literal, |$v:ident| $ok:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(pub $inner);
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let $v = <$inner>::deserialize(d)?;
-                if $ok {
-                    Ok($name($v))
-                } else {
-                    Err(serde::de::Error::custom(format!(
-                        concat!("invalid value {}: expected ", $expect),
-                        $v
-                    )))
-                }
-            }
-        }
-
-        impl $name {
-            pub fn get(self) -> $inner {
-                self.0
-            }
-        }
-    };
-}
-
-validated!(
-    /// A finite number > 0 (rates, norms, scales).
-    Positive(f64), "a finite number > 0", |v| v.is_finite() && v > 0.0);
-validated!(
-    /// A finite number >= 0.
-    NonNegative(f64), "a finite number >= 0", |v| v.is_finite() && v >= 0.0);
-validated!(
-    /// A number in [0, 1].
-    Fraction(f64), "a number between 0 and 1", |v| (0.0..=1.0).contains(&v));
-validated!(
-    /// A count >= 1 (steps, points, seeds).
-    Count(u64), "a whole number >= 1", |v| v >= 1);
-validated!(
-    /// A network depth: 1 (linear) to 8 weight matrices.
-    Depth(u64), "a depth between 1 and 8", |v| (1..=8).contains(&v));
-validated!(
-    /// An image size in pixels.
-    Pixels(u32), "a size between 200 and 4000 pixels", |v| (200..=4000).contains(&v));
-
-impl Count {
-    pub fn usize(self) -> usize {
-        self.0 as usize
-    }
-}
-
-/// The loss on the margin m = y f(x).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Loss {
-    /// log(1 + e^-m)
-    CrossEntropy,
-    /// max(0, 1 - m)
-    Hinge,
-}
-
 /// A problem in paper.toml, located at a line and column.
 #[derive(Debug)]
 pub struct SpecError {
@@ -356,10 +293,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
             let first_line = locate(path, text, first.id.span(), String::new()).line;
             error(fig.id.span(), format!("duplicate figure id {:?} (first defined on line {first_line})", fig.id()));
         }
-        for problem in fig.experiment.problems() {
+        for problem in fig.experiment.kind().problems() {
             error(fig.id.span(), format!("figure {:?}: {problem}", fig.id()));
         }
-        let outputs = fig.experiment.outputs();
+        let outputs = fig.experiment.kind().outputs();
         let config = crate::caption::experiment_config(&fig.experiment);
         let caption_span = fig.caption.span();
         let raw_caption = &text[caption_span.clone()];
@@ -537,11 +474,4 @@ fn kinds<T: serde::de::DeserializeOwned>() -> Option<String> {
 
 fn quoted(names: &[String]) -> String {
     names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-}
-
-/// The names an experiment will produce, known from its config alone.
-#[derive(Debug, Default)]
-pub struct Outputs {
-    pub series: Vec<String>,
-    pub scalars: Vec<String>,
 }

@@ -2,7 +2,7 @@
 //! to every measurement. Derivations are in SCIENCE notes and ARCHITECTURE.md;
 //! `tests/theory.rs` checks each closed form against numerical integration.
 
-use crate::spec::Loss;
+use crate::values::Loss;
 
 /// -l'(m): how hard the loss pushes a margin m. sigma(-m) for cross-entropy,
 /// 1[m < 1] for hinge.

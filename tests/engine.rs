@@ -2,9 +2,9 @@
 //! the plain model, and its determinism.
 
 use candle_core::{Device, Tensor, Var};
+use learning_dynamics::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig};
 use learning_dynamics::rng;
-use learning_dynamics::spec::Loss;
-use learning_dynamics::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig};
+use learning_dynamics::values::Loss;
 
 /// A random ensemble and data set (no exactly-zero pre-activations, where the
 /// two ReLU conventions differ).
@@ -62,14 +62,14 @@ fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f3
         record_weights: RecordWeights::Every,
         probe: None,
     };
-    let log = train::train(init, data, &cfg).unwrap();
+    let log = engine::train(init, data, &cfg).unwrap();
     let after = &log.weights[1].1;
     init.layers.iter().zip(&after.layers).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect()).collect()
 }
 
 #[test]
 fn hand_derived_gradients_match_candle_autograd() {
-    train::pin_candle_threads();
+    engine::pin_candle_threads();
     for depth in 1..=4 {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
             let (init, data) = problem(depth, 3, 5, 4, 6);
@@ -99,7 +99,7 @@ fn zero_preactivations_get_no_gradient() {
 
 #[test]
 fn margins_are_logged_at_the_schedule() {
-    assert_eq!(train::log_schedule(100, 5), vec![0, 1, 3, 10, 32, 100]);
+    assert_eq!(engine::log_schedule(100, 5), vec![0, 1, 3, 10, 32, 100]);
     let (init, data) = problem(2, 2, 3, 3, 4);
     let cfg = TrainConfig {
         loss: Loss::CrossEntropy,
@@ -108,7 +108,7 @@ fn margins_are_logged_at_the_schedule() {
         record_weights: RecordWeights::Last,
         probe: None,
     };
-    let log = train::train(&init, &data, &cfg).unwrap();
+    let log = engine::train(&init, &data, &cfg).unwrap();
     assert_eq!(log.margins.len(), 3);
     assert_eq!(log.margins[0].len(), 2 * 3);
     assert_eq!(log.weights.len(), 1);
@@ -122,12 +122,12 @@ fn training_is_bit_for_bit_repeatable() {
     let cfg = TrainConfig {
         loss: Loss::CrossEntropy,
         learning_rate: 0.3,
-        log_steps: train::log_schedule(300, 20),
+        log_steps: engine::log_schedule(300, 20),
         record_weights: RecordWeights::Last,
         probe: None,
     };
-    let a = train::train(&init, &data, &cfg).unwrap();
-    let b = train::train(&init, &data, &cfg).unwrap();
+    let a = engine::train(&init, &data, &cfg).unwrap();
+    let b = engine::train(&init, &data, &cfg).unwrap();
     assert_eq!(a, b);
 }
 
@@ -141,7 +141,7 @@ fn divergence_is_detected_not_plotted() {
         record_weights: RecordWeights::Never,
         probe: None,
     };
-    let log = train::train(&init, &data, &cfg).unwrap();
+    let log = engine::train(&init, &data, &cfg).unwrap();
     assert!(log.diverged_at.iter().all(|d| d.is_some()), "{:?}", log.diverged_at);
 }
 
@@ -165,8 +165,8 @@ fn fused_engine_matches_the_batched_program() {
                     record_weights: RecordWeights::Every,
                     probe: Some(probe),
                 };
-                let fused = train::train_with(train::Engine::Fused, &init, &data, &cfg).unwrap();
-                let batched = train::train_with(train::Engine::Batched, &init, &data, &cfg).unwrap();
+                let fused = engine::train_with(engine::Engine::Fused, &init, &data, &cfg).unwrap();
+                let batched = engine::train_with(engine::Engine::Batched, &init, &data, &cfg).unwrap();
                 let what = format!("depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}");
                 let near = |a: &[f32], b: &[f32], what: &str| {
                     for (x, y) in a.iter().zip(b) {
@@ -192,7 +192,7 @@ fn fused_engine_matches_the_batched_program() {
 
 #[test]
 fn the_vectorized_exp_is_within_a_few_ulp() {
-    use learning_dynamics::fused::exp_lanes_for_tests as exp;
+    use learning_dynamics::engine::fused::exp_lanes_for_tests as exp;
     for k in -7900..=8000 {
         let x = k as f32 * 0.011;
         let got = exp([x; 8])[0];

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use learning_dynamics::experiments::kind_files;
+use learning_dynamics::kinds::files as kind_files;
 use learning_dynamics::provenance::{
     figure_files, fingerprint_of, is_kind_file, job_files, source_files, AFTER_TRAINING,
 };
@@ -38,12 +38,12 @@ fn walk(dir: &str) -> Vec<String> {
     out
 }
 
-/// The kinds, one per file src/experiments/<kind>.rs (mod.rs aside).
+/// The kinds, one per file src/kinds/<kind>.rs (mod.rs aside).
 fn kinds() -> Vec<String> {
-    walk("src/experiments")
+    walk("src/kinds")
         .iter()
         .filter(|f| is_kind_file(f))
-        .map(|f| f.trim_start_matches("src/experiments/").trim_end_matches(".rs").to_string())
+        .map(|f| f.trim_start_matches("src/kinds/").trim_end_matches(".rs").to_string())
         .collect()
 }
 
@@ -88,11 +88,15 @@ fn what_training_runs_is_in_every_job_key() {
     let table = source_files();
     // Named here too, so that moving one of them to AFTER_TRAINING fails.
     let training = [
-        "src/train.rs",
-        "src/fused.rs",
+        "src/engine/mod.rs",
+        "src/engine/types.rs",
+        "src/engine/batched.rs",
+        "src/engine/fused.rs",
         "src/rng.rs",
+        "src/values.rs",
+        "src/stats.rs",
         "src/spec.rs",
-        "src/experiments/mod.rs",
+        "src/kinds/mod.rs",
         "build.rs",
         "Cargo.toml",
         "Cargo.lock",
@@ -110,7 +114,7 @@ fn what_training_runs_is_in_every_job_key() {
                 assert!(files.contains(&path), "{path} is not in the job key of {kind}");
             }
         }
-        let own = format!("src/experiments/{kind}.rs");
+        let own = format!("src/kinds/{kind}.rs");
         assert!(files.contains(&own.as_str()), "{own} is not in the job key of {kind}");
         assert_eq!(kind_files(&kind)[0], own, "a kind lists its own file first");
     }
@@ -140,12 +144,22 @@ fn kinds_moved_by(file: &str) -> BTreeSet<String> {
 #[test]
 fn editing_a_file_changes_the_keys_of_exactly_the_jobs_that_use_it() {
     let all: BTreeSet<String> = kinds().into_iter().collect();
-    for file in ["src/rng.rs", "src/train.rs", "src/fused.rs", "src/experiments/mod.rs", "data/digits.csv.gz"] {
+    for file in [
+        "src/rng.rs",
+        "src/engine/mod.rs",
+        "src/engine/fused.rs",
+        "src/engine/batched.rs",
+        "src/engine/types.rs",
+        "src/stats.rs",
+        "src/values.rs",
+        "src/kinds/mod.rs",
+        "data/digits.csv.gz",
+    ] {
         assert_eq!(kinds_moved_by(file), all, "editing {file}");
     }
     let users_of_sigmoid: BTreeSet<String> = ["sigmoid", "modes", "losses"].map(String::from).into();
-    assert_eq!(kinds_moved_by("src/experiments/sigmoid.rs"), users_of_sigmoid);
-    assert_eq!(kinds_moved_by("src/experiments/digits.rs"), BTreeSet::from(["digits".to_string()]));
+    assert_eq!(kinds_moved_by("src/kinds/sigmoid.rs"), users_of_sigmoid);
+    assert_eq!(kinds_moved_by("src/kinds/digits.rs"), BTreeSet::from(["digits".to_string()]));
     for file in AFTER_TRAINING {
         assert!(kinds_moved_by(file).is_empty(), "editing {file} (after training) reruns training");
     }
@@ -164,13 +178,13 @@ fn editing_a_file_changes_the_keys_of_exactly_the_jobs_that_use_it() {
 }
 
 /// The kind modules that `source` refers to, among `modules`: `super::m`,
-/// `experiments::m`, a path starting `m::`, or `m` inside `super::{...}`.
+/// `kinds::m`, a path starting `m::`, or `m` inside `super::{...}`.
 /// Comments count too: a false alarm only asks for one more listed file.
 fn referenced_modules(source: &str, modules: &[String]) -> BTreeSet<String> {
     let is_ident = |c: char| c.is_alphanumeric() || c == '_';
-    // Byte ranges of `super::{...}` and `experiments::{...}` groups, nested braces included.
+    // Byte ranges of `super::{...}` and `kinds::{...}` groups, nested braces included.
     let mut groups = Vec::new();
-    for prefix in ["super::{", "experiments::{"] {
+    for prefix in ["super::{", "kinds::{"] {
         for (start, _) in source.match_indices(prefix) {
             let mut depth = 0;
             for (i, c) in source[start..].char_indices() {
@@ -198,7 +212,7 @@ fn referenced_modules(source: &str, modules: &[String]) -> BTreeSet<String> {
             }
             let path_start = after.starts_with("::") && !before.ends_with("::");
             if before.ends_with("super::")
-                || before.ends_with("experiments::")
+                || before.ends_with("kinds::")
                 || path_start
                 || groups.iter().any(|g| g.contains(&at))
             {
@@ -217,14 +231,14 @@ fn kind_files_list_every_kind_they_use() {
         for file in listed {
             assert!(is_kind_file(file), "{kind} lists {file}, which is not a kind file");
             let source = std::fs::read_to_string(root().join(file)).unwrap();
-            let own = file.trim_start_matches("src/experiments/").trim_end_matches(".rs");
+            let own = file.trim_start_matches("src/kinds/").trim_end_matches(".rs");
             let others: Vec<String> = kinds.iter().filter(|k| k.as_str() != own).cloned().collect();
             for used in referenced_modules(&source, &others) {
-                let needed = format!("src/experiments/{used}.rs");
+                let needed = format!("src/kinds/{used}.rs");
                 assert!(
                     listed.contains(&needed.as_str()),
                     "{file} uses the {used} kind's module, so the {kind} kind's jobs run {needed}: \
-                     list it in experiments::kind_files(\"{kind}\")"
+                     list it in kinds::FILES of \"{kind}\")"
                 );
             }
         }
@@ -239,7 +253,7 @@ fn the_reference_finder_sees_each_way_of_naming_a_module() {
     assert_eq!(found("use super::{job_config, chain, Job};"), ["chain"]);
     assert_eq!(found("use super::{x::{y}, modes::Z};"), ["modes"]);
     assert_eq!(found("let c = sigmoid::Config::default();"), ["sigmoid"]);
-    assert_eq!(found("crate::experiments::chain::run()"), ["chain"]);
+    assert_eq!(found("crate::kinds::chain::run()"), ["chain"]);
     // Names that are not the module: variables, other modules' items, strings.
     assert!(found("let modes = chain_len; theory::sigmoid(z); rng(\"sigmoid/init\")").is_empty());
 }

@@ -51,7 +51,7 @@ fn cold_then_warm_then_one_value_changed() {
     // --force recomputes, and gets the same bits.
     let mut opts = common::options(dir.path(), 2);
     opts.force = true;
-    let forced = pipeline::run(&paper, &opts).unwrap();
+    let forced = pipeline::run(&paper, &opts, &|_| {}).unwrap();
     assert_eq!(cached(&forced), vec![("phase-diagram".into(), 0, 2), ("sigmoid-error".into(), 0, 5)]);
     assert!(data(&forced) == data(&cold));
 }
@@ -62,10 +62,10 @@ fn only_limits_the_run_and_rejects_unknown_ids() {
     let paper = common::small_paper();
     let mut opts = common::options(dir.path(), 1);
     opts.only = vec!["sigmoid-error".into()];
-    let run = pipeline::run(&paper, &opts).unwrap();
+    let run = pipeline::run(&paper, &opts, &|_| {}).unwrap();
     assert_eq!(run.figures.len(), 1);
     opts.only = vec!["sigmoid".into()];
-    let err = pipeline::run(&paper, &opts).err().unwrap().to_string();
+    let err = pipeline::run(&paper, &opts, &|_| {}).err().unwrap().to_string();
     assert!(err.contains("no figure with id \"sigmoid\"") && err.contains("phase-diagram, sigmoid-error"), "{err}");
 }
 
@@ -159,7 +159,8 @@ fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
     // A directory where an entry should be: it cannot be read or replaced.
     let entry = dir.path().join(format!("{}.json", planned[0].key));
     std::fs::create_dir_all(entry.join("inside")).unwrap();
-    let err = format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2)).err().expect("the run fails"));
+    let err =
+        format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2), &|_| {}).err().expect("the run fails"));
     assert!(
         err.contains("figure \"phase-diagram\", job \"grid\"") && err.contains(&entry.display().to_string()),
         "{err}"

@@ -43,20 +43,19 @@ fn partials(dir: &Path) -> Vec<String> {
     common::files(dir).into_keys().filter(|n| common::is_partial(n)).collect()
 }
 
-/// The keys of the jobs a run says it computed ("  <figure> <job> <n> nets <t>s").
-fn computed_keys(stderr: &str, planned: &[PlannedJob], spec: &Path) -> BTreeSet<String> {
-    let paper = learning_dynamics::spec::load(spec).unwrap();
-    let mut out = BTreeSet::new();
-    for line in stderr.lines().filter(|l| l.starts_with("  ") && l.contains(" nets ")) {
-        let Some((fig, rest)) = line.trim_start().split_once(' ') else { continue };
-        let rest = rest.trim_start();
-        let job = planned
-            .iter()
-            .filter(|p| paper.figures[p.figure].id() == fig && rest.starts_with(&format!("{} ", p.job.name)))
-            .max_by_key(|p| p.job.name.len());
-        out.insert(job.unwrap_or_else(|| panic!("no planned job for {line:?}")).key.clone());
-    }
-    out
+/// The events a run reported (`--json-events`: one JSON object per line of
+/// stderr) of one kind, e.g. "job_trained".
+fn events(stderr: &str, kind: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == kind)
+        .collect()
+}
+
+/// The keys of the jobs a run says it trained.
+fn computed_keys(stderr: &str) -> BTreeSet<String> {
+    events(stderr, "job_trained").iter().map(|e| e["key"].as_str().expect("a key").to_string()).collect()
 }
 
 #[test]
@@ -171,7 +170,7 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
         let after = common::verified_entries(&cache, &keys);
         assert!(before.is_subset(&after), "run {i} lost cache entries");
         if !force {
-            let recomputed = computed_keys(&std::fs::read_to_string(&log).unwrap(), &planned, &spec);
+            let recomputed = computed_keys(&std::fs::read_to_string(&log).unwrap());
             assert!(recomputed.is_disjoint(&before), "run {i} recomputed a cached job");
             reused_checked += before.len();
         }
@@ -186,7 +185,7 @@ fn sigkill_at_random_moments_loses_no_finished_job_and_corrupts_nothing() {
     let before = common::verified_entries(&cache, &keys);
     let last = run(&mut common::figures_command(&spec, &cache, &out, &["--jobs", "2"]));
     assert!(last.status.success(), "{}", stderr(&last));
-    let recomputed = computed_keys(&stderr(&last), &planned, &spec);
+    let recomputed = computed_keys(&stderr(&last));
     let missing: BTreeSet<String> = keys.iter().filter(|k| !before.contains(*k)).cloned().collect();
     assert_eq!(recomputed, missing, "the last run computes exactly the jobs that were not cached");
     assert!(outputs(&out) == reference, "the figures differ from the reference run's");
@@ -250,7 +249,7 @@ fn ctrl_c_stops_cleanly_and_says_what_was_kept() {
     let (mut child, rx) = spawn_watched(&mut common::figures_command(&spec, &cache, &out, &["--jobs", "1"]));
     let mut seen = Vec::new();
     // After the first finished job.
-    wait_for(&rx, &mut seen, |l| l.contains(" nets "));
+    wait_for(&rx, &mut seen, |l| !events(l, "job_trained").is_empty());
     interrupt(&child);
     let status = child.wait().unwrap();
     seen.extend(rx.iter());
@@ -273,7 +272,7 @@ fn ctrl_c_stops_cleanly_and_says_what_was_kept() {
     // The next run reuses them.
     let again = run(&mut common::figures_command(&spec, &cache, &out, &["--jobs", "2", "--only", "phase-diagram"]));
     assert!(again.status.success(), "{}", stderr(&again));
-    let recomputed = computed_keys(&stderr(&again), &planned, &spec);
+    let recomputed = computed_keys(&stderr(&again));
     assert!(recomputed.is_disjoint(&cached), "a kept job was computed again");
 }
 
@@ -286,7 +285,7 @@ fn a_second_ctrl_c_stops_at_once_and_leaves_the_cache_whole() {
     let (mut child, rx) = spawn_watched(&mut common::figures_command(&spec, &cache, &out, &["--jobs", "1"]));
     let mut seen = Vec::new();
     // The phase diagram's jobs are short; then a sigmoid job runs for seconds.
-    wait_for(&rx, &mut seen, |l| l.contains("trajectories"));
+    wait_for(&rx, &mut seen, |l| events(l, "job_trained").iter().any(|e| e["job"] == "trajectories"));
     interrupt(&child);
     wait_for(&rx, &mut seen, |l| l.starts_with("interrupt: "));
     let second = Instant::now();
@@ -319,12 +318,16 @@ fn damaged_entries_are_reported_and_recomputed_by_the_command() {
     let again = run(&mut common::figures_command(&spec, &cache, &out, &[]));
     let err = stderr(&again);
     assert!(again.status.success(), "{err}");
-    assert_eq!(err.matches("warning: damaged cache entry").count(), 3, "{err}");
-    assert!(err.contains("no header line") && err.contains("bad header") && err.contains("checksum mismatch"), "{err}");
-    assert!(err.contains(&entry(4).display().to_string()), "the path is named:\n{err}");
+    let damaged: Vec<String> =
+        events(&err, "damaged_cache_entry").iter().map(|e| e["why"].as_str().unwrap().to_string()).collect();
+    assert_eq!(damaged.len(), 3, "{err}");
+    for (why, expected) in damaged.iter().zip(["no header line", "bad header", "checksum mismatch"]) {
+        assert!(why.contains(expected), "{damaged:?}");
+    }
+    assert!(damaged[2].contains(&entry(4).display().to_string()), "the path is named: {damaged:?}");
     let table = String::from_utf8_lossy(&again.stdout);
     assert!(table.contains("damaged entry(ies) recomputed"), "{table}");
-    assert_eq!(computed_keys(&err, &planned, &spec), [0, 2, 4].iter().map(|&i| planned[i].key.clone()).collect());
+    assert_eq!(computed_keys(&err), [0, 2, 4].iter().map(|&i| planned[i].key.clone()).collect());
     assert!(outputs(&out) == first);
     assert_eq!(common::verified_entries(&cache, &keys(&planned)).len(), planned.len());
 }

@@ -3,8 +3,8 @@
 
 use learning_dynamics::claims::{fit_logistic_in_log_x, transition_width};
 use learning_dynamics::figure::{Series, Source, Style};
-use learning_dynamics::spec::Loss;
 use learning_dynamics::theory::{self, Mode};
+use learning_dynamics::values::Loss;
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)

@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use learning_dynamics::experiments::Job;
-use learning_dynamics::spec::{self, Loss};
-use learning_dynamics::train::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
+use learning_dynamics::engine::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
+use learning_dynamics::kinds::Job;
+use learning_dynamics::spec;
+use learning_dynamics::values::Loss;
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +54,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    train::pin_candle_threads();
+    engine::pin_candle_threads();
     let args = Args::parse();
     let paper = spec::load(&args.spec)?;
     for id in &args.only {
@@ -86,9 +87,10 @@ fn run() -> Result<()> {
         // The job with the most work per step stands for the figure.
         let mut prepared = fig
             .experiment
+            .kind()
             .jobs()
             .into_iter()
-            .map(|j| Ok((fig.experiment.prepare_job(&j)?, j)))
+            .map(|j| Ok((fig.experiment.kind().prepare_job(&j)?, j)))
             .collect::<Result<Vec<(TrainInput, Job)>>>()?;
         prepared.sort_by_key(|(i, _)| std::cmp::Reverse(work(i)));
         if !args.every_job {
@@ -111,7 +113,7 @@ fn run() -> Result<()> {
                 python_refs(&args.python, &input, steps, args.repeats)?
             };
             let fmt = |v: Option<f64>| v.map_or("-".to_string(), human);
-            let chosen = train::choose_engine(&input.init.shapes, input.data.points);
+            let chosen = engine::choose_engine(&input.init.shapes, input.data.points);
             let ours = if chosen == Engine::Fused { fused } else { batched };
             let mark = |e: Engine, t: f64| format!("{}{}", human(t), if e == chosen { "*" } else { " " });
             println!(
@@ -189,7 +191,7 @@ fn time_engine(engine: Engine, input: &TrainInput, steps: u64) -> Result<f64> {
         ..input.cfg.clone()
     };
     let start = Instant::now();
-    let log = train::train_with(engine, &input.init, &input.data, &cfg)?;
+    let log = engine::train_with(engine, &input.init, &input.data, &cfg)?;
     std::hint::black_box(&log);
     Ok(start.elapsed().as_secs_f64())
 }

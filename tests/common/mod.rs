@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use learning_dynamics::pipeline::{self, Options, Run};
+use learning_dynamics::pipeline::{self, Event, Options, Run};
 use learning_dynamics::spec::{self, Paper};
 
 pub fn small_spec_path() -> PathBuf {
@@ -15,7 +15,7 @@ pub fn small_spec_text() -> String {
 }
 
 pub fn parse(text: &str) -> Paper {
-    learning_dynamics::train::pin_candle_threads();
+    learning_dynamics::engine::pin_candle_threads();
     spec::parse(Path::new("small.toml"), text).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -30,12 +30,18 @@ pub fn options(cache_dir: &Path, threads: usize) -> Options {
         only: Vec::new(),
         force: false,
         threads,
-        progress: false,
     }
 }
 
 pub fn run(paper: &Paper, cache_dir: &Path, threads: usize) -> Run {
-    pipeline::run(paper, &options(cache_dir, threads)).unwrap()
+    run_with_events(paper, &options(cache_dir, threads)).0
+}
+
+/// A run and the events it reported, in order.
+pub fn run_with_events(paper: &Paper, options: &Options) -> (Run, Vec<Event>) {
+    let events = std::sync::Mutex::new(Vec::new());
+    let run = pipeline::run(paper, options, &|event| events.lock().unwrap().push(event)).unwrap();
+    (run, events.into_inner().unwrap())
 }
 
 /// The `paper-figures` binary (release, like the tests).
@@ -43,8 +49,9 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paper-figures"))
 }
 
-/// `paper-figures --spec SPEC figures --cache-dir CACHE --out OUT EXTRA...`,
-/// run from the repository root.
+/// `paper-figures --spec SPEC figures --cache-dir CACHE --out OUT
+/// --json-events EXTRA...`, run from the repository root: its progress
+/// comes as JSON lines on stderr, for tests to read.
 pub fn figures_command(spec: &Path, cache_dir: &Path, out_dir: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(binary());
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +62,7 @@ pub fn figures_command(spec: &Path, cache_dir: &Path, out_dir: &Path, extra: &[&
         .arg(cache_dir)
         .arg("--out")
         .arg(out_dir)
+        .arg("--json-events")
         .args(extra);
     cmd
 }
@@ -98,7 +106,7 @@ pub fn verified_entries(dir: &Path, keys: &[String]) -> std::collections::BTreeS
         }
         let key = name.strip_suffix(".json").unwrap_or_else(|| panic!("a stray file in the cache: {name}"));
         assert!(keys.iter().any(|k| k == key), "an entry of no planned job: {name}");
-        match read_entry::<learning_dynamics::train::TrainLog>(&dir.join(name), key) {
+        match read_entry::<learning_dynamics::engine::TrainLog>(&dir.join(name), key) {
             Lookup::Hit(_) => {}
             Lookup::Miss => panic!("{name} vanished"),
             Lookup::Damaged(why) => panic!("a damaged entry: {why}"),

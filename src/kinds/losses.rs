@@ -14,15 +14,19 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use super::sigmoid::{self, Init, Model};
-use super::{crossing_time, mean_min_max, Job};
+use super::{Job, JobId, Kind};
+use crate::stats::{crossing_time, mean_min_max};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory::Mode;
-use crate::train::{TrainInput, TrainLog};
+use crate::engine::{TrainInput, TrainLog};
+
+/// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
+pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Losses {
     pub points: Count,
     pub norm_log_std: NonNegative,
     pub learning_rate: Positive,
@@ -86,10 +90,10 @@ fn color(model_index: usize, loss: Loss) -> &'static str {
     }
 }
 
-impl Config {
+impl Losses {
     /// The sigmoid-figure experiment with one loss and one model.
-    fn base(&self, loss: Loss, model: &Model) -> sigmoid::Config {
-        sigmoid::Config {
+    fn base(&self, loss: Loss, model: &Model) -> sigmoid::Sigmoid {
+        sigmoid::Sigmoid {
             points: self.points,
             norm_log_std: self.norm_log_std,
             loss,
@@ -127,72 +131,18 @@ impl Config {
 
     /// Every run, by job name, as the sigmoid experiment that trains it: the
     /// models as configured, then the sweep (one seed each).
-    fn all_runs(&self) -> Vec<(String, sigmoid::Config)> {
+    fn all_runs(&self) -> Vec<(String, sigmoid::Sigmoid)> {
         let main = self.runs().into_iter().map(|(m, l)| (run_name(&self.models[m], l), self.base(l, &self.models[m])));
         let sweep = self.sweep_runs().into_iter().map(|(_, model, l)| {
-            (run_name(&model, l), sigmoid::Config { seed_count: Count(1), ..self.base(l, &model) })
+            (run_name(&model, l), sigmoid::Sigmoid { seed_count: Count(1), ..self.base(l, &model) })
         });
         main.chain(sweep).collect()
     }
 
-    pub fn seeds(&self) -> Vec<u64> {
-        (0..self.seed_count.get()).collect()
-    }
 
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = sigmoid::model_problems(self.points, &self.models, "losses");
-        for m in &self.models {
-            if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
-                p.push(format!(
-                    "model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init",
-                    m.name
-                ));
-            }
-        }
-        p
-    }
 
-    pub fn outputs(&self) -> Outputs {
-        let mut out = Outputs::default();
-        for m in &self.models {
-            for loss in LOSSES {
-                out.series.push(run_name(m, loss));
-                out.series.push(format!("{} (theory)", run_name(m, loss)));
-                out.scalars.push(format!("{}: largest gap to theory (points)", run_name(m, loss)));
-            }
-            out.scalars.extend([ratio_scalar(m), ratio_theory_scalar(m), gain_scalar(m), gain_theory_scalar(m)]);
-            if m.depth.get() == 1 {
-                out.scalars.push(hinge_gap_scalar(m));
-            }
-        }
-        for model in self.models.iter().filter(|m| matches!(m.init, Init::Balanced { .. })) {
-            for scale in &self.escape_sweep {
-                out.scalars.extend([sweep_scalar(model, scale.get()), sweep_theory_scalar(model, scale.get())]);
-            }
-        }
-        out
-    }
 
-    pub fn jobs(&self) -> Vec<Job> {
-        self.all_runs()
-            .into_iter()
-            .map(|(name, base)| {
-                let mut job = base.jobs().remove(0);
-                job.name = name;
-                job
-            })
-            .collect()
-    }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let (_, base) = self
-            .all_runs()
-            .into_iter()
-            .find(|(name, _)| *name == job.name)
-            .ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
-        // The sigmoid kind names its one job after its one model.
-        base.prepare_job(&Job { name: base.models[0].name.clone(), ..job.clone() })
-    }
 
     /// Each seed's modes: one scalar chain per point, as the net starts it.
     fn modes(&self, model: &Model, log: &TrainLog) -> Vec<Vec<Mode>> {
@@ -216,7 +166,128 @@ impl Config {
             .collect()
     }
 
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+
+    /// Each seed's modes at every logged time, from the theory.
+    fn mode_states(&self, model: &Model, log: &TrainLog, times: &[f64], loss: Loss) -> Vec<Vec<Vec<Mode>>> {
+        let n = self.points.usize() as f64;
+        self.modes(model, log)
+            .iter()
+            .map(|seed_modes| {
+                seed_modes.iter().map(|mode| mode.states_at(times, loss, n, self.theory_dt.get(), 0.01)).collect()
+            })
+            .collect()
+    }
+
+    /// Escape time (measured, and from the modes' ODE): the median over
+    /// points and seeds of the time a margin first reaches `escape_margin`,
+    /// over the points that start below it; NaN if there are none, or if
+    /// most never get there.
+    fn escape_times(&self, log: &TrainLog, states: &[Vec<Vec<Mode>>], times: &[f64]) -> (f64, f64) {
+        let n = self.points.usize();
+        let below = self.escape_margin.get();
+        let starting_below: Vec<(usize, usize)> = (0..states.len())
+            .flat_map(|k| (0..n).map(move |i| (k, i)))
+            .filter(|&(k, i)| (log.margins[0][k * n + i] as f64) < below)
+            .collect();
+        let escape = |per_point: &dyn Fn(usize, usize) -> Vec<f64>| -> f64 {
+            let mut ts: Vec<f64> = starting_below
+                .iter()
+                .map(|&(k, i)| crossing_time(times, &per_point(k, i), below).unwrap_or(f64::INFINITY))
+                .collect();
+            ts.sort_by(f64::total_cmp);
+            ts.get(ts.len() / 2).copied().filter(|t| t.is_finite()).unwrap_or(f64::NAN)
+        };
+        (
+            escape(&|k, i| log.margins.iter().map(|ms| ms[k * n + i] as f64).collect()),
+            escape(&|k, i| states[k][i].iter().map(Mode::margin).collect()),
+        )
+    }
+
+    /// The linear model under hinge: margin i rises as m0 + s_i^2 t / N until
+    /// it reaches 1, then stops (finite time N (1 - m0) / s_i^2). The largest
+    /// gap of a measured margin to that, over points, seeds and logged times,
+    /// in units of one gradient step's rise lr s_i^2 / N: gradient descent
+    /// lands within one step of the flow, so 1 bounds it.
+    fn hinge_gap_in_steps(&self, model: &Model, log: &TrainLog, times: &[f64]) -> f64 {
+        let n = self.points.usize();
+        let (norms, _) = self.base(Loss::Hinge, model).data();
+        let mut gap: f64 = 0.0;
+        for k in 0..self.seeds().len() {
+            for (i, s) in norms.iter().enumerate() {
+                let rate = s * s / n as f64;
+                let m0 = log.margins[0][k * n + i] as f64;
+                for (t, ms) in times.iter().zip(&log.margins) {
+                    let theory = if m0 >= 1.0 { m0 } else { (m0 + rate * t).min(1.0) };
+                    gap = crate::stats::max_or_nan([
+                        gap,
+                        (ms[k * n + i] as f64 - theory).abs() / (self.learning_rate.get() * rate),
+                    ]);
+                }
+            }
+        }
+        gap
+    }
+
+    fn panel_quantity(&self, panel: usize) -> &'static str {
+        if panel == 1 {
+            "mean margin"
+        } else {
+            "weight norm"
+        }
+    }
+}
+
+impl Kind for Losses {
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = sigmoid::model_problems(self.points, &self.models, "losses");
+        for m in &self.models {
+            if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
+                p.push(format!(
+                    "model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init",
+                    m.name
+                ));
+            }
+        }
+        p
+    }
+
+    fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for m in &self.models {
+            for loss in LOSSES {
+                out.series.push(run_name(m, loss));
+                out.series.push(format!("{} (theory)", run_name(m, loss)));
+                out.scalars.push(format!("{}: largest gap to theory (points)", run_name(m, loss)));
+            }
+            out.scalars.extend([ratio_scalar(m), ratio_theory_scalar(m), gain_scalar(m), gain_theory_scalar(m)]);
+            if m.depth.get() == 1 {
+                out.scalars.push(hinge_gap_scalar(m));
+            }
+        }
+        for model in self.models.iter().filter(|m| matches!(m.init, Init::Balanced { .. })) {
+            for scale in &self.escape_sweep {
+                out.scalars.extend([sweep_scalar(model, scale.get()), sweep_theory_scalar(model, scale.get())]);
+            }
+        }
+        out
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        Job::numbered(self.all_runs().into_iter().map(|(name, base)| Job { name, ..base.jobs().remove(0) }))
+    }
+
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let (_, base) =
+            self.all_runs().into_iter().nth(job.id.0).ok_or_else(|| anyhow::anyhow!("losses has no job {:?}", job.id))?;
+        // A sigmoid experiment of one model, whose one job this is.
+        base.prepare_job(&Job { id: JobId(0), ..job.clone() })
+    }
+
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let runs = self.runs();
         let sweep = self.sweep_runs();
         ensure!(
@@ -229,7 +300,7 @@ impl Config {
         let n = self.points.usize();
         let seeds = self.seeds();
         let times = logs[0].times();
-        let skip = super::leading_zero_times(&times);
+        let skip = crate::stats::leading_zero_times(&times);
         let panel = |title: &str, y_label: &str| Panel {
             title: title.into(),
             x_label: "time t = lr x step".into(),
@@ -269,10 +340,6 @@ impl Config {
             for (k, v) in errors.scalars.into_iter().filter(|(k, _)| k.ends_with("largest gap to theory (points)")) {
                 body.scalars.insert(k.replacen(&model.name, &name, 1), v);
             }
-            body.divergences.extend(errors.divergences.into_iter().map(|mut d| {
-                d.job = name.clone();
-                d
-            }));
             // The theory of the other panels, mode by mode.
             let states = self.mode_states(model, log, &times, loss);
             let theory_margin: Vec<Vec<f64>> = states
@@ -369,79 +436,7 @@ impl Config {
             let model = &self.models[*m];
             body.scalars.insert(sweep_scalar(model, scale.get()), ce.0 / hinge.0);
             body.scalars.insert(sweep_theory_scalar(model, scale.get()), ce.1 / hinge.1);
-            for (log, (_, at_scale, loss)) in logs.iter().zip(pair) {
-                body.divergences.extend(super::divergences(&run_name(at_scale, *loss), log, |member| member as u64));
-            }
         }
         Ok(body)
-    }
-
-    /// Each seed's modes at every logged time, from the theory.
-    fn mode_states(&self, model: &Model, log: &TrainLog, times: &[f64], loss: Loss) -> Vec<Vec<Vec<Mode>>> {
-        let n = self.points.usize() as f64;
-        self.modes(model, log)
-            .iter()
-            .map(|seed_modes| {
-                seed_modes.iter().map(|mode| mode.states_at(times, loss, n, self.theory_dt.get(), 0.01)).collect()
-            })
-            .collect()
-    }
-
-    /// Escape time (measured, and from the modes' ODE): the median over
-    /// points and seeds of the time a margin first reaches `escape_margin`,
-    /// over the points that start below it; NaN if there are none, or if
-    /// most never get there.
-    fn escape_times(&self, log: &TrainLog, states: &[Vec<Vec<Mode>>], times: &[f64]) -> (f64, f64) {
-        let n = self.points.usize();
-        let below = self.escape_margin.get();
-        let starting_below: Vec<(usize, usize)> = (0..states.len())
-            .flat_map(|k| (0..n).map(move |i| (k, i)))
-            .filter(|&(k, i)| (log.margins[0][k * n + i] as f64) < below)
-            .collect();
-        let escape = |per_point: &dyn Fn(usize, usize) -> Vec<f64>| -> f64 {
-            let mut ts: Vec<f64> = starting_below
-                .iter()
-                .map(|&(k, i)| crossing_time(times, &per_point(k, i), below).unwrap_or(f64::INFINITY))
-                .collect();
-            ts.sort_by(f64::total_cmp);
-            ts.get(ts.len() / 2).copied().filter(|t| t.is_finite()).unwrap_or(f64::NAN)
-        };
-        (
-            escape(&|k, i| log.margins.iter().map(|ms| ms[k * n + i] as f64).collect()),
-            escape(&|k, i| states[k][i].iter().map(Mode::margin).collect()),
-        )
-    }
-
-    /// The linear model under hinge: margin i rises as m0 + s_i^2 t / N until
-    /// it reaches 1, then stops (finite time N (1 - m0) / s_i^2). The largest
-    /// gap of a measured margin to that, over points, seeds and logged times,
-    /// in units of one gradient step's rise lr s_i^2 / N: gradient descent
-    /// lands within one step of the flow, so 1 bounds it.
-    fn hinge_gap_in_steps(&self, model: &Model, log: &TrainLog, times: &[f64]) -> f64 {
-        let n = self.points.usize();
-        let (norms, _) = self.base(Loss::Hinge, model).data();
-        let mut gap: f64 = 0.0;
-        for k in 0..self.seeds().len() {
-            for (i, s) in norms.iter().enumerate() {
-                let rate = s * s / n as f64;
-                let m0 = log.margins[0][k * n + i] as f64;
-                for (t, ms) in times.iter().zip(&log.margins) {
-                    let theory = if m0 >= 1.0 { m0 } else { (m0 + rate * t).min(1.0) };
-                    gap = super::max_or_nan([
-                        gap,
-                        (ms[k * n + i] as f64 - theory).abs() / (self.learning_rate.get() * rate),
-                    ]);
-                }
-            }
-        }
-        gap
-    }
-
-    fn panel_quantity(&self, panel: usize) -> &'static str {
-        if panel == 1 {
-            "mean margin"
-        } else {
-            "weight norm"
-        }
     }
 }

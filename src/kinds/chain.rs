@@ -13,15 +13,19 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{crossing_time, job_config, loglog_slope, Job};
+use super::{job_config, Job, JobId, Kind};
+use crate::stats::{crossing_time, loglog_slope};
 use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
-use crate::spec::{Count, Depth, Loss, Outputs, Positive};
+use crate::values::{Count, Depth, Loss, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Chain {
     pub loss: Loss,
     pub depths: Vec<Depth>,
     /// Input norms s, log-spaced from min to max.
@@ -92,10 +96,7 @@ fn width_scalar(depth: u64) -> String {
 }
 const GAP_SCALAR: &str = "largest gap of t* to the ODE (%)";
 
-impl Config {
-    pub fn seeds(&self) -> Vec<u64> {
-        Vec::new()
-    }
+impl Chain {
 
     fn norm_values(&self) -> Vec<f64> {
         let (lo, hi, n) = (self.norms.min.get(), self.norms.max.get(), self.norms.count.usize());
@@ -123,7 +124,33 @@ impl Config {
         self.norms.count.get() == 1
     }
 
-    pub fn problems(&self) -> Vec<String> {
+
+
+
+    /// Each job's start and depth, in the order of `jobs()`.
+    fn job_parts(&self, job: &Job) -> Result<(&Init, u64)> {
+        self.inits
+            .iter()
+            .flat_map(|init| self.depths.iter().map(move |d| (init, d.get())))
+            .nth(job.id.0)
+            .ok_or_else(|| anyhow::anyhow!("chain has no job {:?}", job.id))
+    }
+
+
+    /// The chain as the network starts it, in f32 like the network.
+    fn mode(&self, start: Start, s: f64, depth: u64) -> theory::Mode {
+        let w = start.weight(s, depth) as f32 as f64;
+        theory::Mode { norm: s as f32 as f64, weights: vec![w; depth as usize] }
+    }
+
+}
+
+impl Kind for Chain {
+    fn seeds(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.depths.is_empty() {
             p.push("expected at least one depth".into());
@@ -171,7 +198,7 @@ impl Config {
         p
     }
 
-    pub fn outputs(&self) -> Outputs {
+    fn outputs(&self) -> Outputs {
         let mut out = Outputs::default();
         out.scalars.push(GAP_SCALAR.into());
         for init in &self.inits {
@@ -192,11 +219,12 @@ impl Config {
         out
     }
 
-    pub fn jobs(&self) -> Vec<Job> {
+    fn jobs(&self) -> Vec<Job> {
         let mut jobs = Vec::new();
         for init in &self.inits {
             for d in &self.depths {
                 jobs.push(Job {
+                    id: JobId(0),
                     name: measured_name(&init.name, d.get()),
                     config: job_config(
                         self,
@@ -210,26 +238,16 @@ impl Config {
                             ("this_start", json!(init.start)),
                         ],
                     ),
+                    // Nothing random: one chain per norm, all drawn as "seed 0".
                     seeds: Vec::new(),
-                    members: self.norms.count.usize(),
+                    member_seeds: vec![0; self.norms.count.usize()],
                 });
             }
         }
-        jobs
+        Job::numbered(jobs)
     }
 
-    fn job_parts(&self, job: &Job) -> Result<(&Init, u64)> {
-        for init in &self.inits {
-            for d in &self.depths {
-                if measured_name(&init.name, d.get()) == job.name {
-                    return Ok((init, d.get()));
-                }
-            }
-        }
-        anyhow::bail!("no chain job named {:?}", job.name)
-    }
-
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let (init, depth) = self.job_parts(job)?;
         let norms = self.norm_values();
         let members = norms.len();
@@ -249,13 +267,7 @@ impl Config {
         Ok(TrainInput { init: weights, data, cfg })
     }
 
-    /// The chain as the network starts it, in f32 like the network.
-    fn mode(&self, start: Start, s: f64, depth: u64) -> theory::Mode {
-        let w = start.weight(s, depth) as f32 as f64;
-        theory::Mode { norm: s as f32 as f64, weights: vec![w; depth as usize] }
-    }
-
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let jobs = self.jobs();
         ensure!(logs.len() == jobs.len(), "chain expects {} job logs, got {}", jobs.len(), logs.len());
         let norms = self.norm_values();
@@ -300,7 +312,6 @@ impl Config {
             let color = palette::depth(depth);
             let init_index = self.inits.iter().position(|i| i.name == init.name).unwrap_or(0);
             let margins_of = |member: usize| -> Vec<f64> { log.margins.iter().map(|m| m[member] as f64).collect() };
-            body.divergences.extend(super::divergences(&measured_name(&init.name, depth), log, |_| 0));
             let measured: Vec<Option<f64>> =
                 (0..norms.len()).map(|k| crossing_time(&times, &margins_of(k), target)).collect();
             let theory: Vec<Option<f64>> = norms
@@ -365,7 +376,7 @@ impl Config {
                 } else {
                     format!("{} at s = {s}", theory_name(&init.name, depth))
                 };
-                let skip = super::leading_zero_times(&times);
+                let skip = crate::stats::leading_zero_times(&times);
                 body.series.push(Series {
                     name,
                     panel: traj_panel,

@@ -14,15 +14,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{job_config, mean_min_max, random_layers, Job};
+use super::{job_config, Job, JobId, Kind};
+use crate::stats::{mean_min_max};
+use crate::rng::random_layers;
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::spec::{Count, Fraction, Outputs, Positive};
-use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::values::{Count, Fraction, Outputs, Positive};
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Digits {
     /// The data file, relative to the directory the pipeline runs in (the
     /// repository root): gzip CSV, 64 pixels in 0..16 then the digit.
     pub data: PathBuf,
@@ -69,58 +74,10 @@ struct Images {
     y: Vec<f32>,
 }
 
-impl Config {
-    pub fn seeds(&self) -> Vec<u64> {
-        (0..self.seed_count.get()).collect()
-    }
+impl Digits {
 
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
-            p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
-        }
-        if self.shortcut_fractions.first().is_none_or(|q| q.get() != 0.0) {
-            p.push("shortcut_fractions: expected 0 (the control) first".into());
-        }
-        if !self.shortcut_fractions.windows(2).all(|w| w[0].get() < w[1].get()) {
-            p.push("shortcut_fractions: expected increasing values".into());
-        }
-        if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
-            p.push("test_fraction: expected a value strictly between 0 and 1".into());
-        }
-        if self.data_sha256.len() != 64 || !self.data_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-            p.push("data_sha256: expected 64 hexadecimal digits".into());
-        }
-        p
-    }
 
-    pub fn outputs(&self) -> Outputs {
-        let mut out = Outputs::default();
-        for q in &self.shortcut_fractions {
-            out.series.push(q_name(q.get()));
-            out.scalars.push(final_scalar(q.get()));
-        }
-        out.series.push("clean test accuracy at the end".into());
-        out.scalars.push(DROP_SCALAR.into());
-        out
-    }
 
-    pub fn jobs(&self) -> Vec<Job> {
-        let seeds = self.seeds();
-        self.shortcut_fractions
-            .iter()
-            .map(|q| Job {
-                name: q_name(q.get()),
-                // The path is where the file is, the hash what it is.
-                config: job_config(
-                    self,
-                    &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))],
-                ),
-                seeds: seeds.clone(),
-                members: seeds.len(),
-            })
-            .collect()
-    }
 
     fn load(&self) -> Result<Images> {
         let bytes = std::fs::read(&self.data)
@@ -173,13 +130,62 @@ impl Config {
         (train, order)
     }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let q = self
-            .shortcut_fractions
-            .iter()
-            .find(|q| q_name(q.get()) == job.name)
-            .ok_or_else(|| anyhow::anyhow!("no shortcut fraction named {:?}", job.name))?
-            .get();
+
+}
+
+impl Kind for Digits {
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
+            p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
+        }
+        if self.shortcut_fractions.first().is_none_or(|q| q.get() != 0.0) {
+            p.push("shortcut_fractions: expected 0 (the control) first".into());
+        }
+        if !self.shortcut_fractions.windows(2).all(|w| w[0].get() < w[1].get()) {
+            p.push("shortcut_fractions: expected increasing values".into());
+        }
+        if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
+            p.push("test_fraction: expected a value strictly between 0 and 1".into());
+        }
+        if self.data_sha256.len() != 64 || !self.data_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            p.push("data_sha256: expected 64 hexadecimal digits".into());
+        }
+        p
+    }
+
+    fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for q in &self.shortcut_fractions {
+            out.series.push(q_name(q.get()));
+            out.scalars.push(final_scalar(q.get()));
+        }
+        out.series.push("clean test accuracy at the end".into());
+        out.scalars.push(DROP_SCALAR.into());
+        out
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        let seeds = self.seeds();
+        Job::numbered(self.shortcut_fractions.iter().map(|q| Job {
+                id: JobId(0),
+                name: q_name(q.get()),
+                // The path is where the file is, the hash what it is.
+                config: job_config(
+                    self,
+                    &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))],
+                ),
+                seeds: seeds.clone(),
+                member_seeds: seeds.clone(),
+            }))
+    }
+
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let q = self.shortcut_fractions.get(job.id.0).context("digits has no such job")?.get();
         let images = self.load()?;
         let (train_idx, test_idx) = self.split(images.y.len());
         let members = job.seeds.len();
@@ -224,7 +230,7 @@ impl Config {
         let cfg = TrainConfig {
             probe: Some(probe),
             ..TrainConfig::logged(
-                crate::spec::Loss::CrossEntropy,
+                crate::values::Loss::CrossEntropy,
                 self.learning_rate.get(),
                 self.steps.get(),
                 self.log_points.get(),
@@ -237,7 +243,7 @@ impl Config {
         })
     }
 
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(
             logs.len() == self.shortcut_fractions.len(),
             "digits expects {} job logs, got {}",
@@ -283,7 +289,7 @@ impl Config {
         for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
             let q = q.get();
             let times = log.times();
-            let skip = super::leading_zero_times(&times);
+            let skip = crate::stats::leading_zero_times(&times);
             let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.len().max(1);
             ensure!(tests > 0, "{}: no test margins logged", q_name(q));
             let curves: Vec<Vec<f64>> = (0..seeds.len())
@@ -296,7 +302,6 @@ impl Config {
                         .collect()
                 })
                 .collect();
-            body.divergences.extend(super::divergences(&q_name(q), log, |member| seeds[member]));
             let (mean, lo, hi) = mean_min_max(&curves);
             let last = mean.len() - 1;
             body.scalars.insert(final_scalar(q), mean[last]);

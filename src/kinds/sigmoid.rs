@@ -11,16 +11,20 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{job_config, mean_min_max, Job};
+use super::{job_config, Job, JobId, Kind};
+use crate::stats::{mean_min_max};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::spec::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Sigmoid {
     /// N: the number of training points, and the input dimension.
     pub points: Count,
     /// Norms are exp(norm_log_std * normal): log-normal with median 1.
@@ -73,64 +77,28 @@ impl Model {
     fn has_theory(&self) -> bool {
         self.depth.get() == 1 || matches!(self.init, Init::Aligned { .. } | Init::Balanced { .. })
     }
+
     fn gap_scalar(&self) -> String {
         format!("{}: largest gap to theory (points)", self.name)
     }
+
     fn width_scalar(&self) -> String {
         format!("{}: 10%-90% drop (decades)", self.name)
     }
+
     fn shape_scalar(&self) -> String {
         format!("{}: exponential / logistic residual ratio", self.name)
     }
+
     fn theory_series(&self) -> String {
         format!("{} (theory)", self.name)
     }
 }
 
-impl Config {
-    /// Seeds 0..seed_count.
-    pub fn seeds(&self) -> Vec<u64> {
-        (0..self.seed_count.get()).collect()
-    }
+impl Sigmoid {
 
-    pub fn problems(&self) -> Vec<String> {
-        model_problems(self.points, &self.models, "sigmoid")
-    }
 
-    pub fn outputs(&self) -> Outputs {
-        let mut out = Outputs::default();
-        for m in &self.models {
-            out.series.push(m.name.clone());
-            out.scalars.extend([m.width_scalar(), m.shape_scalar()]);
-            if m.has_theory() {
-                out.series.push(m.theory_series());
-                out.scalars.push(m.gap_scalar());
-            }
-        }
-        out
-    }
 
-    pub fn jobs(&self) -> Vec<Job> {
-        let seeds = self.seeds();
-        self.models
-            .iter()
-            .map(|m| Job {
-                name: m.name.clone(),
-                // The job depends on the shared values and its own model only;
-                // its name is a label, not an input.
-                config: job_config(
-                    self,
-                    &[
-                        ("model", json!(null)),
-                        ("theory_dt", json!(null)),
-                        ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init })),
-                    ],
-                ),
-                seeds: seeds.clone(),
-                members: seeds.len(),
-            })
-            .collect()
-    }
 
     /// The training set: norms and labels from the data seed.
     pub(crate) fn data(&self) -> (Vec<f64>, Vec<f64>) {
@@ -142,30 +110,9 @@ impl Config {
     }
 
     fn model(&self, job: &Job) -> Result<&Model> {
-        self.models.iter().find(|m| m.name == job.name).ok_or_else(|| anyhow::anyhow!("no model named {:?}", job.name))
+        self.models.get(job.id.0).ok_or_else(|| anyhow::anyhow!("sigmoid has no job {:?}", job.id))
     }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let model = self.model(job)?;
-        let n = self.points.usize();
-        let (norms, labels) = self.data();
-        let members = job.seeds.len();
-        let mut x = Vec::with_capacity(members * n * n);
-        let mut y = Vec::with_capacity(members * n);
-        for _ in 0..members {
-            for (i, &norm) in norms.iter().enumerate() {
-                x.extend((0..n).map(|j| if i == j { norm as f32 } else { 0.0 }));
-            }
-            y.extend(labels.iter().map(|&l| l as f32));
-        }
-        let data = EnsembleData { members, points: n, dim: n, x, y };
-        let inits: Vec<Vec<Vec<f32>>> = job.seeds.iter().map(|&s| self.init(model, s, &labels).0).collect();
-        let shapes = self.shapes(model);
-        let layers = (0..shapes.len()).map(|l| inits.iter().flat_map(|w| w[l].iter().copied()).collect()).collect();
-        let init = EnsembleWeights { members, shapes, layers };
-        let cfg = TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get());
-        Ok(TrainInput { init, data, cfg })
-    }
 
     fn shapes(&self, model: &Model) -> Vec<(usize, usize)> {
         let n = self.points.usize();
@@ -187,7 +134,7 @@ impl Config {
         let n = self.points.usize();
         match model.init {
             Init::Random { scale } => {
-                (super::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new())
+                (crate::rng::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new())
             }
             Init::Balanced { scale } => {
                 let depth = shapes.len();
@@ -232,7 +179,74 @@ impl Config {
         }
     }
 
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+}
+
+impl Kind for Sigmoid {
+    /// Seeds 0..seed_count.
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        model_problems(self.points, &self.models, "sigmoid")
+    }
+
+    fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        for m in &self.models {
+            out.series.push(m.name.clone());
+            out.scalars.extend([m.width_scalar(), m.shape_scalar()]);
+            if m.has_theory() {
+                out.series.push(m.theory_series());
+                out.scalars.push(m.gap_scalar());
+            }
+        }
+        out
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        let seeds = self.seeds();
+        Job::numbered(self.models.iter().map(|m| Job {
+                id: JobId(0),
+                name: m.name.clone(),
+                // The job depends on the shared values and its own model only;
+                // its name is a label, not an input.
+                config: job_config(
+                    self,
+                    &[
+                        ("model", json!(null)),
+                        ("theory_dt", json!(null)),
+                        ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init })),
+                    ],
+                ),
+                seeds: seeds.clone(),
+                member_seeds: seeds.clone(),
+            }))
+    }
+
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let model = self.model(job)?;
+        let n = self.points.usize();
+        let (norms, labels) = self.data();
+        let members = job.seeds.len();
+        let mut x = Vec::with_capacity(members * n * n);
+        let mut y = Vec::with_capacity(members * n);
+        for _ in 0..members {
+            for (i, &norm) in norms.iter().enumerate() {
+                x.extend((0..n).map(|j| if i == j { norm as f32 } else { 0.0 }));
+            }
+            y.extend(labels.iter().map(|&l| l as f32));
+        }
+        let data = EnsembleData { members, points: n, dim: n, x, y };
+        let inits: Vec<Vec<Vec<f32>>> = job.seeds.iter().map(|&s| self.init(model, s, &labels).0).collect();
+        let shapes = self.shapes(model);
+        let layers = (0..shapes.len()).map(|l| inits.iter().flat_map(|w| w[l].iter().copied()).collect()).collect();
+        let init = EnsembleWeights { members, shapes, layers };
+        let cfg = TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get());
+        Ok(TrainInput { init, data, cfg })
+    }
+
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == self.models.len(), "sigmoid expects {} job logs, got {}", self.models.len(), logs.len());
         let n = self.points.usize();
         let (norms, labels) = self.data();
@@ -276,7 +290,6 @@ impl Config {
                 band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi }),
                 labels: None,
             });
-            body.divergences.extend(super::divergences(&model.name, log, |member| seeds[member]));
             if !model.has_theory() {
                 continue;
             }

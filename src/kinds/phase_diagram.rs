@@ -11,16 +11,19 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{job_config, Job};
+use super::{job_config, Job, JobId, Kind};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::spec::{Count, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+use crate::engine::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct PhaseDiagram {
     /// Dimension d of the input (> 1, so the reduction to (z, y) is tested).
     pub input_dim: Count,
     /// Norm s of the training point.
@@ -71,6 +74,10 @@ const GRID_CHECKED: &str = "grid points checked";
 const DEAD_AGREEMENT: &str = "grid agreement, y0 < 0 (dead from the start)";
 const DEAD_CHECKED: &str = "grid points checked, y0 < 0";
 
+/// The two jobs: every grid point, and the marked starts' trajectories.
+const JOB_NAMES: [&str; 2] = ["grid", "trajectories"];
+const GRID: JobId = JobId(0);
+
 const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::PURPLE, palette::SKY_BLUE];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,13 +87,97 @@ enum Outcome {
     Undecided,
 }
 
-impl Config {
+impl PhaseDiagram {
+
+
+
+    fn grid_points(&self) -> Vec<(f64, f64)> {
+        let g = &self.grid;
+        let lin =
+            |lo: f64, hi: f64, n: u64, i: u64| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (n - 1) as f64 };
+        let mut pts = Vec::new();
+        for iy in 0..g.y_count.get() {
+            for iz in 0..g.z_count.get() {
+                pts.push((
+                    lin(g.z_min, g.z_max, g.z_count.get(), iz),
+                    lin(g.y_min, g.y_max.get(), g.y_count.get(), iy),
+                ));
+            }
+        }
+        pts
+    }
+
+
+    fn starting_points(&self, job: JobId) -> Vec<(f64, f64)> {
+        match job {
+            GRID => self.grid_points(),
+            _ => self.starts.iter().map(|s| (s.z, s.y)).collect(),
+        }
+    }
+
+
+
+    /// The analytic picture: regions, streamlines with arrows.
+    fn add_theory(&self, body: &mut FigureBody) {
+        let g = &self.grid;
+        let (z_min, z_max, y_max) = (g.z_min, g.z_max, g.y_max.get());
+        // Success: y > 0 and z > -y. Failure: the rest of the box (y >= 0).
+        let corner = (-y_max).max(z_min);
+        let (sx, sy): (Vec<f64>, Vec<f64>) =
+            [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
+        body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
+        // Failure also covers the strip y < 0 in view, where the unit starts dead.
+        let y_lo = g.y_min.min(0.0);
+        let mut failure = vec![(z_min, y_lo)];
+        if y_lo < 0.0 {
+            failure.extend([(z_max, y_lo), (z_max, 0.0)]);
+        }
+        failure.extend([(0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)]);
+        let (fx, fy): (Vec<f64>, Vec<f64>) = failure.into_iter().unzip();
+        body.series.push(series(
+            "failure region (theory)",
+            Source::Theory,
+            Style::Area,
+            palette::VERMILLION,
+            true,
+            fx,
+            fy,
+        ));
+
+        let mut arrows = (Vec::new(), Vec::new());
+        let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
+        for (k, path) in paths.enumerate() {
+            // Tail and head several samples apart, so the direction survives
+            // rounding to whole pixels.
+            let mid = path.len() / 2;
+            for p in [path[mid - 6], path[mid]] {
+                arrows.0.push(p.0);
+                arrows.1.push(p.1);
+            }
+            let name =
+                if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
+            let (x, y) = path.into_iter().unzip();
+            body.series.push(series(&name, Source::Theory, Style::Line, palette::GREY, k == 0, x, y));
+        }
+        body.series.push(series(
+            "flow direction (theory)",
+            Source::Theory,
+            Style::Arrows,
+            palette::GREY,
+            false,
+            arrows.0,
+            arrows.1,
+        ));
+    }
+}
+
+impl Kind for PhaseDiagram {
     /// Seeds 0..seed_count.
-    pub fn seeds(&self) -> Vec<u64> {
+    fn seeds(&self) -> Vec<u64> {
         (0..self.seed_count.get()).collect()
     }
 
-    pub fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         let g = &self.grid;
         if self.input_dim.get() < 2 {
@@ -112,7 +203,7 @@ impl Config {
         p
     }
 
-    pub fn outputs(&self) -> Outputs {
+    fn outputs(&self) -> Outputs {
         let mut series: Vec<String> = [
             "success region (theory)",
             "failure region (theory)",
@@ -136,64 +227,44 @@ impl Config {
         Outputs { series, scalars }
     }
 
-    fn grid_points(&self) -> Vec<(f64, f64)> {
-        let g = &self.grid;
-        let lin =
-            |lo: f64, hi: f64, n: u64, i: u64| if n == 1 { lo } else { lo + (hi - lo) * i as f64 / (n - 1) as f64 };
-        let mut pts = Vec::new();
-        for iy in 0..g.y_count.get() {
-            for iz in 0..g.z_count.get() {
-                pts.push((
-                    lin(g.z_min, g.z_max, g.z_count.get(), iz),
-                    lin(g.y_min, g.y_max.get(), g.y_count.get(), iy),
-                ));
-            }
-        }
-        pts
-    }
-
-    pub fn jobs(&self) -> Vec<Job> {
+    fn jobs(&self) -> Vec<Job> {
         let seeds = self.seeds();
-        let n = seeds.len();
-        vec![
+        // Members run seed by seed, every start of a seed side by side.
+        let member_seeds = |starts: usize| seeds.iter().flat_map(|&s| std::iter::repeat_n(s, starts)).collect();
+        Job::numbered([
             Job {
-                name: "grid".into(),
+                id: JobId(0),
+                name: JOB_NAMES[GRID.0].into(),
                 config: job_config(
                     self,
-                    &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!("grid"))],
+                    &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!(JOB_NAMES[0]))],
                 ),
                 seeds: seeds.clone(),
-                members: self.grid_points().len() * n,
+                member_seeds: member_seeds(self.grid_points().len()),
             },
             Job {
-                name: "trajectories".into(),
+                id: JobId(0),
+                name: JOB_NAMES[1].into(),
                 config: job_config(
                     self,
-                    &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!("trajectories"))],
+                    &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!(JOB_NAMES[1]))],
                 ),
+                member_seeds: member_seeds(self.starts.len()),
                 seeds,
-                members: self.starts.len() * n,
             },
-        ]
-    }
-
-    fn starting_points(&self, job: &str) -> Vec<(f64, f64)> {
-        match job {
-            "grid" => self.grid_points(),
-            _ => self.starts.iter().map(|s| (s.z, s.y)).collect(),
-        }
+        ])
     }
 
     /// Member order: seed-major, then starting point.
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let starts = self.starting_points(&job.name);
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let starts = self.starting_points(job.id);
         let d = self.input_dim.usize();
         let s = self.input_norm.get();
         let members = starts.len() * job.seeds.len();
         let (mut x, mut w1, mut w2) = (Vec::new(), Vec::new(), Vec::new());
         for &seed in &job.seeds {
             let direction = x_direction(seed, d);
-            let mut orthogonal_rng = rng::stream(&format!("phase_diagram/u-orthogonal/{}", job.name), seed);
+            let mut orthogonal_rng = rng::stream(&format!("phase_diagram/u-orthogonal/{}", JOB_NAMES[job.id.0]), seed);
             for &(z0, y0) in &starts {
                 let other = orthogonal_unit_vector(&mut orthogonal_rng, &direction);
                 let r = self.orthogonal_scale.get() * rng::normal(&mut orthogonal_rng);
@@ -204,7 +275,7 @@ impl Config {
         }
         let data = EnsembleData { members, points: 1, dim: d, x, y: vec![1.0; members] };
         let init = EnsembleWeights { members, shapes: vec![(1, d), (1, 1)], layers: vec![w1, w2] };
-        let record_weights = if job.name == "grid" { RecordWeights::Last } else { RecordWeights::Every };
+        let record_weights = if job.id == GRID { RecordWeights::Last } else { RecordWeights::Every };
         let cfg = TrainConfig {
             record_weights,
             ..TrainConfig::logged(self.loss, self.learning_rate.get(), self.steps.get(), self.log_points.get())
@@ -212,7 +283,7 @@ impl Config {
         Ok(TrainInput { init, data, cfg })
     }
 
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == 2, "phase diagram expects 2 job logs, got {}", logs.len());
         let (grid_log, traj_log) = (&logs[0], &logs[1]);
         let seeds = self.seeds();
@@ -333,66 +404,7 @@ impl Config {
         }
         marks.labels = Some(self.starts.iter().map(|s| s.name.clone()).collect());
         body.series.push(marks);
-
-        for log in [grid_log, traj_log] {
-            let (job, starts) =
-                if std::ptr::eq(log, grid_log) { ("grid", grid.len()) } else { ("trajectories", per_seed) };
-            body.divergences.extend(super::divergences(job, log, |member| seeds[member / starts.max(1)]));
-        }
         Ok(body)
-    }
-
-    /// The analytic picture: regions, streamlines with arrows.
-    fn add_theory(&self, body: &mut FigureBody) {
-        let g = &self.grid;
-        let (z_min, z_max, y_max) = (g.z_min, g.z_max, g.y_max.get());
-        // Success: y > 0 and z > -y. Failure: the rest of the box (y >= 0).
-        let corner = (-y_max).max(z_min);
-        let (sx, sy): (Vec<f64>, Vec<f64>) =
-            [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
-        body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
-        // Failure also covers the strip y < 0 in view, where the unit starts dead.
-        let y_lo = g.y_min.min(0.0);
-        let mut failure = vec![(z_min, y_lo)];
-        if y_lo < 0.0 {
-            failure.extend([(z_max, y_lo), (z_max, 0.0)]);
-        }
-        failure.extend([(0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)]);
-        let (fx, fy): (Vec<f64>, Vec<f64>) = failure.into_iter().unzip();
-        body.series.push(series(
-            "failure region (theory)",
-            Source::Theory,
-            Style::Area,
-            palette::VERMILLION,
-            true,
-            fx,
-            fy,
-        ));
-
-        let mut arrows = (Vec::new(), Vec::new());
-        let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
-        for (k, path) in paths.enumerate() {
-            // Tail and head several samples apart, so the direction survives
-            // rounding to whole pixels.
-            let mid = path.len() / 2;
-            for p in [path[mid - 6], path[mid]] {
-                arrows.0.push(p.0);
-                arrows.1.push(p.1);
-            }
-            let name =
-                if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
-            let (x, y) = path.into_iter().unzip();
-            body.series.push(series(&name, Source::Theory, Style::Line, palette::GREY, k == 0, x, y));
-        }
-        body.series.push(series(
-            "flow direction (theory)",
-            Source::Theory,
-            Style::Arrows,
-            palette::GREY,
-            false,
-            arrows.0,
-            arrows.1,
-        ));
     }
 }
 

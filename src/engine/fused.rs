@@ -7,13 +7,14 @@
 //! one call runs a whole block of steps (between two logged steps) with
 //! plain loops written so that the compiler vectorizes them, and no
 //! allocation inside the loop. The arithmetic is the same as the batched
-//! program's (`train::train_reference`), in another summation order, so the
+//! program's (`batched.rs`), in another summation order, so the
 //! two agree to float tolerance (tests/engine.rs).
 
-use candle_core::{CpuStorage, CustomOp1, InplaceOp1, Layout, Shape};
+use anyhow::Result;
+use candle_core::{CpuStorage, CustomOp1, Device, InplaceOp1, Layout, Shape, Tensor};
 
-use crate::spec::Loss;
-use crate::train::{EnsembleData, EnsembleWeights};
+use super::types::{Advance, EnsembleData, EnsembleWeights, TrainConfig};
+use crate::values::Loss;
 
 /// Number of parameters of one member.
 pub fn params_per_member(shapes: &[(usize, usize)]) -> usize {
@@ -48,6 +49,46 @@ pub fn unpack(packed: &[f32], like: &EnsembleWeights) -> EnsembleWeights {
         }
     }
     EnsembleWeights { members: like.members, shapes: like.shapes.clone(), layers }
+}
+
+/// Parameters packed (member, parameters) in one tensor, advanced by
+/// `Steps`.
+pub(super) struct FusedState<'a> {
+    params: Tensor,
+    like: &'a EnsembleWeights,
+    data: &'a EnsembleData,
+    cfg: &'a TrainConfig,
+}
+
+impl<'a> FusedState<'a> {
+    pub(super) fn new(init: &'a EnsembleWeights, data: &'a EnsembleData, cfg: &'a TrainConfig) -> Result<Self> {
+        let packed = pack(init);
+        let len = packed.len();
+        Ok(FusedState { params: Tensor::from_vec(packed, len, &Device::Cpu)?, like: init, data, cfg })
+    }
+}
+
+impl Advance for FusedState<'_> {
+    fn advance(&mut self, steps: u64) -> Result<()> {
+        if steps > 0 {
+            let op = Steps {
+                shapes: &self.like.shapes,
+                data: self.data,
+                loss: self.cfg.loss,
+                learning_rate: self.cfg.learning_rate as f32,
+                steps,
+            };
+            self.params.inplace_op1(&op)?;
+        }
+        Ok(())
+    }
+    fn margins(&self, data: &EnsembleData) -> Result<Vec<f32>> {
+        let m = self.params.apply_op1_no_bwd(&Margins { shapes: &self.like.shapes, data })?;
+        Ok(m.flatten_all()?.to_vec1::<f32>()?)
+    }
+    fn weights(&self) -> Result<EnsembleWeights> {
+        Ok(unpack(&self.params.to_vec1::<f32>()?, self.like))
+    }
 }
 
 /// `steps` gradient-descent steps of every member, in place.

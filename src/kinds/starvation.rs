@@ -18,16 +18,21 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{job_config, mean_min_max, random_layers, Job};
+use super::{job_config, Job, JobId, Kind};
+use crate::stats::{mean_min_max};
+use crate::rng::random_layers;
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::spec::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::train::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+use crate::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Starvation {
     /// Points per class.
     pub per_class: Count,
     /// The fractions p of each class that carry the rare feature; each a
@@ -126,10 +131,7 @@ fn loss_name(loss: Loss) -> &'static str {
     }
 }
 
-impl Config {
-    pub fn seeds(&self) -> Vec<u64> {
-        (0..self.seed_count.get()).collect()
-    }
+impl Starvation {
 
     fn model_seeds(&self, model: Model) -> Vec<u64> {
         if model == Model::Linear {
@@ -143,88 +145,8 @@ impl Config {
         (p * self.per_class.get() as f64).round() as usize
     }
 
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.frequencies.is_empty() {
-            p.push("frequencies: expected at least one".into());
-        }
-        for f in &self.frequencies {
-            let n = f.get() * self.per_class.get() as f64;
-            if (n - n.round()).abs() > 1e-9 || n < 1.0 {
-                p.push(format!(
-                    "frequencies: {} is not a positive multiple of 1 / per_class = 1/{}",
-                    f.get(),
-                    self.per_class.get()
-                ));
-            }
-            if f.get() >= 1.0 {
-                p.push(format!(
-                    "frequencies: {} leaves no point with the common feature alone; expected p < 1",
-                    f.get()
-                ));
-            }
-        }
-        for (i, f) in self.frequencies.iter().enumerate() {
-            if self.frequencies[..i].contains(f) {
-                p.push(format!("frequencies: {} is listed twice", f.get()));
-            }
-        }
-        p
-    }
 
-    pub fn outputs(&self) -> Outputs {
-        let mut out = Outputs::default();
-        out.scalars.push(gap_scalar(Loss::CrossEntropy));
-        out.scalars.push(gap_scalar(Loss::Hinge));
-        for run in runs() {
-            for f in &self.frequencies {
-                out.scalars.push(ratio_scalar(run, f.get()));
-                out.scalars.push(accuracy_scalar(run, f.get()));
-            }
-        }
-        for f in &self.frequencies {
-            for model in [Model::Linear, Model::TwoLayer] {
-                out.scalars.push(versus_control_scalar(model, f.get()));
-                out.scalars.push(accuracy_gain_scalar(model, f.get()));
-            }
-        }
-        out
-    }
 
-    pub fn jobs(&self) -> Vec<Job> {
-        runs()
-            .into_iter()
-            .map(|run| {
-                let seeds = self.model_seeds(run.model);
-                let mut config = job_config(
-                    self,
-                    &[
-                        ("theory_dt", json!(null)),
-                        ("test_points", json!(null)),
-                        ("test_noise", json!(null)),
-                        ("test_seed", json!(null)),
-                        ("model", json!(if run.model == Model::Linear { "linear" } else { "two-layer" })),
-                        ("loss", json!(run.loss)),
-                        ("control", json!(run.control)),
-                    ],
-                );
-                if run.model == Model::Linear {
-                    for key in ["hidden_width", "random_scale", "seed_count"] {
-                        config[key] = json!(null);
-                    }
-                }
-                let unused: [&str; 2] = if run.loss == Loss::Hinge {
-                    ["learning_rate", "steps"]
-                } else {
-                    ["hinge_learning_rate", "hinge_steps"]
-                };
-                for key in unused {
-                    config[key] = json!(null);
-                }
-                Job { name: run.name(), config, members: self.frequencies.len() * seeds.len().max(1), seeds }
-            })
-            .collect()
-    }
 
     /// One class of the training set for frequency p: (feature sets, label).
     fn training_points(&self, p: f64, control: bool) -> Vec<(Vec<usize>, f64)> {
@@ -243,57 +165,6 @@ impl Config {
         out
     }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let run = runs()
-            .into_iter()
-            .find(|r| r.name() == job.name)
-            .ok_or_else(|| anyhow::anyhow!("no run named {:?}", job.name))?;
-        let seeds = self.model_seeds(run.model);
-        let n = 2 * self.per_class.usize();
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        let mut layers: Vec<Vec<f32>> = Vec::new();
-        let shapes = match run.model {
-            Model::Linear => vec![(1, DIM)],
-            Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
-        };
-        layers.resize(shapes.len(), Vec::new());
-        // The linear model starts at zero: one member per frequency, and no seed.
-        let member_seeds: Vec<Option<u64>> =
-            if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
-        for f in &self.frequencies {
-            for seed in &member_seeds {
-                for (features, label) in self.training_points(f.get(), run.control) {
-                    x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
-                    y.push(label as f32);
-                }
-                match run.model {
-                    Model::Linear => layers[0].extend([0.0f32; DIM]),
-                    Model::TwoLayer => {
-                        let seed = seed.expect("two-layer runs have seeds");
-                        for (l, w) in random_layers("starvation/two-layer-init", seed, &shapes, self.random_scale.get())
-                            .into_iter()
-                            .enumerate()
-                        {
-                            layers[l].extend(w);
-                        }
-                    }
-                }
-            }
-        }
-        let members = job.members;
-        let data = EnsembleData { members, points: n, dim: DIM, x, y };
-        let init = EnsembleWeights { members, shapes, layers };
-        let (rate, steps) = match run.loss {
-            Loss::CrossEntropy => (self.learning_rate, self.steps),
-            Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
-        };
-        let cfg = TrainConfig {
-            record_weights: RecordWeights::Last,
-            ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get())
-        };
-        Ok(TrainInput { init, data, cfg })
-    }
 
     /// B's and A's strengths from one member's margins (see the module doc).
     fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
@@ -329,14 +200,154 @@ impl Config {
             .collect()
     }
 
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+}
+
+impl Kind for Starvation {
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.frequencies.is_empty() {
+            p.push("frequencies: expected at least one".into());
+        }
+        for f in &self.frequencies {
+            let n = f.get() * self.per_class.get() as f64;
+            if (n - n.round()).abs() > 1e-9 || n < 1.0 {
+                p.push(format!(
+                    "frequencies: {} is not a positive multiple of 1 / per_class = 1/{}",
+                    f.get(),
+                    self.per_class.get()
+                ));
+            }
+            if f.get() >= 1.0 {
+                p.push(format!(
+                    "frequencies: {} leaves no point with the common feature alone; expected p < 1",
+                    f.get()
+                ));
+            }
+        }
+        for (i, f) in self.frequencies.iter().enumerate() {
+            if self.frequencies[..i].contains(f) {
+                p.push(format!("frequencies: {} is listed twice", f.get()));
+            }
+        }
+        p
+    }
+
+    fn outputs(&self) -> Outputs {
+        let mut out = Outputs::default();
+        out.scalars.push(gap_scalar(Loss::CrossEntropy));
+        out.scalars.push(gap_scalar(Loss::Hinge));
+        for run in runs() {
+            for f in &self.frequencies {
+                out.scalars.push(ratio_scalar(run, f.get()));
+                out.scalars.push(accuracy_scalar(run, f.get()));
+            }
+        }
+        for f in &self.frequencies {
+            for model in [Model::Linear, Model::TwoLayer] {
+                out.scalars.push(versus_control_scalar(model, f.get()));
+                out.scalars.push(accuracy_gain_scalar(model, f.get()));
+            }
+        }
+        out
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        Job::numbered(runs().into_iter().map(|run| {
+                let seeds = self.model_seeds(run.model);
+                let mut config = job_config(
+                    self,
+                    &[
+                        ("theory_dt", json!(null)),
+                        ("test_points", json!(null)),
+                        ("test_noise", json!(null)),
+                        ("test_seed", json!(null)),
+                        ("model", json!(if run.model == Model::Linear { "linear" } else { "two-layer" })),
+                        ("loss", json!(run.loss)),
+                        ("control", json!(run.control)),
+                    ],
+                );
+                if run.model == Model::Linear {
+                    for key in ["hidden_width", "random_scale", "seed_count"] {
+                        config[key] = json!(null);
+                    }
+                }
+                let unused: [&str; 2] = if run.loss == Loss::Hinge {
+                    ["learning_rate", "steps"]
+                } else {
+                    ["hinge_learning_rate", "hinge_steps"]
+                };
+                for key in unused {
+                    config[key] = json!(null);
+                }
+                // Members run frequency by frequency, every seed side by side;
+                // the linear model starts at zero: one member, "seed 0".
+                let per_frequency = if seeds.is_empty() { vec![0] } else { seeds.clone() };
+                let member_seeds = self.frequencies.iter().flat_map(|_| per_frequency.iter().copied()).collect();
+                Job { id: JobId(0), name: run.name(), config, member_seeds, seeds }
+            }))
+    }
+
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let run = *runs().get(job.id.0).ok_or_else(|| anyhow::anyhow!("starvation has no job {:?}", job.id))?;
+        let seeds = self.model_seeds(run.model);
+        let n = 2 * self.per_class.usize();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut layers: Vec<Vec<f32>> = Vec::new();
+        let shapes = match run.model {
+            Model::Linear => vec![(1, DIM)],
+            Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
+        };
+        layers.resize(shapes.len(), Vec::new());
+        // The linear model starts at zero: one member per frequency, and no seed.
+        let member_seeds: Vec<Option<u64>> =
+            if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
+        for f in &self.frequencies {
+            for seed in &member_seeds {
+                for (features, label) in self.training_points(f.get(), run.control) {
+                    x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
+                    y.push(label as f32);
+                }
+                match run.model {
+                    Model::Linear => layers[0].extend([0.0f32; DIM]),
+                    Model::TwoLayer => {
+                        let seed = seed.expect("two-layer runs have seeds");
+                        for (l, w) in random_layers("starvation/two-layer-init", seed, &shapes, self.random_scale.get())
+                            .into_iter()
+                            .enumerate()
+                        {
+                            layers[l].extend(w);
+                        }
+                    }
+                }
+            }
+        }
+        let members = job.members();
+        let data = EnsembleData { members, points: n, dim: DIM, x, y };
+        let init = EnsembleWeights { members, shapes, layers };
+        let (rate, steps) = match run.loss {
+            Loss::CrossEntropy => (self.learning_rate, self.steps),
+            Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
+        };
+        let cfg = TrainConfig {
+            record_weights: RecordWeights::Last,
+            ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get())
+        };
+        Ok(TrainInput { init, data, cfg })
+    }
+
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         let runs = runs();
         ensure!(logs.len() == runs.len(), "starvation expects {} job logs, got {}", runs.len(), logs.len());
         let n = 2 * self.per_class.usize();
         let test = self.test_set();
         // Accuracy of one member's final weights on the test set.
-        let accuracy_of = |weights: &train::EnsembleWeights, member: usize| -> f64 {
-            test.iter().filter(|(label, x)| label * train::forward(weights, member, x) > 0.0).count() as f64
+        let accuracy_of = |weights: &EnsembleWeights, member: usize| -> f64 {
+            test.iter().filter(|(label, x)| label * engine::forward(weights, member, x) > 0.0).count() as f64
                 / test.len() as f64
         };
         let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
@@ -373,14 +384,12 @@ impl Config {
             let seeds = self.model_seeds(run.model);
             let per_p = seeds.len().max(1);
             let times = log.times();
-            let skip = super::leading_zero_times(&times);
+            let skip = crate::stats::leading_zero_times(&times);
             let short = format!(
                 "{} {}",
                 if run.model == Model::Linear { "linear" } else { "two-layer" },
                 if run.loss == Loss::CrossEntropy { "CE" } else { "hinge" }
             );
-            body.divergences
-                .extend(super::divergences(&run.name(), log, |member| seeds.get(member % per_p).copied().unwrap_or(0)));
             let (_, weights) =
                 log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
             let mut run_finals = Vec::new();

@@ -11,14 +11,18 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use super::sigmoid::{self, Init, Model};
-use super::{mean_min_max, Job};
+use super::{Job, Kind};
+use crate::stats::{mean_min_max};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::spec::{Count, Depth, Loss, NonNegative, Outputs, Positive};
-use crate::train::{TrainInput, TrainLog};
+use crate::values::{Count, Depth, Loss, NonNegative, Outputs, Positive};
+use crate::engine::{TrainInput, TrainLog};
+
+/// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
+pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Modes {
     /// N: the number of training points, the input dimension and the width.
     pub points: Count,
     pub norm_log_std: NonNegative,
@@ -51,12 +55,12 @@ const ALIGNED_ORDER: &str = "aligned: rank correlation of the points' norms with
 const POINT_COLORS: [&str; 6] =
     [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
 
-impl Config {
+impl Modes {
     /// The sigmoid-figure experiment with this figure's two nets.
-    fn base(&self) -> sigmoid::Config {
+    fn base(&self) -> sigmoid::Sigmoid {
         let model =
             |name: &str, init: Init| Model { name: name.into(), depth: self.depth, width: Some(self.points), init };
-        sigmoid::Config {
+        sigmoid::Sigmoid {
             points: self.points,
             norm_log_std: self.norm_log_std,
             loss: self.loss,
@@ -73,11 +77,27 @@ impl Config {
         }
     }
 
-    pub fn seeds(&self) -> Vec<u64> {
+
+
+
+
+
+    /// The points drawn: evenly spread in rank of norm, smallest to largest.
+    fn shown(&self, norms: &[f64]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..norms.len()).collect();
+        order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]));
+        let k = self.shown_points.usize();
+        (0..k).map(|i| order[if k == 1 { 0 } else { i * (norms.len() - 1) / (k - 1) }]).collect()
+    }
+
+}
+
+impl Kind for Modes {
+    fn seeds(&self) -> Vec<u64> {
         self.base().seeds()
     }
 
-    pub fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.depth.get() < 2 {
             p.push("depth: expected at least 2 (the linear model has no hidden modes)".into());
@@ -88,37 +108,29 @@ impl Config {
         p
     }
 
-    pub fn outputs(&self) -> Outputs {
+    fn outputs(&self) -> Outputs {
         Outputs {
             series: Vec::new(),
             scalars: vec![ALIGNED_GAP.into(), RANDOM_GAP.into(), ALIGNED_ORDER.into(), RANDOM_ORDER.into()],
         }
     }
 
-    pub fn jobs(&self) -> Vec<Job> {
+    fn jobs(&self) -> Vec<Job> {
         self.base().jobs()
     }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         self.base().prepare_job(job)
     }
 
-    /// The points drawn: evenly spread in rank of norm, smallest to largest.
-    fn shown(&self, norms: &[f64]) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..norms.len()).collect();
-        order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]));
-        let k = self.shown_points.usize();
-        (0..k).map(|i| order[if k == 1 { 0 } else { i * (norms.len() - 1) / (k - 1) }]).collect()
-    }
-
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == 2, "modes expects 2 job logs, got {}", logs.len());
         let base = self.base();
         let n = self.points.usize();
         let (norms, labels) = base.data();
         let seeds = self.seeds();
         let times = logs[0].times();
-        let skip = super::leading_zero_times(&times);
+        let skip = crate::stats::leading_zero_times(&times);
         // Every mode of the balanced init is the same for every seed.
         let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
         let theory: Vec<Vec<f64>> =
@@ -160,7 +172,7 @@ impl Config {
                     let per_seed: Vec<f64> = (0..seeds.len())
                         .map(|k| {
                             let margins: Vec<f64> = log.margins.iter().map(|m| m[k * n + i] as f64).collect();
-                            super::crossing_time(&times, &margins, self.learned_margin.get()).unwrap_or(f64::NAN)
+                            crate::stats::crossing_time(&times, &margins, self.learned_margin.get()).unwrap_or(f64::NAN)
                         })
                         .collect();
                     per_seed.iter().sum::<f64>() / per_seed.len() as f64
@@ -170,7 +182,6 @@ impl Config {
                 if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(),
                 rank_correlation(&norms, &learned),
             );
-            body.divergences.extend(super::divergences(name, log, |member| seeds[member]));
             for (rank, &i) in self.shown(&norms).iter().enumerate() {
                 let color = POINT_COLORS[rank];
                 let per_seed: Vec<Vec<f64>> = (0..seeds.len())

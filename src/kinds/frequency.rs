@@ -12,15 +12,20 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{crossing_time, job_config, loglog_slope, max_or_nan, mean_min_max, random_layers, Job};
+use super::{job_config, Job, JobId, Kind};
+use crate::stats::{crossing_time, loglog_slope, max_or_nan, mean_min_max};
+use crate::rng::random_layers;
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::spec::{Count, Loss, Outputs, Positive};
+use crate::values::{Count, Loss, Outputs, Positive};
 use crate::theory::Mode;
-use crate::train::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+
+/// This kind's source files (see `kinds::files`).
+pub const FILES: &[&str] = &[file!()];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Frequency {
     /// n_k: how many points carry each feature (the frequencies are n_k / N).
     pub counts: Vec<Count>,
     pub loss: Loss,
@@ -57,9 +62,11 @@ impl Net {
             Net::Random => "two-layer, random init",
         }
     }
+
     fn has_theory(self) -> bool {
         self != Net::Random
     }
+
     fn color(self) -> &'static str {
         match self {
             Net::Linear => palette::depth(1),
@@ -79,10 +86,7 @@ fn time_scalar(net: Net, k: usize) -> String {
     format!("{}: learning time of feature {}", net.name(), k + 1)
 }
 
-impl Config {
-    pub fn seeds(&self) -> Vec<u64> {
-        (0..self.seed_count.get()).collect()
-    }
+impl Frequency {
 
     /// Each point's feature and label: feature by feature, the first half
     /// (rounded up) of its points labelled +1, the rest -1.
@@ -94,7 +98,46 @@ impl Config {
             .collect()
     }
 
-    pub fn problems(&self) -> Vec<String> {
+
+
+
+
+    /// The theory margin of each point over time: one mode per feature for
+    /// the linear model, one per (feature, label) for the aligned net.
+    fn theory_margins(&self, net: Net, times: &[f64]) -> Vec<Vec<f64>> {
+        let points = self.points_list();
+        let n = points.len() as f64;
+        let dt = self.theory_dt.get();
+        points
+            .iter()
+            .map(|&(feature, label)| {
+                let (weights, sharing) = match net {
+                    Net::Linear => (vec![0.0], self.counts[feature].get() as f64),
+                    _ => {
+                        let a = self.balanced_scale.get() as f32 as f64;
+                        let same = points.iter().filter(|&&(f, l)| f == feature && l == label).count();
+                        (vec![a, a], same as f64)
+                    }
+                };
+                // A mode shared by `sharing` identical points moves like one
+                // point in a data set of n / sharing.
+                Mode { norm: 1.0, weights }
+                    .states_at(times, self.loss, n / sharing, dt, 0.01)
+                    .iter()
+                    .map(Mode::margin)
+                    .collect()
+            })
+            .collect()
+    }
+
+}
+
+impl Kind for Frequency {
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.counts.len() < 2 {
             p.push("counts: expected at least two features".into());
@@ -105,7 +148,7 @@ impl Config {
         p
     }
 
-    pub fn outputs(&self) -> Outputs {
+    fn outputs(&self) -> Outputs {
         let mut out = Outputs::default();
         for net in NETS {
             out.series.push(net.name().into());
@@ -119,9 +162,8 @@ impl Config {
         out
     }
 
-    pub fn jobs(&self) -> Vec<Job> {
-        NETS.iter()
-            .map(|&net| {
+    fn jobs(&self) -> Vec<Job> {
+        Job::numbered(NETS.iter().map(|&net| {
                 let seeds = if net == Net::Random { self.seeds() } else { vec![] };
                 let mut config = job_config(
                     self,
@@ -136,20 +178,18 @@ impl Config {
                 if net != Net::Aligned {
                     config["balanced_scale"] = json!(null);
                 }
-                Job { name: net.name().into(), config, members: seeds.len().max(1), seeds }
-            })
-            .collect()
+                // The aligned and balanced nets are not random: one member, "seed 0".
+                let member_seeds = if seeds.is_empty() { vec![0] } else { seeds.clone() };
+                Job { id: JobId(0), name: net.name().into(), config, member_seeds, seeds }
+            }))
     }
 
-    pub fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let net = *NETS
-            .iter()
-            .find(|n| n.name() == job.name)
-            .ok_or_else(|| anyhow::anyhow!("no net named {:?}", job.name))?;
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let net = *NETS.get(job.id.0).ok_or_else(|| anyhow::anyhow!("frequency has no job {:?}", job.id))?;
         let k = self.counts.len();
         let points = self.points_list();
         let n = points.len();
-        let members = job.members;
+        let members = job.members();
         let mut x = Vec::with_capacity(members * n * k);
         let mut y = Vec::with_capacity(members * n);
         for _ in 0..members {
@@ -194,35 +234,7 @@ impl Config {
         Ok(TrainInput { init, data, cfg })
     }
 
-    /// The theory margin of each point over time: one mode per feature for
-    /// the linear model, one per (feature, label) for the aligned net.
-    fn theory_margins(&self, net: Net, times: &[f64]) -> Vec<Vec<f64>> {
-        let points = self.points_list();
-        let n = points.len() as f64;
-        let dt = self.theory_dt.get();
-        points
-            .iter()
-            .map(|&(feature, label)| {
-                let (weights, sharing) = match net {
-                    Net::Linear => (vec![0.0], self.counts[feature].get() as f64),
-                    _ => {
-                        let a = self.balanced_scale.get() as f32 as f64;
-                        let same = points.iter().filter(|&&(f, l)| f == feature && l == label).count();
-                        (vec![a, a], same as f64)
-                    }
-                };
-                // A mode shared by `sharing` identical points moves like one
-                // point in a data set of n / sharing.
-                Mode { norm: 1.0, weights }
-                    .states_at(times, self.loss, n / sharing, dt, 0.01)
-                    .iter()
-                    .map(Mode::margin)
-                    .collect()
-            })
-            .collect()
-    }
-
-    pub fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == NETS.len(), "frequency expects {} job logs, got {}", NETS.len(), logs.len());
         let points = self.points_list();
         let n = points.len();
@@ -258,8 +270,6 @@ impl Config {
         for (net, log) in NETS.into_iter().zip(logs) {
             let times = log.times();
             let members = log.diverged_at.len();
-            let seed_of = |member: usize| if net == Net::Random { member as u64 } else { 0 };
-            body.divergences.extend(super::divergences(net.name(), log, seed_of));
             // Per feature, per member: the mean margin of its points over time.
             let curves: Vec<Vec<Vec<f64>>> = (0..self.counts.len())
                 .map(|k| {
@@ -320,7 +330,7 @@ impl Config {
                     labels: None,
                 });
                 if net == Net::Linear {
-                    let skip = super::leading_zero_times(&times);
+                    let skip = crate::stats::leading_zero_times(&times);
                     for k in 0..self.counts.len() {
                         let (mean, lo, hi) = mean_min_max(&curves[k]);
                         // An ordered quantity: a light-to-dark ramp of one hue,

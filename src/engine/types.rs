@@ -1,0 +1,152 @@
+//! The types an engine reads and writes: an ensemble's weights and data,
+//! what to log, and the log. Shared by the engines and by every figure kind,
+//! which prepares a `TrainInput` and assembles its figure from `TrainLog`s.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::values::Loss;
+
+/// Weights of E networks of the same shape, layer by layer.
+/// Layer l is stored flat, shape (E, out_l, in_l), row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleWeights {
+    pub members: usize,
+    /// (out, in) of each layer; the last layer has out = 1.
+    pub shapes: Vec<(usize, usize)>,
+    pub layers: Vec<Vec<f32>>,
+}
+
+impl EnsembleWeights {
+    /// Member `e`'s weights of layer `l`, row-major (out, in).
+    pub fn member_layer(&self, e: usize, l: usize) -> &[f32] {
+        let (o, i) = self.shapes[l];
+        &self.layers[l][e * o * i..(e + 1) * o * i]
+    }
+}
+
+/// Member `member`'s output f(x) for one input, in plain Rust (for test sets,
+/// after training).
+pub fn forward(weights: &EnsembleWeights, member: usize, x: &[f32]) -> f64 {
+    let mut h: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let depth = weights.shapes.len();
+    for l in 0..depth {
+        let (out, inp) = weights.shapes[l];
+        let w = weights.member_layer(member, l);
+        h = (0..out)
+            .map(|o| {
+                let pre: f64 = (0..inp).map(|i| w[o * inp + i] as f64 * h[i]).sum();
+                if l + 1 < depth {
+                    pre.max(0.0)
+                } else {
+                    pre
+                }
+            })
+            .collect();
+    }
+    h[0]
+}
+
+/// The training set of every member: E copies (or variants) of N points in R^d.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnsembleData {
+    pub members: usize,
+    pub points: usize,
+    pub dim: usize,
+    /// (E, N, d), row-major.
+    pub x: Vec<f32>,
+    /// (E, N), labels in {-1, +1}.
+    pub y: Vec<f32>,
+}
+
+/// What to record at each logged step besides the margins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordWeights {
+    Never,
+    /// Only at the last logged step.
+    Last,
+    /// At every logged step.
+    Every,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub loss: Loss,
+    pub learning_rate: f64,
+    /// Steps at which margins are logged, ascending; the last is the final step.
+    pub log_steps: Vec<u64>,
+    pub record_weights: RecordWeights,
+    /// Points that are evaluated at each logged step but not trained on
+    /// (a test set), with the same ensemble layout as the training data.
+    pub probe: Option<EnsembleData>,
+}
+
+/// Everything one training needs: what an experiment hands to the engine.
+#[derive(Debug, Clone)]
+pub struct TrainInput {
+    pub init: EnsembleWeights,
+    pub data: EnsembleData,
+    pub cfg: TrainConfig,
+}
+
+impl TrainConfig {
+    /// `steps` steps at `learning_rate`, margins logged at `log_points`
+    /// log-spaced steps, no weights recorded, no probe points.
+    pub fn logged(loss: Loss, learning_rate: f64, steps: u64, log_points: u64) -> TrainConfig {
+        TrainConfig {
+            loss,
+            learning_rate,
+            log_steps: log_schedule(steps, log_points),
+            record_weights: RecordWeights::Never,
+            probe: None,
+        }
+    }
+}
+
+/// What training produced: margins at each logged step, and weights where asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    pub learning_rate: f64,
+    pub log_steps: Vec<u64>,
+    /// Per logged step: margins m = y f(x), flat (E, N).
+    pub margins: Vec<Vec<f32>>,
+    /// Per logged step: margins on the probe points, flat (E, P); empty
+    /// without probe points.
+    pub probe_margins: Vec<Vec<f32>>,
+    /// Per logged step: each member's weight norm (all layers, Frobenius).
+    pub weight_norms: Vec<Vec<f32>>,
+    /// Per logged step where recorded: the weights then.
+    pub weights: Vec<(u64, EnsembleWeights)>,
+    /// Per member: the first logged step at which a margin was NaN or infinite.
+    pub diverged_at: Vec<Option<u64>>,
+}
+
+impl TrainLog {
+    /// Gradient-flow time t = learning rate x step of each logged step.
+    pub fn times(&self) -> Vec<f64> {
+        self.log_steps.iter().map(|&s| s as f64 * self.learning_rate).collect()
+    }
+}
+
+/// `points` log-spaced steps in [1, steps], rounded and deduplicated, after step 0.
+pub fn log_schedule(steps: u64, points: u64) -> Vec<u64> {
+    let mut out = vec![0];
+    let points = points.max(2);
+    for i in 0..points {
+        let frac = i as f64 / (points - 1) as f64;
+        let s = ((steps as f64).ln() * frac).exp().round() as u64;
+        let s = s.clamp(1, steps);
+        if *out.last().unwrap() != s {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The state of a training between two logged steps.
+pub(super) trait Advance {
+    fn advance(&mut self, steps: u64) -> Result<()>;
+    /// Margins on a data set of the ensemble's layout, flat (E, N).
+    fn margins(&self, data: &EnsembleData) -> Result<Vec<f32>>;
+    fn weights(&self) -> Result<EnsembleWeights>;
+}

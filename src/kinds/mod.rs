@@ -1,0 +1,146 @@
+//! The figure kinds: one file per kind, each a config type that implements
+//! [`Kind`], and the registry below that names them. ARCHITECTURE.md ("How to
+//! add a figure kind") walks through adding one.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{TrainInput, TrainLog};
+use crate::figure::FigureBody;
+use crate::values::Outputs;
+
+/// What a figure kind provides (besides its module's `FILES`, see `files`): the trainings it needs, how to prepare one
+/// for the engine, and how to build its figure (measurement and theory) from
+/// their logs. Implemented by the kind's config, the `[figure.experiment.<kind>]`
+/// table of paper.toml.
+pub trait Kind: Sync {
+    /// Every seed the figure uses (for citation).
+    fn seeds(&self) -> Vec<u64>;
+
+    /// Problems that involve several values at once (each value alone was
+    /// checked while parsing), in words; empty when the config is sound.
+    fn problems(&self) -> Vec<String>;
+
+    /// The series and scalars the figure will have, known from the config
+    /// alone, so that claims and captions naming others fail before any run.
+    fn outputs(&self) -> Outputs;
+
+    /// The trainings, each a cacheable unit; `Job::id` is its position here.
+    fn jobs(&self) -> Vec<Job>;
+
+    /// What the engine needs to run one job: init, data and schedule.
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput>;
+
+    /// The figure from its jobs' logs, given in the order of `jobs()`.
+    /// Divergences are the pipeline's to record, from `Job::member_seeds`.
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody>;
+}
+
+/// Which job of its figure a job is: its position in the kind's `jobs()`.
+/// Kinds find a job's model or run by this, never by its display name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub usize);
+
+/// One training of an ensemble: the unit of caching and of parallelism.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: JobId,
+    /// Shown in progress and reports, unique within the figure, e.g.
+    /// "grid" or "depth 2, aligned". A label, not an input.
+    pub name: String,
+    /// Everything the job's result depends on besides seeds and code.
+    pub config: serde_json::Value,
+    /// The seeds the job draws from (in its cache key).
+    pub seeds: Vec<u64>,
+    /// Per network trained side by side: the seed it was drawn with (for the
+    /// figure's record of diverged trainings); its length is the job's size.
+    pub member_seeds: Vec<u64>,
+}
+
+impl Job {
+    /// `jobs()` in order, with each job's id set to its position.
+    pub fn numbered(jobs: impl IntoIterator<Item = Job>) -> Vec<Job> {
+        jobs.into_iter().enumerate().map(|(i, job)| Job { id: JobId(i), ..job }).collect()
+    }
+
+    /// Networks trained side by side.
+    pub fn members(&self) -> usize {
+        self.member_seeds.len()
+    }
+}
+
+/// Declares the kinds: one line `module: ConfigType` per kind, where
+/// `src/kinds/<module>.rs` defines `ConfigType: Kind` and `<module>` is the
+/// table name in `[figure.experiment.<module>]`.
+macro_rules! registry {
+    ($($kind:ident: $config:ident,)*) => {
+        $(pub mod $kind;)*
+
+        /// The experiment of a figure: `[figure.experiment.<kind>]` in paper.toml.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Deserialize, Serialize)]
+        pub enum ExperimentSpec {
+            $($kind($kind::$config),)*
+        }
+
+        impl ExperimentSpec {
+            /// The kind's name, as in `[figure.experiment.<name>]`.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(ExperimentSpec::$kind(_) => stringify!($kind),)*
+                }
+            }
+
+            /// The source files of this kind's jobs: see `files`.
+            pub fn files(&self) -> &'static [&'static str] {
+                match self {
+                    $(ExperimentSpec::$kind(_) => $kind::FILES,)*
+                }
+            }
+
+            /// The kind's config, behind the trait every kind implements.
+            pub fn kind(&self) -> &dyn Kind {
+                match self {
+                    $(ExperimentSpec::$kind(config) => config,)*
+                }
+            }
+        }
+
+        /// The registered kinds' names, in registry order.
+        pub const NAMES: &[&str] = &[$(stringify!($kind)),*];
+
+        /// The source files of a kind's jobs, by the kind's name: its module's
+        /// `FILES`, which lists its own file (`file!()`) first, then those of
+        /// the kinds it trains through. A job's cache key covers these and
+        /// every shared file (see `provenance`); tests/fingerprint.rs fails if
+        /// a kind's file uses another kind's module without listing it.
+        pub fn files(kind: &str) -> &'static [&'static str] {
+            match kind {
+                $(stringify!($kind) => $kind::FILES,)*
+                _ => panic!("no figure kind is named {kind:?}"),
+            }
+        }
+    };
+}
+
+registry! {
+    phase_diagram: PhaseDiagram,
+    sigmoid: Sigmoid,
+    chain: Chain,
+    modes: Modes,
+    losses: Losses,
+    frequency: Frequency,
+    starvation: Starvation,
+    digits: Digits,
+}
+
+/// A job's config: the experiment's config as JSON with some fields replaced.
+pub fn job_config<T: Serialize>(config: &T, replace: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut value = serde_json::to_value(config).expect("configs serialize");
+    if let serde_json::Value::Object(map) = &mut value {
+        for (k, v) in replace {
+            map.insert((*k).to_string(), v.clone());
+        }
+    }
+    value
+}

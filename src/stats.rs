@@ -1,0 +1,56 @@
+//! Small statistics over logged curves, shared by the figure kinds: the
+//! mean and band over seeds, crossing times, log-log slopes.
+
+/// Mean, min and max over seeds of per-seed curves of equal length, over the
+/// finite values only: a diverged seed (recorded in the figure's
+/// `divergences`) drops out of the mean and band from where it diverged.
+/// NaN where no seed is finite.
+pub fn mean_min_max(curves: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let len = curves.first().map_or(0, Vec::len);
+    let mut mean = vec![f64::NAN; len];
+    let mut lo = vec![f64::NAN; len];
+    let mut hi = vec![f64::NAN; len];
+    for i in 0..len {
+        let finite: Vec<f64> = curves.iter().map(|c| c[i]).filter(|v| v.is_finite()).collect();
+        if !finite.is_empty() {
+            mean[i] = finite.iter().sum::<f64>() / finite.len() as f64;
+            lo[i] = finite.iter().copied().fold(f64::INFINITY, f64::min);
+            hi[i] = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        }
+    }
+    (mean, lo, hi)
+}
+
+/// How many logged times lead the schedule at t = 0, which has no place on a
+/// log-time axis: series drawn against log t start after them.
+pub fn leading_zero_times(times: &[f64]) -> usize {
+    times.iter().take_while(|&&t| t <= 0.0).count()
+}
+
+/// The largest of the values, or NaN if any is NaN (f64::max would skip it,
+/// and a gap that cannot be measured must fail its claim).
+pub fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(0.0, |a: f64, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
+}
+
+/// The first time a logged series reaches `target`, linearly interpolated
+/// between the two logged points around the crossing; None if it never does.
+pub fn crossing_time(times: &[f64], values: &[f64], target: f64) -> Option<f64> {
+    let first = values.iter().position(|&v| v >= target)?;
+    if first == 0 {
+        return Some(times[0]);
+    }
+    let (t0, t1, v0, v1) = (times[first - 1], times[first], values[first - 1], values[first]);
+    Some(t0 + (t1 - t0) * (target - v0) / (v1 - v0))
+}
+
+/// Least-squares slope of ln y against ln x.
+pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    let n = lx.len() as f64;
+    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
+    let cov: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = lx.iter().map(|a| (a - mx) * (a - mx)).sum();
+    cov / var
+}
