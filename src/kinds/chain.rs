@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
-use crate::stats::{crossing_time, loglog_slope};
-use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
-use crate::values::{Count, Depth, Loss, Outputs, Positive};
-use crate::theory;
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::stats::{crossing_time, loglog_slope};
+use crate::theory;
+use crate::values::{Count, Depth, Loss, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -97,7 +97,6 @@ fn width_scalar(depth: u64) -> String {
 const GAP_SCALAR: &str = "largest gap of t* to the ODE (%)";
 
 impl Chain {
-
     fn norm_values(&self) -> Vec<f64> {
         let (lo, hi, n) = (self.norms.min.get(), self.norms.max.get(), self.norms.count.usize());
         if n == 1 {
@@ -124,9 +123,6 @@ impl Chain {
         self.norms.count.get() == 1
     }
 
-
-
-
     /// Each job's start and depth, in the order of `jobs()`.
     fn job_parts(&self, job: &Job) -> Result<(&Init, u64)> {
         self.inits
@@ -136,13 +132,11 @@ impl Chain {
             .ok_or_else(|| anyhow::anyhow!("chain has no job {:?}", job.id))
     }
 
-
     /// The chain as the network starts it, in f32 like the network.
     fn mode(&self, start: Start, s: f64, depth: u64) -> theory::Mode {
         let w = start.weight(s, depth) as f32 as f64;
         theory::Mode { norm: s as f32 as f64, weights: vec![w; depth as usize] }
     }
-
 }
 
 impl Kind for Chain {

@@ -15,12 +15,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{job_config, Job, JobId, Kind};
-use crate::stats::{mean_min_max};
-use crate::rng::random_layers;
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
+use crate::rng::random_layers;
+use crate::stats::mean_min_max;
 use crate::values::{Count, Fraction, Outputs, Positive};
-use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -75,10 +75,6 @@ struct Images {
 }
 
 impl Digits {
-
-
-
-
     fn load(&self) -> Result<Images> {
         let bytes = std::fs::read(&self.data)
             .with_context(|| format!("reading the digits data set {}", self.data.display()))?;
@@ -129,8 +125,6 @@ impl Digits {
         let train = order.split_off(test);
         (train, order)
     }
-
-
 }
 
 impl Kind for Digits {
@@ -172,16 +166,13 @@ impl Kind for Digits {
     fn jobs(&self) -> Vec<Job> {
         let seeds = self.seeds();
         Job::numbered(self.shortcut_fractions.iter().map(|q| Job {
-                id: JobId(0),
-                name: q_name(q.get()),
-                // The path is where the file is, the hash what it is.
-                config: job_config(
-                    self,
-                    &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))],
-                ),
-                seeds: seeds.clone(),
-                member_seeds: seeds.clone(),
-            }))
+            id: JobId(0),
+            name: q_name(q.get()),
+            // The path is where the file is, the hash what it is.
+            config: job_config(self, &[("data", json!(null)), ("shortcut_fractions", json!(null)), ("q", json!(q))]),
+            seeds: seeds.clone(),
+            member_seeds: seeds.clone(),
+        }))
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
-use crate::stats::{crossing_time, loglog_slope, max_or_nan, mean_min_max};
-use crate::rng::random_layers;
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::values::{Count, Loss, Outputs, Positive};
-use crate::theory::Mode;
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::rng::random_layers;
+use crate::stats::{crossing_time, loglog_slope, max_or_nan, mean_min_max};
+use crate::theory::Mode;
+use crate::values::{Count, Loss, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -87,7 +87,6 @@ fn time_scalar(net: Net, k: usize) -> String {
 }
 
 impl Frequency {
-
     /// Each point's feature and label: feature by feature, the first half
     /// (rounded up) of its points labelled +1, the rest -1.
     fn points_list(&self) -> Vec<(usize, f64)> {
@@ -97,10 +96,6 @@ impl Frequency {
             .flat_map(|(k, c)| (0..c.usize()).map(move |j| (k, if j < c.usize().div_ceil(2) { 1.0 } else { -1.0 })))
             .collect()
     }
-
-
-
-
 
     /// The theory margin of each point over time: one mode per feature for
     /// the linear model, one per (feature, label) for the aligned net.
@@ -129,7 +124,6 @@ impl Frequency {
             })
             .collect()
     }
-
 }
 
 impl Kind for Frequency {
@@ -164,24 +158,24 @@ impl Kind for Frequency {
 
     fn jobs(&self) -> Vec<Job> {
         Job::numbered(NETS.iter().map(|&net| {
-                let seeds = if net == Net::Random { self.seeds() } else { vec![] };
-                let mut config = job_config(
-                    self,
-                    &[("theory_dt", json!(null)), ("target_margin", json!(null)), ("net", json!(net.name()))],
-                );
-                if net != Net::Random {
-                    // Only the random net reads these.
-                    for key in ["random_scale", "random_width", "seed_count"] {
-                        config[key] = json!(null);
-                    }
+            let seeds = if net == Net::Random { self.seeds() } else { vec![] };
+            let mut config = job_config(
+                self,
+                &[("theory_dt", json!(null)), ("target_margin", json!(null)), ("net", json!(net.name()))],
+            );
+            if net != Net::Random {
+                // Only the random net reads these.
+                for key in ["random_scale", "random_width", "seed_count"] {
+                    config[key] = json!(null);
                 }
-                if net != Net::Aligned {
-                    config["balanced_scale"] = json!(null);
-                }
-                // The aligned and balanced nets are not random: one member, "seed 0".
-                let member_seeds = if seeds.is_empty() { vec![0] } else { seeds.clone() };
-                Job { id: JobId(0), name: net.name().into(), config, member_seeds, seeds }
-            }))
+            }
+            if net != Net::Aligned {
+                config["balanced_scale"] = json!(null);
+            }
+            // The aligned and balanced nets are not random: one member, "seed 0".
+            let member_seeds = if seeds.is_empty() { vec![0] } else { seeds.clone() };
+            Job { id: JobId(0), name: net.name().into(), config, member_seeds, seeds }
+        }))
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {

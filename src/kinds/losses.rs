@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::sigmoid::{self, Init, Model};
 use super::{Job, JobId, Kind};
-use crate::stats::{crossing_time, mean_min_max};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
-use crate::theory::Mode;
 use crate::engine::{TrainInput, TrainLog};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::stats::{crossing_time, mean_min_max};
+use crate::theory::Mode;
+use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
 pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
@@ -139,11 +139,6 @@ impl Losses {
         main.chain(sweep).collect()
     }
 
-
-
-
-
-
     /// Each seed's modes: one scalar chain per point, as the net starts it.
     fn modes(&self, model: &Model, log: &TrainLog) -> Vec<Vec<Mode>> {
         let base = self.base(Loss::CrossEntropy, model);
@@ -165,7 +160,6 @@ impl Losses {
             })
             .collect()
     }
-
 
     /// Each seed's modes at every logged time, from the theory.
     fn mode_states(&self, model: &Model, log: &TrainLog, times: &[f64], loss: Loss) -> Vec<Vec<Vec<Mode>>> {
@@ -281,8 +275,11 @@ impl Kind for Losses {
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let (_, base) =
-            self.all_runs().into_iter().nth(job.id.0).ok_or_else(|| anyhow::anyhow!("losses has no job {:?}", job.id))?;
+        let (_, base) = self
+            .all_runs()
+            .into_iter()
+            .nth(job.id.0)
+            .ok_or_else(|| anyhow::anyhow!("losses has no job {:?}", job.id))?;
         // A sigmoid experiment of one model, whose one job this is.
         base.prepare_job(&Job { id: JobId(0), ..job.clone() })
     }

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::sigmoid::{self, Init, Model};
 use super::{Job, Kind};
-use crate::stats::{mean_min_max};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::values::{Count, Depth, Loss, NonNegative, Outputs, Positive};
 use crate::engine::{TrainInput, TrainLog};
+use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::stats::mean_min_max;
+use crate::values::{Count, Depth, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
 pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
@@ -77,11 +77,6 @@ impl Modes {
         }
     }
 
-
-
-
-
-
     /// The points drawn: evenly spread in rank of norm, smallest to largest.
     fn shown(&self, norms: &[f64]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..norms.len()).collect();
@@ -89,7 +84,6 @@ impl Modes {
         let k = self.shown_points.usize();
         (0..k).map(|i| order[if k == 1 { 0 } else { i * (norms.len() - 1) / (k - 1) }]).collect()
     }
-
 }
 
 impl Kind for Modes {

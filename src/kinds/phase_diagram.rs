@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
+use crate::engine::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
 use crate::theory;
-use crate::engine::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -88,9 +88,6 @@ enum Outcome {
 }
 
 impl PhaseDiagram {
-
-
-
     fn grid_points(&self) -> Vec<(f64, f64)> {
         let g = &self.grid;
         let lin =
@@ -107,15 +104,12 @@ impl PhaseDiagram {
         pts
     }
 
-
     fn starting_points(&self, job: JobId) -> Vec<(f64, f64)> {
         match job {
             GRID => self.grid_points(),
             _ => self.starts.iter().map(|s| (s.z, s.y)).collect(),
         }
     }
-
-
 
     /// The analytic picture: regions, streamlines with arrows.
     fn add_theory(&self, body: &mut FigureBody) {

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
-use crate::stats::{mean_min_max};
+use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::values::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::stats::mean_min_max;
 use crate::theory;
-use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
+use crate::values::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -96,10 +96,6 @@ impl Model {
 }
 
 impl Sigmoid {
-
-
-
-
     /// The training set: norms and labels from the data seed.
     pub(crate) fn data(&self) -> (Vec<f64>, Vec<f64>) {
         let mut r = rng::stream("sigmoid/data", self.data_seed);
@@ -112,7 +108,6 @@ impl Sigmoid {
     fn model(&self, job: &Job) -> Result<&Model> {
         self.models.get(job.id.0).ok_or_else(|| anyhow::anyhow!("sigmoid has no job {:?}", job.id))
     }
-
 
     fn shapes(&self, model: &Model) -> Vec<(usize, usize)> {
         let n = self.points.usize();
@@ -178,7 +173,6 @@ impl Sigmoid {
             }
         }
     }
-
 }
 
 impl Kind for Sigmoid {
@@ -207,21 +201,21 @@ impl Kind for Sigmoid {
     fn jobs(&self) -> Vec<Job> {
         let seeds = self.seeds();
         Job::numbered(self.models.iter().map(|m| Job {
-                id: JobId(0),
-                name: m.name.clone(),
-                // The job depends on the shared values and its own model only;
-                // its name is a label, not an input.
-                config: job_config(
-                    self,
-                    &[
-                        ("model", json!(null)),
-                        ("theory_dt", json!(null)),
-                        ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init })),
-                    ],
-                ),
-                seeds: seeds.clone(),
-                member_seeds: seeds.clone(),
-            }))
+            id: JobId(0),
+            name: m.name.clone(),
+            // The job depends on the shared values and its own model only;
+            // its name is a label, not an input.
+            config: job_config(
+                self,
+                &[
+                    ("model", json!(null)),
+                    ("theory_dt", json!(null)),
+                    ("this_model", json!({ "depth": m.depth, "width": m.width, "init": m.init })),
+                ],
+            ),
+            seeds: seeds.clone(),
+            member_seeds: seeds.clone(),
+        }))
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {

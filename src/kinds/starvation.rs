@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
-use crate::stats::{mean_min_max};
-use crate::rng::random_layers;
+use crate::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
 use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
-use crate::values::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
+use crate::rng::random_layers;
+use crate::stats::mean_min_max;
 use crate::theory;
-use crate::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
+use crate::values::{Count, Fraction, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
@@ -132,7 +132,6 @@ fn loss_name(loss: Loss) -> &'static str {
 }
 
 impl Starvation {
-
     fn model_seeds(&self, model: Model) -> Vec<u64> {
         if model == Model::Linear {
             Vec::new()
@@ -144,9 +143,6 @@ impl Starvation {
     fn rare_count(&self, p: f64) -> usize {
         (p * self.per_class.get() as f64).round() as usize
     }
-
-
-
 
     /// One class of the training set for frequency p: (feature sets, label).
     fn training_points(&self, p: f64, control: bool) -> Vec<(Vec<usize>, f64)> {
@@ -164,7 +160,6 @@ impl Starvation {
         }
         out
     }
-
 
     /// B's and A's strengths from one member's margins (see the module doc).
     fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
@@ -199,7 +194,6 @@ impl Starvation {
             })
             .collect()
     }
-
 }
 
 impl Kind for Starvation {
@@ -257,38 +251,38 @@ impl Kind for Starvation {
 
     fn jobs(&self) -> Vec<Job> {
         Job::numbered(runs().into_iter().map(|run| {
-                let seeds = self.model_seeds(run.model);
-                let mut config = job_config(
-                    self,
-                    &[
-                        ("theory_dt", json!(null)),
-                        ("test_points", json!(null)),
-                        ("test_noise", json!(null)),
-                        ("test_seed", json!(null)),
-                        ("model", json!(if run.model == Model::Linear { "linear" } else { "two-layer" })),
-                        ("loss", json!(run.loss)),
-                        ("control", json!(run.control)),
-                    ],
-                );
-                if run.model == Model::Linear {
-                    for key in ["hidden_width", "random_scale", "seed_count"] {
-                        config[key] = json!(null);
-                    }
-                }
-                let unused: [&str; 2] = if run.loss == Loss::Hinge {
-                    ["learning_rate", "steps"]
-                } else {
-                    ["hinge_learning_rate", "hinge_steps"]
-                };
-                for key in unused {
+            let seeds = self.model_seeds(run.model);
+            let mut config = job_config(
+                self,
+                &[
+                    ("theory_dt", json!(null)),
+                    ("test_points", json!(null)),
+                    ("test_noise", json!(null)),
+                    ("test_seed", json!(null)),
+                    ("model", json!(if run.model == Model::Linear { "linear" } else { "two-layer" })),
+                    ("loss", json!(run.loss)),
+                    ("control", json!(run.control)),
+                ],
+            );
+            if run.model == Model::Linear {
+                for key in ["hidden_width", "random_scale", "seed_count"] {
                     config[key] = json!(null);
                 }
-                // Members run frequency by frequency, every seed side by side;
-                // the linear model starts at zero: one member, "seed 0".
-                let per_frequency = if seeds.is_empty() { vec![0] } else { seeds.clone() };
-                let member_seeds = self.frequencies.iter().flat_map(|_| per_frequency.iter().copied()).collect();
-                Job { id: JobId(0), name: run.name(), config, member_seeds, seeds }
-            }))
+            }
+            let unused: [&str; 2] = if run.loss == Loss::Hinge {
+                ["learning_rate", "steps"]
+            } else {
+                ["hinge_learning_rate", "hinge_steps"]
+            };
+            for key in unused {
+                config[key] = json!(null);
+            }
+            // Members run frequency by frequency, every seed side by side;
+            // the linear model starts at zero: one member, "seed 0".
+            let per_frequency = if seeds.is_empty() { vec![0] } else { seeds.clone() };
+            let member_seeds = self.frequencies.iter().flat_map(|_| per_frequency.iter().copied()).collect();
+            Job { id: JobId(0), name: run.name(), config, member_seeds, seeds }
+        }))
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
