@@ -95,6 +95,101 @@ pub struct Band {
     pub hi: Vec<f64>,
 }
 
+/// Builders for the shapes series take, so that a kind spells out only what differs from them.
+impl Series {
+    /// A line in the legend, without band or labels: the shape most series take.
+    pub fn line(
+        name: impl Into<String>,
+        panel: usize,
+        source: Source,
+        color: &str,
+        x: Vec<f64>,
+        y: Vec<f64>,
+    ) -> Series {
+        Series {
+            name: name.into(),
+            panel,
+            source,
+            style: Style::Line,
+            color: color.into(),
+            legend: true,
+            x,
+            y,
+            band: None,
+            labels: None,
+        }
+    }
+
+    /// A theory line in black: in the measurement's own colour a matching theory curve would vanish under it.
+    pub fn theory(name: impl Into<String>, panel: usize, x: Vec<f64>, y: Vec<f64>) -> Series {
+        Series::line(name, panel, Source::Theory, palette::BLACK, x, y)
+    }
+
+    /// Measured markers (every point series of the paper is a measurement).
+    pub fn points(name: impl Into<String>, panel: usize, color: &str, x: Vec<f64>, y: Vec<f64>) -> Series {
+        Series::line(name, panel, Source::Measured, color, x, y).styled(Style::Points)
+    }
+
+    /// The mean of per-seed curves (each along `x`) in a min-max band: how a measurement over seeds is drawn.
+    pub fn mean_over_seeds(
+        name: impl Into<String>,
+        panel: usize,
+        color: &str,
+        x: Vec<f64>,
+        per_seed: &[Vec<f64>],
+    ) -> Series {
+        let (mean, lo, hi) = crate::stats::mean_min_max(per_seed);
+        let band = Band { what: format!("min-max over {} seeds", per_seed.len()), lo, hi };
+        Series::line(name, panel, Source::Measured, color, x, mean).with_band(band)
+    }
+
+    /// Drawn as `style` (an area, arrows) instead of a line.
+    pub fn styled(mut self, style: Style) -> Series {
+        self.style = style;
+        self
+    }
+
+    /// Shown in the legend or not: one entry can stand for several series drawn alike.
+    pub fn in_legend(mut self, legend: bool) -> Series {
+        self.legend = legend;
+        self
+    }
+
+    /// With a band around the line.
+    pub fn with_band(mut self, band: Band) -> Series {
+        self.band = Some(band);
+        self
+    }
+
+    /// The band dropped unless `keep`: one seed spans no band, and some panels show the mean alone.
+    pub fn keep_band_if(mut self, keep: bool) -> Series {
+        if !keep {
+            self.band = None;
+        }
+        self
+    }
+
+    /// With a text next to each point (Points style).
+    pub fn with_labels(mut self, labels: Vec<String>) -> Series {
+        self.labels = Some(labels);
+        self
+    }
+
+    /// Without its first `n` points: the steps at t = 0, which a log-time axis cannot show.
+    pub fn skipping(mut self, n: usize) -> Series {
+        self.x.drain(..n);
+        self.y.drain(..n);
+        if let Some(b) = &mut self.band {
+            b.lo.drain(..n);
+            b.hi.drain(..n);
+        }
+        if let Some(labels) = &mut self.labels {
+            labels.drain(..n);
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
     pub job: String,

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::stats::{crossing_time, loglog_slope};
 use crate::theory;
 use crate::values::{Count, Depth, Loss, Outputs, Positive};
@@ -331,30 +331,14 @@ impl Kind for Chain {
                 );
                 let (tx, ty): (Vec<f64>, Vec<f64>) =
                     norms.iter().zip(&theory).filter_map(|(&s, t)| t.map(|t| (s, t))).unzip();
-                body.series.push(Series {
-                    name: measured_name(&init.name, depth),
-                    panel: init_index,
-                    source: Source::Measured,
-                    style: Style::Points,
-                    color: color.into(),
-                    legend: init_index == 0,
-                    x: xs,
-                    y: ys,
-                    band: None,
-                    labels: None,
-                });
-                body.series.push(Series {
-                    name: theory_name(&init.name, depth),
-                    panel: init_index,
-                    source: Source::Theory,
-                    style: Style::Line,
-                    color: color.into(),
-                    legend: init_index == 0,
-                    x: tx,
-                    y: ty,
-                    band: None,
-                    labels: None,
-                });
+                let legend = init_index == 0;
+                body.series.push(
+                    Series::points(measured_name(&init.name, depth), init_index, color, xs, ys).in_legend(legend),
+                );
+                body.series.push(
+                    Series::line(theory_name(&init.name, depth), init_index, Source::Theory, color, tx, ty)
+                        .in_legend(legend),
+                );
             }
             if init_index == 0 {
                 // The trajectory of one norm: the measured margin and the ODE's.
@@ -371,31 +355,16 @@ impl Kind for Chain {
                     format!("{} at s = {s}", theory_name(&init.name, depth))
                 };
                 let skip = crate::stats::leading_zero_times(&times);
-                body.series.push(Series {
-                    name,
-                    panel: traj_panel,
-                    source: Source::Measured,
-                    style: Style::Line,
-                    color: color.into(),
-                    // In the depth view these are the only per-depth series.
-                    legend: depth_view,
-                    x: times[skip..].to_vec(),
-                    y: margins_of(traj)[skip..].to_vec(),
-                    band: None,
-                    labels: None,
-                });
-                body.series.push(Series {
-                    name: theory_series,
-                    panel: traj_panel,
-                    source: Source::Theory,
-                    style: Style::Line,
-                    color: palette::BLACK.into(),
-                    legend: depth_view && depth == self.depths[0].get(),
-                    x: times[skip..].to_vec(),
-                    y: theory_margins[skip..].to_vec(),
-                    band: None,
-                    labels: None,
-                });
+                let (x, traj_margins) = (times[skip..].to_vec(), margins_of(traj)[skip..].to_vec());
+                // In the depth view these are the only per-depth series.
+                body.series.push(
+                    Series::line(name, traj_panel, Source::Measured, color, x.clone(), traj_margins)
+                        .in_legend(depth_view),
+                );
+                body.series.push(
+                    Series::theory(theory_series, traj_panel, x, theory_margins[skip..].to_vec())
+                        .in_legend(depth_view && depth == self.depths[0].get()),
+                );
                 if depth_view {
                     let m = margins_of(traj);
                     let rise = |series: &[f64]| -> f64 {
@@ -441,18 +410,9 @@ impl Kind for Chain {
                 (traj_panel + 2, "rise width measured", Source::Measured, column(|p| p.3)),
                 (traj_panel + 2, "rise width ODE", Source::Theory, column(|p| p.4)),
             ] {
-                let measured = source == Source::Measured;
-                body.series.push(Series {
-                    name: name.into(),
-                    panel,
-                    source,
-                    style: if measured { Style::Points } else { Style::Line },
-                    color: if measured { palette::ORANGE.into() } else { palette::BLACK.into() },
-                    legend: true,
-                    x: xs,
-                    y,
-                    band: None,
-                    labels: None,
+                body.series.push(match source {
+                    Source::Measured => Series::points(name, panel, palette::ORANGE, xs, y),
+                    Source::Theory => Series::theory(name, panel, xs, y),
                 });
             }
         }

@@ -16,10 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series};
 use crate::rng;
 use crate::rng::random_layers;
-use crate::stats::mean_min_max;
 use crate::values::{Count, Fraction, Outputs, Positive};
 
 /// This kind's source files (see `kinds::files`).
@@ -274,9 +273,8 @@ impl Kind for Digits {
             ],
             ..Default::default()
         };
-        let mut finals = Vec::new();
-        let mut final_lo = Vec::new();
-        let mut final_hi = Vec::new();
+        // Per seed, the final accuracy at each q: the right panel, averaged like the curves.
+        let mut finals_per_seed = vec![Vec::new(); seeds.len()];
         for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
             let q = q.get();
             let times = log.times();
@@ -293,42 +291,17 @@ impl Kind for Digits {
                         .collect()
                 })
                 .collect();
-            let (mean, lo, hi) = mean_min_max(&curves);
-            let last = mean.len() - 1;
-            body.scalars.insert(final_scalar(q), mean[last]);
-            finals.push(mean[last]);
-            final_lo.push(lo[last]);
-            final_hi.push(hi[last]);
-            body.series.push(Series {
-                name: q_name(q),
-                panel: 0,
-                source: Source::Measured,
-                style: Style::Line,
-                color: colors[j % colors.len()].into(),
-                legend: true,
-                x: times[skip..].to_vec(),
-                y: mean[skip..].to_vec(),
-                band: Some(Band {
-                    what: format!("min-max over {} seeds", seeds.len()),
-                    lo: lo[skip..].to_vec(),
-                    hi: hi[skip..].to_vec(),
-                }),
-                labels: None,
-            });
+            for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
+                finals.push(curve[curve.len() - 1]);
+            }
+            let line = Series::mean_over_seeds(q_name(q), 0, colors[j % colors.len()], times, &curves);
+            body.scalars.insert(final_scalar(q), line.y[line.y.len() - 1]);
+            body.series.push(line.skipping(skip));
         }
-        body.scalars.insert(DROP_SCALAR.into(), finals[0] - finals[finals.len() - 1]);
-        body.series.push(Series {
-            name: "clean test accuracy at the end".into(),
-            panel: 1,
-            source: Source::Measured,
-            style: Style::Line,
-            color: palette::BLUE.into(),
-            legend: true,
-            x: self.shortcut_fractions.iter().map(|q| q.get()).collect(),
-            y: finals,
-            band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo: final_lo, hi: final_hi }),
-            labels: None,
-        });
+        let qs = self.shortcut_fractions.iter().map(|q| q.get()).collect();
+        let finals = Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, qs, &finals_per_seed);
+        body.scalars.insert(DROP_SCALAR.into(), finals.y[0] - finals.y[finals.y.len() - 1]);
+        body.series.push(finals);
         Ok(body)
     }
 }

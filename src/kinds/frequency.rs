@@ -14,9 +14,9 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::rng::random_layers;
-use crate::stats::{crossing_time, loglog_slope, max_or_nan, mean_min_max};
+use crate::stats::{crossing_time, loglog_slope, max_or_nan};
 use crate::theory::Mode;
 use crate::values::{Count, Loss, Outputs, Positive};
 
@@ -287,18 +287,7 @@ impl Kind for Frequency {
             // A feature never learned has no point to draw (its scalar is NaN).
             let (px, py): (Vec<f64>, Vec<f64>) =
                 freqs.iter().zip(&learn_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
-            body.series.push(Series {
-                name: net.name().into(),
-                panel: 0,
-                source: Source::Measured,
-                style: Style::Points,
-                color: net.color().into(),
-                legend: true,
-                x: px,
-                y: py,
-                band: None,
-                labels: None,
-            });
+            body.series.push(Series::points(net.name(), 0, net.color(), px, py));
             if net.has_theory() {
                 let theory = self.theory_margins(net, &times);
                 let theory_times: Vec<f64> = (0..self.counts.len())
@@ -311,54 +300,26 @@ impl Kind for Frequency {
                 body.scalars.insert(gap_scalar(net), gap);
                 let (tx, ty): (Vec<f64>, Vec<f64>) =
                     freqs.iter().zip(&theory_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
-                body.series.push(Series {
-                    name: format!("{} (theory)", net.name()),
-                    panel: 0,
-                    source: Source::Theory,
-                    style: Style::Line,
-                    color: net.color().into(),
-                    legend: true,
-                    x: tx,
-                    y: ty,
-                    band: None,
-                    labels: None,
-                });
+                let name = format!("{} (theory)", net.name());
+                body.series.push(Series::line(name, 0, Source::Theory, net.color(), tx, ty));
                 if net == Net::Linear {
                     let skip = crate::stats::leading_zero_times(&times);
                     for k in 0..self.counts.len() {
-                        let (mean, lo, hi) = mean_min_max(&curves[k]);
                         // An ordered quantity: a light-to-dark ramp of one hue,
                         // apart from the nets' colours in the left panel.
                         let ramp = ["#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b"];
                         let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
-                        body.series.push(Series {
-                            name: format!("feature {} (p = {:.3})", k + 1, freqs[k]),
-                            panel: 1,
-                            source: Source::Measured,
-                            style: Style::Line,
-                            color: color.into(),
-                            legend: true,
-                            x: times[skip..].to_vec(),
-                            y: mean[skip..].to_vec(),
-                            band: (members > 1).then(|| Band {
-                                what: format!("min-max over {members} seeds"),
-                                lo: lo[skip..].to_vec(),
-                                hi: hi[skip..].to_vec(),
-                            }),
-                            labels: None,
-                        });
-                        body.series.push(Series {
-                            name: format!("feature {} (theory)", k + 1),
-                            panel: 1,
-                            source: Source::Theory,
-                            style: Style::Line,
-                            color: palette::BLACK.into(),
-                            legend: k == 0,
-                            x: times[skip..].to_vec(),
-                            y: (skip..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect(),
-                            band: None,
-                            labels: None,
-                        });
+                        let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
+                        body.series.push(
+                            Series::mean_over_seeds(name, 1, color, times.clone(), &curves[k])
+                                .skipping(skip)
+                                .keep_band_if(members > 1),
+                        );
+                        let y = (skip..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect();
+                        body.series.push(
+                            Series::theory(format!("feature {} (theory)", k + 1), 1, times[skip..].to_vec(), y)
+                                .in_legend(k == 0),
+                        );
                     }
                 }
             }

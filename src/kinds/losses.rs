@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::sigmoid::{self, Init, Model};
 use super::{Job, JobId, Kind};
 use crate::engine::{TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::stats::{crossing_time, mean_min_max};
 use crate::theory::Mode;
 use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
@@ -367,36 +367,18 @@ impl Kind for Losses {
                 (0..seeds.len()).map(|k| log.weight_norms.iter().map(|w| w[k] as f64).collect()).collect();
             for (panel, measured, theory) in [(1, &measured_margin, &theory_margin), (2, &measured_norm, &theory_norm)]
             {
-                let (mean, lo, hi) = mean_min_max(measured);
+                let quantity = self.panel_quantity(panel);
+                body.series.push(
+                    Series::mean_over_seeds(format!("{name}: {quantity}"), panel, color, times.clone(), measured)
+                        .skipping(skip)
+                        .in_legend(false),
+                );
                 let (theory_mean, _, _) = mean_min_max(theory);
-                body.series.push(Series {
-                    name: format!("{name}: {}", self.panel_quantity(panel)),
-                    panel,
-                    source: Source::Measured,
-                    style: Style::Line,
-                    color: color.into(),
-                    legend: false,
-                    x: times[skip..].to_vec(),
-                    y: mean[skip..].to_vec(),
-                    band: Some(Band {
-                        what: format!("min-max over {} seeds", seeds.len()),
-                        lo: lo[skip..].to_vec(),
-                        hi: hi[skip..].to_vec(),
-                    }),
-                    labels: None,
-                });
-                body.series.push(Series {
-                    name: format!("{name}: {} (theory)", self.panel_quantity(panel)),
-                    panel,
-                    source: Source::Theory,
-                    style: Style::Line,
-                    color: palette::BLACK.into(),
-                    legend: false,
-                    x: times[skip..].to_vec(),
-                    y: theory_mean[skip..].to_vec(),
-                    band: None,
-                    labels: None,
-                });
+                body.series.push(
+                    Series::theory(format!("{name}: {quantity} (theory)"), panel, times.clone(), theory_mean)
+                        .skipping(skip)
+                        .in_legend(false),
+                );
             }
             let slot = if loss == Loss::CrossEntropy { 0 } else { 1 };
             escapes[m][slot] = self.escape_times(log, &states, &times);

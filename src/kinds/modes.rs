@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::sigmoid::{self, Init, Model};
 use super::{Job, Kind};
 use crate::engine::{TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
-use crate::stats::mean_min_max;
+use crate::figure::{palette, FigureBody, Panel, Series};
 use crate::values::{Count, Depth, Loss, NonNegative, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
@@ -181,32 +180,18 @@ impl Kind for Modes {
                 let per_seed: Vec<Vec<f64>> = (0..seeds.len())
                     .map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect())
                     .collect();
-                let (mean, lo, hi) = mean_min_max(&per_seed);
-                let band = (panel == 1).then(|| Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi });
-                body.series.push(Series {
-                    name: format!("s = {:.2}, {name}", norms[i]),
-                    panel,
-                    source: Source::Measured,
-                    style: Style::Line,
-                    color: color.into(),
-                    legend: panel == 0 || rank == 0,
-                    x: times[skip..].to_vec(),
-                    y: mean,
-                    band,
-                    labels: None,
-                });
-                body.series.push(Series {
-                    name: format!("mode ODE, s = {:.2}{}", norms[i], if panel == 0 { "" } else { " (for reference)" }),
-                    panel,
-                    source: Source::Theory,
-                    style: Style::Line,
-                    color: palette::BLACK.into(),
-                    legend: panel == 0 && rank == 0,
-                    x: times[skip..].to_vec(),
-                    y: theory[i][skip..].to_vec(),
-                    band: None,
-                    labels: None,
-                });
+                let measured_name = format!("s = {:.2}, {name}", norms[i]);
+                body.series.push(
+                    Series::mean_over_seeds(measured_name, panel, color, times[skip..].to_vec(), &per_seed)
+                        .in_legend(panel == 0 || rank == 0)
+                        .keep_band_if(panel == 1),
+                );
+                let ode_name =
+                    format!("mode ODE, s = {:.2}{}", norms[i], if panel == 0 { "" } else { " (for reference)" });
+                body.series.push(
+                    Series::theory(ode_name, panel, times[skip..].to_vec(), theory[i][skip..].to_vec())
+                        .in_legend(panel == 0 && rank == 0),
+                );
             }
         }
         Ok(body)

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::theory;
 use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
@@ -119,7 +119,9 @@ impl PhaseDiagram {
         let corner = (-y_max).max(z_min);
         let (sx, sy): (Vec<f64>, Vec<f64>) =
             [(0.0, 0.0), (z_max, 0.0), (z_max, y_max), (corner, y_max), (corner, -corner)].into_iter().unzip();
-        body.series.push(series("success region (theory)", Source::Theory, Style::Area, palette::GREEN, true, sx, sy));
+        body.series.push(
+            Series::line("success region (theory)", 0, Source::Theory, palette::GREEN, sx, sy).styled(Style::Area),
+        );
         // Failure also covers the strip y < 0 in view, where the unit starts dead.
         let y_lo = g.y_min.min(0.0);
         let mut failure = vec![(z_min, y_lo)];
@@ -128,15 +130,9 @@ impl PhaseDiagram {
         }
         failure.extend([(0.0, 0.0), (corner, -corner), (corner, y_max), (z_min, y_max)]);
         let (fx, fy): (Vec<f64>, Vec<f64>) = failure.into_iter().unzip();
-        body.series.push(series(
-            "failure region (theory)",
-            Source::Theory,
-            Style::Area,
-            palette::VERMILLION,
-            true,
-            fx,
-            fy,
-        ));
+        body.series.push(
+            Series::line("failure region (theory)", 0, Source::Theory, palette::VERMILLION, fx, fy).styled(Style::Area),
+        );
 
         let mut arrows = (Vec::new(), Vec::new());
         let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
@@ -151,17 +147,13 @@ impl PhaseDiagram {
             let name =
                 if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
             let (x, y) = path.into_iter().unzip();
-            body.series.push(series(&name, Source::Theory, Style::Line, palette::GREY, k == 0, x, y));
+            body.series.push(Series::line(name, 0, Source::Theory, palette::GREY, x, y).in_legend(k == 0));
         }
-        body.series.push(series(
-            "flow direction (theory)",
-            Source::Theory,
-            Style::Arrows,
-            palette::GREY,
-            false,
-            arrows.0,
-            arrows.1,
-        ));
+        body.series.push(
+            Series::line("flow direction (theory)", 0, Source::Theory, palette::GREY, arrows.0, arrows.1)
+                .styled(Style::Arrows)
+                .in_legend(false),
+        );
     }
 }
 
@@ -337,7 +329,8 @@ impl Kind for PhaseDiagram {
             ("grid: seeds disagree", palette::BLACK),
         ];
         for ((name, color), (x, y)) in group_style.iter().zip(groups) {
-            body.series.push(series(name, Source::Measured, Style::Points, color, !x.is_empty(), x, y));
+            let legend = !x.is_empty();
+            body.series.push(Series::points(*name, 0, color, x, y).in_legend(legend));
         }
         // No point checked is no evidence: 0, so the claim fails.
         for ((checked, agree), (agreement, count)) in
@@ -366,54 +359,21 @@ impl Kind for PhaseDiagram {
                     // otherwise run the line along the edge).
                     let inside = |&(z, y): &(f64, f64)| z >= z_range.0 && z <= z_range.1 && y >= 0.0 && y <= y_max;
                     let (x, y): (Vec<f64>, Vec<f64>) = path.into_iter().take_while(inside).unzip();
-                    body.series.push(series(
-                        &format!("{} (trained)", start.name),
-                        Source::Measured,
-                        Style::Line,
-                        color,
-                        true,
-                        x,
-                        y,
-                    ));
+                    let name = format!("{} (trained)", start.name);
+                    body.series.push(Series::line(name, 0, Source::Measured, color, x, y));
                 }
             }
             let (x, y): (Vec<f64>, Vec<f64>) =
                 theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
-            body.series.push(series(
-                &format!("{} (theory)", start.name),
-                Source::Theory,
-                Style::Line,
-                color,
-                false,
-                x,
-                y,
-            ));
+            body.series.push(
+                Series::line(format!("{} (theory)", start.name), 0, Source::Theory, color, x, y).in_legend(false),
+            );
         }
         body.scalars.insert("largest hyperbola drift".into(), drift);
-        let mut marks =
-            series("marked starts", Source::Measured, Style::Points, palette::BLACK, false, Vec::new(), Vec::new());
-        for s in &self.starts {
-            marks.x.push(s.z);
-            marks.y.push(s.y);
-        }
-        marks.labels = Some(self.starts.iter().map(|s| s.name.clone()).collect());
-        body.series.push(marks);
+        let (x, y) = self.starts.iter().map(|s| (s.z, s.y)).unzip();
+        let labels = self.starts.iter().map(|s| s.name.clone()).collect();
+        body.series.push(Series::points("marked starts", 0, palette::BLACK, x, y).in_legend(false).with_labels(labels));
         Ok(body)
-    }
-}
-
-fn series(name: &str, source: Source, style: Style, color: &str, legend: bool, x: Vec<f64>, y: Vec<f64>) -> Series {
-    Series {
-        name: name.into(),
-        panel: 0,
-        source,
-        style,
-        color: color.into(),
-        legend,
-        x,
-        y,
-        band: None::<Band>,
-        labels: None,
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series};
 use crate::rng;
 use crate::stats::mean_min_max;
 use crate::theory;
@@ -271,19 +271,7 @@ impl Kind for Sigmoid {
             let measured: Vec<Vec<f64>> = (0..seeds.len())
                 .map(|k| log.margins.iter().map(|m| error_fraction(&m[k * n..(k + 1) * n])).collect())
                 .collect();
-            let (mean, lo, hi) = mean_min_max(&measured);
-            body.series.push(Series {
-                name: model.name.clone(),
-                panel,
-                source: Source::Measured,
-                style: Style::Line,
-                color: color.into(),
-                legend: true,
-                x: times.clone(),
-                y: mean,
-                band: Some(Band { what: format!("min-max over {} seeds", seeds.len()), lo, hi }),
-                labels: None,
-            });
+            body.series.push(Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured));
             if !model.has_theory() {
                 continue;
             }
@@ -322,20 +310,7 @@ impl Kind for Sigmoid {
                 .fold(0.0, f64::max);
             body.scalars.insert(model.gap_scalar(), gap);
             let (mean, _, _) = mean_min_max(&theory_curves);
-            body.series.push(Series {
-                name: model.theory_series(),
-                panel,
-                source: Source::Theory,
-                style: Style::Line,
-                // Black, and drawn over the measurement: in the measurement's
-                // own colour a matching theory curve would vanish under it.
-                color: palette::BLACK.into(),
-                legend: true,
-                x: times,
-                y: mean,
-                band: None,
-                labels: None,
-            });
+            body.series.push(Series::theory(model.theory_series(), panel, times, mean));
         }
         // The shape of every measured curve, for the caption (the claims
         // compute the same from the series, so that their controls can

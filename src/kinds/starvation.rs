@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, Band, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::rng;
 use crate::rng::random_layers;
 use crate::stats::mean_min_max;
@@ -397,7 +397,7 @@ impl Kind for Starvation {
                     })
                     .collect();
                 let curves: Vec<Vec<f64>> = strengths.iter().map(|c| c.iter().map(|(b, a)| b / a).collect()).collect();
-                let (mean, lo, hi) = mean_min_max(&curves);
+                let (mean, _, _) = mean_min_max(&curves);
                 body.scalars.insert(ratio_scalar(run, p), *mean.last().unwrap_or(&f64::NAN));
                 // B's own final strength, for the comparison with the control.
                 run_finals.push(
@@ -413,22 +413,13 @@ impl Kind for Starvation {
                     _ => None,
                 };
                 let Some(panel) = panel else { continue };
-                body.series.push(Series {
-                    name: format!("{short}, p = {p}"),
-                    panel,
-                    source: Source::Measured,
-                    style: Style::Line,
-                    color: colors[j % colors.len()].into(),
-                    legend: panel == 0,
-                    x: times[skip..].to_vec(),
-                    y: mean[skip..].to_vec(),
-                    band: (per_p > 1).then(|| Band {
-                        what: format!("min-max over {per_p} seeds"),
-                        lo: lo[skip..].to_vec(),
-                        hi: hi[skip..].to_vec(),
-                    }),
-                    labels: None,
-                });
+                let color = colors[j % colors.len()];
+                body.series.push(
+                    Series::mean_over_seeds(format!("{short}, p = {p}"), panel, color, times.clone(), &curves)
+                        .skipping(skip)
+                        .in_legend(panel == 0)
+                        .keep_band_if(per_p > 1),
+                );
                 if run.model == Model::Linear {
                     let theory = theory::starvation_weights(p, run.loss, false, &times, self.theory_dt.get());
                     // The measured w_B against the ODE's, relative to w_A.
@@ -438,18 +429,11 @@ impl Kind for Starvation {
                             *gap = gap.max(100.0 * (measured_b - b).abs() / a);
                         }
                     }
-                    body.series.push(Series {
-                        name: format!("{short} ODE, p = {p}"),
-                        panel,
-                        source: Source::Theory,
-                        style: Style::Line,
-                        color: palette::BLACK.into(),
-                        legend: panel == 0 && j == 0,
-                        x: times[skip..].to_vec(),
-                        y: theory[skip..].iter().map(|(a, b)| b / a).collect(),
-                        band: None,
-                        labels: None,
-                    });
+                    let ratio = theory[skip..].iter().map(|(a, b)| b / a).collect();
+                    body.series.push(
+                        Series::theory(format!("{short} ODE, p = {p}"), panel, times[skip..].to_vec(), ratio)
+                            .in_legend(panel == 0 && j == 0),
+                    );
                 }
             }
             finals.push(run_finals);
@@ -460,18 +444,8 @@ impl Kind for Starvation {
                     (Model::TwoLayer, false) => palette::VERMILLION,
                     (Model::TwoLayer, true) => palette::ORANGE,
                 };
-                body.series.push(Series {
-                    name: format!("{short}, {}", if run.control { "control (B alone)" } else { "starved (A + B)" }),
-                    panel: 3,
-                    source: Source::Measured,
-                    style: Style::Line,
-                    color: color.into(),
-                    legend: true,
-                    x: ps.clone(),
-                    y: accuracies,
-                    band: None,
-                    labels: None,
-                });
+                let name = format!("{short}, {}", if run.control { "control (B alone)" } else { "starved (A + B)" });
+                body.series.push(Series::line(name, 3, Source::Measured, color, ps.clone(), accuracies));
             }
         }
         body.scalars.insert(gap_scalar(Loss::CrossEntropy), gaps[0]);
