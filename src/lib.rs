@@ -7,15 +7,18 @@
 
 pub mod cache;
 pub mod caption;
+pub mod check;
 pub mod claims;
-pub mod compare;
 pub mod engine;
 pub mod figure;
+pub mod files;
+pub mod gallery;
 pub mod kinds;
 pub mod pipeline;
 pub mod provenance;
 pub mod render;
 pub mod rng;
+pub mod shapes;
 pub mod spec;
 pub mod stats;
 pub mod theory;

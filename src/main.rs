@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use learning_dynamics::figure::ClaimClass;
 use learning_dynamics::pipeline::{self, Event, Options};
-use learning_dynamics::{cache, engine, provenance, spec};
+use learning_dynamics::{cache, check, engine, gallery, provenance, spec};
 
 #[derive(Parser)]
 #[command(
@@ -273,14 +273,14 @@ fn figures(
         return Ok(ExitCode::from(INTERRUPTED));
     }
     if check {
-        let problems = pipeline::check(&opts.out_dir, &run);
+        let problems = check::against_committed(&opts.out_dir, &run);
         for (id, diffs) in &problems {
             eprintln!("figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
             for d in diffs {
                 eprintln!("  - {d}");
             }
         }
-        let orphans = pipeline::orphans(paper, &opts.out_dir);
+        let orphans = check::orphans(paper, &opts.out_dir);
         for path in &orphans {
             eprintln!("{} belongs to no figure of {} (removed or renamed?)", path.display(), spec_path.display());
         }
@@ -294,10 +294,10 @@ fn figures(
         }
     } else {
         pipeline::write(&opts.out_dir, &run)?;
-        for path in pipeline::remove_orphans(paper, &opts.out_dir)? {
+        for path in check::remove_orphans(paper, &opts.out_dir)? {
             println!("removed {}: no figure of {} produces it", path.display(), spec_path.display());
         }
-        pipeline::write_gallery(&opts.out_dir, paper)?;
+        gallery::write(&opts.out_dir, paper)?;
         println!(
             "wrote {} figure(s) to {}/ in {:.1}s",
             run.figures.len(),

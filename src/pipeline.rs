@@ -1,7 +1,6 @@
 //! The flow: spec -> plan (jobs with keys) -> cache or train -> assemble ->
 //! claims -> render -> figures/<id>.{json,svg}, or a comparison with them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,12 +12,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cache::{self, Cache, Lookup};
+use crate::cache::{Cache, Lookup};
 use crate::engine::{self, TrainLog};
-use crate::figure::{ClaimClass, ClaimResult, Divergence, FigureData, Provenance};
-use crate::kinds::Job;
+use crate::figure::{ClaimResult, Divergence, FigureBody, FigureData, Provenance};
+use crate::kinds::{Job, Kind};
 use crate::spec::{FigureSpec, Paper};
-use crate::{claims, compare, provenance, render};
+use crate::{claims, files, provenance, render};
 
 /// Bump when the meaning of a cached result changes without its code changing.
 const CACHE_FORMAT: u32 = 1;
@@ -187,6 +186,28 @@ pub fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
         .collect()
 }
 
+/// A figure's data from its jobs' logs (in the order of `kind.jobs()`): the
+/// kind assembles it, the pipeline adds the diverged trainings, checks that
+/// every plotted number is finite and every series name unique, and rounds.
+pub fn figure_body(kind: &dyn Kind, jobs: &[&Job], logs: &[TrainLog]) -> Result<FigureBody> {
+    let mut body = kind.assemble(logs)?;
+    body.divergences = jobs.iter().zip(logs).flat_map(|(job, log)| divergences(job, log)).collect();
+    if let Some(name) = body.duplicate_series() {
+        bail!("two series are named {name:?} (a bug in its kind)");
+    }
+    if !body.divergences.is_empty() {
+        // Diverged trainings are recorded (and shown); their non-finite
+        // points are dropped from the plotted series rather than drawn,
+        // and infinite scalars become undefined.
+        body.drop_non_finite_points();
+    }
+    if let Some(what) = body.non_finite() {
+        bail!("{what} holds a NaN or infinite value (a bug in its kind)");
+    }
+    body.round(6);
+    Ok(body)
+}
+
 /// Computes (or reads from the cache) every selected figure's data and SVG,
 /// reporting its progress to `report`.
 pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Result<Run> {
@@ -279,21 +300,9 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
     for (f, fig) in figures.iter().enumerate() {
         let idx: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].figure == f).collect();
         let fig_logs: Vec<TrainLog> = idx.iter().map(|&i| logs[i].take().expect("every job ran")).collect();
-        let mut body = fig.experiment.kind().assemble(&fig_logs).with_context(|| format!("figure {:?}", fig.id()))?;
-        body.divergences = idx.iter().zip(&fig_logs).flat_map(|(&i, log)| divergences(&planned[i].job, log)).collect();
-        if let Some(name) = body.duplicate_series() {
-            bail!("figure {:?}: two series are named {name:?} (a bug in its experiment)", fig.id());
-        }
-        if !body.divergences.is_empty() {
-            // Diverged trainings are recorded (and shown); their non-finite
-            // points are dropped from the plotted series rather than drawn,
-            // and infinite scalars become undefined.
-            body.drop_non_finite_points();
-        }
-        if let Some(what) = body.non_finite() {
-            bail!("figure {:?}: {what} holds a NaN or infinite value (a bug in its experiment)", fig.id());
-        }
-        body.round(6);
+        let fig_jobs: Vec<&Job> = idx.iter().map(|&i| &planned[i].job).collect();
+        let body = figure_body(fig.experiment.kind(), &fig_jobs, &fig_logs)
+            .with_context(|| format!("figure {:?}", fig.id()))?;
         let claims = claims::evaluate(&fig.claims, &body);
         let jobs: Vec<&PlannedJob> = idx.iter().map(|&i| &planned[i]).collect();
         let data = FigureData {
@@ -337,7 +346,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
 /// Creates the output directory if needed and checks that it can be written
 /// to, so that a run fails before training rather than after it.
 pub fn prepare_out_dir(out_dir: &Path) -> Result<()> {
-    cache::prepare_dir(out_dir, "output directory")
+    files::prepare_dir(out_dir, "output directory")
 }
 
 /// Writes figures/<id>.json and .svg (each atomically).
@@ -358,9 +367,9 @@ pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
             });
         if !unchanged {
             let json = serde_json::to_string_pretty(data)? + "\n";
-            cache::write_atomically(&path, json.as_bytes())?;
+            files::write_atomically(&path, json.as_bytes())?;
         }
-        cache::write_atomically(&out_dir.join(format!("{}.svg", data.id)), svg.as_bytes())?;
+        files::write_atomically(&out_dir.join(format!("{}.svg", data.id)), svg.as_bytes())?;
     }
     Ok(())
 }
@@ -407,128 +416,4 @@ pub fn statuses<'a>(paper: &'a Paper, out_dir: &Path) -> Vec<(&'a FigureSpec, Op
             (fig, data, status)
         })
         .collect()
-}
-
-/// Writes figures/README.md: every figure of paper.toml (in its order) whose
-/// JSON is in `out_dir`, marked current or stale, with its image, caption,
-/// claims and consistency checks (each with its negative control).
-pub fn write_gallery(out_dir: &Path, paper: &Paper) -> Result<()> {
-    let mut md = String::from(
-        "# Figures\n\nGenerated by `cargo xtask figures` from `paper.toml`; do not edit by hand. \
-         Each figure's data, claims and provenance are in its JSON file beside the SVG; \
-         `cargo xtask cite ID` prints how to cite and regenerate one. \
-         Every claim is also run on a declared counterfactual of the data (its negative control), \
-         which must give the opposite outcome; consistency checks hold by construction of the setup \
-         and test the code, not the paper.\n",
-    );
-    for (fig, data, status) in statuses(paper, out_dir) {
-        let Some(data) = data else { continue };
-        let status = match status {
-            Status::Current => "current: made by the code and `paper.toml` of this tree".to_string(),
-            _ => format!(
-                "**stale**: made by other code or config; `cargo xtask figures --only {}` regenerates it",
-                fig.id()
-            ),
-        };
-        md.push_str(&format!(
-            "\n## {}\n\n_{status}_\n\n![{}]({}.svg)\n\n{}\n",
-            data.title,
-            data.id,
-            data.id,
-            data.caption.replace(" \\\n", " ")
-        ));
-        for (class, heading) in
-            [(ClaimClass::Evidence, "claim"), (ClaimClass::Consistency, "consistency check (exact by construction)")]
-        {
-            let claims: Vec<&ClaimResult> = data.claims.iter().filter(|c| c.class == class).collect();
-            if claims.is_empty() {
-                continue;
-            }
-            md.push_str(&format!(
-                "\n| {heading} | result | measured | expected | negative control |\n|---|---|---|---|---|\n"
-            ));
-            for c in claims {
-                let result = match (c.passed, c.expected_to_pass) {
-                    (true, true) => "pass",
-                    (false, true) => "**FAIL**",
-                    (false, false) => "fails (known)",
-                    (true, false) => "**holds, but marked not holding**",
-                };
-                let measured = c.measured.map_or("-".to_string(), |m| format!("{}", crate::figure::round_sig(m, 4)));
-                let reason = c.reason.as_ref().map_or(String::new(), |r| format!(" (why: {r})"));
-                let verdict = match (c.control.passed, c.control_failed()) {
-                    (_, true) => "**did not flip**",
-                    (true, false) => "passes",
-                    (false, false) => "fails",
-                };
-                md.push_str(&format!(
-                    "| {}{reason} | {result} | {measured} | {} | {}: {verdict} |\n",
-                    c.name, c.expected, c.control.counterfactual
-                ));
-            }
-        }
-        md.push_str(&format!(
-            "\nData: [`{0}.json`]({0}.json), key `{1}`.\n",
-            data.id,
-            &data.provenance.key.get(..16).unwrap_or(&data.provenance.key)
-        ));
-    }
-    cache::write_atomically(&out_dir.join("README.md"), md.as_bytes())
-}
-
-/// Figure files in `out_dir` that no figure of the spec produces (a figure
-/// removed or renamed in paper.toml): `<id>.json` files that parse as figure
-/// data, and the `<id>.svg` beside them. Other files are not ours to judge.
-pub fn orphans(paper: &Paper, out_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(out_dir) else { return Vec::new() };
-    let mut out = Vec::new();
-    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-        if path.extension().is_none_or(|e| e != "json") || paper.figures.iter().any(|f| f.id() == stem) {
-            continue;
-        }
-        // Figure data of any schema version: an id and a provenance.
-        let is_figure = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("id").is_some() && v.get("provenance").is_some());
-        if is_figure {
-            let svg = path.with_extension("svg");
-            if svg.exists() {
-                out.push(svg);
-            }
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Removes [`orphans`], returning what it removed.
-pub fn remove_orphans(paper: &Paper, out_dir: &Path) -> Result<Vec<PathBuf>> {
-    let found = orphans(paper, out_dir);
-    for path in &found {
-        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
-    }
-    Ok(found)
-}
-
-/// Compares each regenerated figure with the committed JSON. Returns the
-/// differences, per figure; empty when everything matches.
-pub fn check(out_dir: &Path, run: &Run) -> BTreeMap<String, Vec<String>> {
-    let mut problems = BTreeMap::new();
-    for (data, _) in &run.figures {
-        let path = out_dir.join(format!("{}.json", data.id));
-        let diffs = match std::fs::read_to_string(&path) {
-            Err(e) => vec![format!("cannot read {}: {e} (run `cargo xtask figures` and commit it)", path.display())],
-            Ok(text) => match serde_json::from_str::<FigureData>(&text) {
-                Err(e) => vec![format!("{} does not parse as figure data: {e}", path.display())],
-                Ok(committed) => compare::figures(&committed, data),
-            },
-        };
-        if !diffs.is_empty() {
-            problems.insert(data.id.clone(), diffs);
-        }
-    }
-    problems
 }

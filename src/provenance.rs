@@ -24,8 +24,12 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/render.rs",
     // Evaluates the claims on the assembled figure data.
     "src/claims.rs",
-    // The --check diff of figure data against the committed JSON.
-    "src/compare.rs",
+    // Curve-shape fits, run by the claims and by `assemble`, never while a job is prepared or trained.
+    "src/shapes.rs",
+    // The --check diff of figure data against the committed JSON, and stray figure files.
+    "src/check.rs",
+    // Writes figures/README.md from the written figures.
+    "src/gallery.rs",
     // Fills a caption's placeholders from the config and the assembled scalars.
     "src/caption.rs",
     // The figure data schema and its rounding; used by `assemble`, never by training.

@@ -9,8 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use learning_dynamics::claims::{self, exponential_like, logistic_over_exponential};
+use learning_dynamics::claims;
 use learning_dynamics::figure::{ClaimResult, FigureBody, FigureData, Series, Source, Style};
+use learning_dynamics::shapes::{exponential_like, logistic_over_exponential, transition_width};
 use learning_dynamics::spec::{self, ClaimSpec};
 
 // ---------------------------------------------------------------------------
@@ -331,7 +332,7 @@ fn the_logistic_fit_beats_the_exponential_only_where_there_is_a_plateau() {
 #[test]
 fn transition_width_measures_the_drop_in_decades() {
     let t = times();
-    let width = |y: Vec<f64>| claims::transition_width(&series("curve", &t, &y));
+    let width = |y: Vec<f64>| transition_width(&series("curve", &t, &y));
     // (curve, expected width, tolerance): the 10%-90% drop of a step
     // 1 / (1 + t^slope) spans 2 log10(9) / slope decades, that of any
     // exponential decay log10(ln 10 / ln(10 / 9)) = 1.34, whatever its time scale.

@@ -1,8 +1,10 @@
-//! The batched engine's hand-derived gradients against Candle's autograd on
-//! the plain model, and its determinism.
+//! The engines against each other and against Candle's autograd: the batched
+//! engine's hand-derived gradients, the fused engine against the batched one,
+//! the fused kernels' AVX2 path against their portable path bit for bit, and
+//! training repeated in another process.
 
 use candle_core::{Device, Tensor, Var};
-use learning_dynamics::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig};
+use learning_dynamics::engine::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainLog};
 use learning_dynamics::rng;
 use learning_dynamics::values::Loss;
 
@@ -53,8 +55,8 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
     vars.iter().map(|v| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
 }
 
-/// Gradients implied by one step of the engine with rate 1: w0 - w1.
-fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
+/// Gradients implied by one step of `engine` with rate 1: w0 - w1.
+fn gradients(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
     let cfg = TrainConfig {
         loss,
         learning_rate: 1.0,
@@ -62,24 +64,28 @@ fn engine(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f3
         record_weights: RecordWeights::Every,
         probe: None,
     };
-    let log = engine::train(init, data, &cfg).unwrap();
+    let log = engine::train_with(engine, init, data, &cfg).unwrap();
     let after = &log.weights[1].1;
     init.layers.iter().zip(&after.layers).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect()).collect()
 }
 
+/// Both engines, each named, whatever `engine::train` would pick at this size
+/// (at the sizes here it picks the fused one).
 #[test]
-fn hand_derived_gradients_match_candle_autograd() {
+fn hand_derived_gradients_match_candle_autograd_in_both_engines() {
     engine::pin_candle_threads();
-    for depth in 1..=4 {
-        for loss in [Loss::CrossEntropy, Loss::Hinge] {
-            let (init, data) = problem(depth, 3, 5, 4, 6);
-            let (want, got) = (autograd(&init, &data, loss), engine(&init, &data, loss));
-            for (l, (w, g)) in want.iter().zip(&got).enumerate() {
-                for (a, b) in w.iter().zip(g) {
-                    assert!(
-                        (a - b).abs() <= 2e-5 * a.abs().max(1.0),
-                        "depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}"
-                    );
+    for engine in [Engine::Batched, Engine::Fused] {
+        for depth in 1..=4 {
+            for loss in [Loss::CrossEntropy, Loss::Hinge] {
+                let (init, data) = problem(depth, 3, 5, 4, 6);
+                let (want, got) = (autograd(&init, &data, loss), gradients(engine, &init, &data, loss));
+                for (l, (w, g)) in want.iter().zip(&got).enumerate() {
+                    for (a, b) in w.iter().zip(g) {
+                        assert!(
+                            (a - b).abs() <= 2e-5 * a.abs().max(1.0),
+                            "{engine:?}, depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}"
+                        );
+                    }
                 }
             }
         }
@@ -93,8 +99,10 @@ fn zero_preactivations_get_no_gradient() {
     // (and ours) use relu'(0) = 0.
     let init = EnsembleWeights { members: 1, shapes: vec![(1, 2), (1, 1)], layers: vec![vec![0.0, 0.0], vec![-0.5]] };
     let data = EnsembleData { members: 1, points: 1, dim: 2, x: vec![1.0, 0.0], y: vec![1.0] };
-    let grads = engine(&init, &data, Loss::CrossEntropy);
-    assert_eq!(grads[0], vec![0.0, 0.0]);
+    for engine in [Engine::Batched, Engine::Fused] {
+        let grads = gradients(engine, &init, &data, Loss::CrossEntropy);
+        assert_eq!(grads[0], vec![0.0, 0.0], "{engine:?}");
+    }
 }
 
 #[test]
@@ -116,8 +124,8 @@ fn margins_are_logged_at_the_schedule() {
     assert_eq!(log.times(), vec![0.0, 0.2, 0.7000000000000001]);
 }
 
-#[test]
-fn training_is_bit_for_bit_repeatable() {
+/// One training for the repeatability tests, in the engine `engine::train` picks.
+fn repeatable_training() -> TrainLog {
     let (init, data) = problem(3, 4, 6, 5, 7);
     let cfg = TrainConfig {
         loss: Loss::CrossEntropy,
@@ -126,9 +134,69 @@ fn training_is_bit_for_bit_repeatable() {
         record_weights: RecordWeights::Last,
         probe: None,
     };
-    let a = engine::train(&init, &data, &cfg).unwrap();
-    let b = engine::train(&init, &data, &cfg).unwrap();
-    assert_eq!(a, b);
+    engine::train(&init, &data, &cfg).unwrap()
+}
+
+/// Set in the child process of `training_is_bit_for_bit_repeatable_across_processes`.
+const CHILD: &str = "LEARNING_DYNAMICS_REPEATABILITY_CHILD";
+
+/// In the child process only: prints the training's log as JSON.
+#[test]
+fn repeatable_training_child() {
+    if std::env::var_os(CHILD).is_some() {
+        println!("LOG {}", serde_json::to_string(&repeatable_training()).unwrap());
+    }
+}
+
+/// The same training in this process and in a fresh one (this test binary
+/// run again, with its own allocations, threads and CPU-feature detection)
+/// gives the same bits.
+#[test]
+fn training_is_bit_for_bit_repeatable_across_processes() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "repeatable_training_child", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line =
+        stdout.lines().find_map(|l| l.split_once("LOG ").map(|(_, log)| log)).expect("the child printed its log");
+    let theirs: TrainLog = serde_json::from_str(line).unwrap();
+    assert_eq!(repeatable_training(), theirs);
+}
+
+/// The fused kernels' AVX2 path and their portable path give the same bits,
+/// on both the 8-lane kernel (tiny nets) and the one-member kernel. Only
+/// meaningful on a CPU with AVX2 (every CI machine we have seen); elsewhere
+/// both runs take the portable path, and the test says so.
+#[test]
+fn fused_avx2_and_portable_paths_give_the_same_bits() {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        eprintln!("this CPU has no AVX2: both runs take the portable path");
+    }
+    for depth in 1..=4 {
+        for loss in [Loss::CrossEntropy, Loss::Hinge] {
+            for (members, n, d, width) in [(11, 1, 2, 1), (9, 2, 3, 2), (3, 5, 4, 6), (2, 9, 17, 11)] {
+                let (init, data) = problem(depth, members, n, d, width);
+                let cfg = TrainConfig {
+                    loss,
+                    learning_rate: 0.05,
+                    log_steps: vec![0, 1, 7, 40],
+                    record_weights: RecordWeights::Every,
+                    probe: None,
+                };
+                let native = engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap();
+                let portable =
+                    engine::fused::portable_only(|| engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap());
+                assert!(
+                    native == portable,
+                    "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: the paths differ"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -165,8 +233,8 @@ fn fused_engine_matches_the_batched_program() {
                     record_weights: RecordWeights::Every,
                     probe: Some(probe),
                 };
-                let fused = engine::train_with(engine::Engine::Fused, &init, &data, &cfg).unwrap();
-                let batched = engine::train_with(engine::Engine::Batched, &init, &data, &cfg).unwrap();
+                let fused = engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap();
+                let batched = engine::train_with(Engine::Batched, &init, &data, &cfg).unwrap();
                 let what = format!("depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}");
                 let near = |a: &[f32], b: &[f32], what: &str| {
                     for (x, y) in a.iter().zip(b) {

@@ -4,7 +4,7 @@
 mod common;
 
 use learning_dynamics::pipeline::{self, Run};
-use learning_dynamics::{compare, figure::FigureData};
+use learning_dynamics::{check, figure::FigureData};
 
 /// The figures' data as JSON, where an undefined (NaN) scalar is null and so
 /// equal to itself.
@@ -115,24 +115,24 @@ fn check_reports_changed_data_and_claims() {
     let run = common::run(&common::small_paper(), dir.path(), 2);
     let out = dir.path().join("figures");
     pipeline::write(&out, &run).unwrap();
-    assert!(pipeline::check(&out, &run).is_empty());
+    assert!(check::against_committed(&out, &run).is_empty());
 
     // Provenance that changes with every commit is not compared.
     let mut moved = run.figures[0].0.clone();
     moved.provenance.commit = "0000".into();
     moved.provenance.dirty = !moved.provenance.dirty;
-    assert!(compare::figures(&run.figures[0].0, &moved).is_empty());
+    assert!(check::figures(&run.figures[0].0, &moved).is_empty());
 
     let mut drifted = run.figures[1].0.clone();
     drifted.series[0].y[3] += 0.01;
     drifted.claims[0].passed = !drifted.claims[0].passed;
-    let diffs = compare::figures(&run.figures[1].0, &drifted);
+    let diffs = check::figures(&run.figures[1].0, &drifted);
     assert!(diffs.iter().any(|d| d.contains("y[3]")), "{diffs:?}");
     assert!(diffs.iter().any(|d| d.contains(&drifted.claims[0].name) && d.contains("now")), "{diffs:?}");
 
     // A committed file that is missing is reported, not skipped.
     std::fs::remove_file(out.join("sigmoid-error.json")).unwrap();
-    let problems = pipeline::check(&out, &run);
+    let problems = check::against_committed(&out, &run);
     assert!(problems["sigmoid-error"][0].contains("cannot read"), "{problems:?}");
 }
 
@@ -171,32 +171,38 @@ fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
 fn every_kind_records_divergence_instead_of_failing() {
     // A rate far too large makes every training blow up: each figure must
     // still be assembled, record the diverged trainings, and draw no NaN.
-    let text =
+    // The two small specs hold every kind (tests/kinds.rs checks it).
+    let diverging = |text: String| -> String {
+        text.lines()
+            .map(|l| match l.split(' ').next() {
+                Some(key @ ("learning_rate" | "hinge_learning_rate")) if l.starts_with(&format!("{key} =")) => {
+                    format!("{key} = 1e30")
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let kinds_text =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml"))
             .unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("learning_rate =") || l.starts_with("hinge_learning_rate =") {
-                "learning_rate = 1e30".replace("learning_rate", l.split(' ').next().unwrap())
-            } else {
-                l.to_string()
+    let mut seen = std::collections::BTreeSet::new();
+    for text in [diverging(common::small_spec_text()), diverging(kinds_text)] {
+        let paper = common::parse(&text);
+        let dir = tempfile::tempdir().unwrap();
+        let run = common::run(&paper, dir.path(), 2);
+        seen.extend(paper.figures.iter().map(|f| f.experiment.name()));
+        for (fig, _) in &run.figures {
+            assert!(!fig.divergences.is_empty(), "{}: no divergence recorded", fig.id);
+            for s in &fig.series {
+                assert!(
+                    s.x.iter().chain(&s.y).all(|v| v.is_finite()),
+                    "{}: series {:?} holds a non-finite value",
+                    fig.id,
+                    s.name
+                );
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let paper = common::parse(&text);
-    let dir = tempfile::tempdir().unwrap();
-    let run = common::run(&paper, dir.path(), 2);
-    for (fig, _) in &run.figures {
-        assert!(!fig.divergences.is_empty(), "{}: no divergence recorded", fig.id);
-        for s in &fig.series {
-            assert!(
-                s.x.iter().chain(&s.y).all(|v| v.is_finite()),
-                "{}: series {:?} holds a non-finite value",
-                fig.id,
-                s.name
-            );
         }
     }
+    assert_eq!(seen.len(), learning_dynamics::kinds::NAMES.len(), "every kind diverged: {seen:?}");
 }

@@ -39,7 +39,7 @@ fn the_small_spec_is_valid() {
 
 #[test]
 fn syntax_error() {
-    check("input_dim = 2", "input_dim = = 2", line_of("input_dim = 2"), "");
+    check("input_dim = 2", "input_dim = = 2", line_of("input_dim = 2"), "extra `=`, expected nothing");
 }
 
 #[test]

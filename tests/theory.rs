@@ -1,8 +1,8 @@
 //! The theory functions, checked against numerical integration of the ODEs
 //! they solve, and against the reference numbers in the project's notes.
 
-use learning_dynamics::claims::{fit_logistic_in_log_x, transition_width};
 use learning_dynamics::figure::{Series, Source, Style};
+use learning_dynamics::shapes::{fit_logistic_in_log_x, transition_width};
 use learning_dynamics::theory::{self, Mode};
 use learning_dynamics::values::Loss;
 

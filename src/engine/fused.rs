@@ -194,46 +194,67 @@ impl Scratch {
     }
 }
 
-/// `steps` steps of one member, with the widest vector instructions the CPU
-/// has. The arithmetic is written out lane by lane (no fused multiply-add,
-/// no reassociation), so every path gives the same bits.
-#[allow(clippy::too_many_arguments)]
-fn run_steps(
-    params: &mut [f32],
-    shapes: &[(usize, usize)],
-    x: &[f32],
-    y: &[f32],
-    loss: Loss,
-    lr: f32,
-    steps: u64,
-    s: &mut Scratch,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { run_steps_avx2(params, shapes, x, y, loss, lr, steps, s) };
-        return;
-    }
-    for _ in 0..steps {
-        step(params, shapes, x, y, loss, lr, s);
-    }
+thread_local! {
+    /// Set by `portable_only` for the calling thread (a Candle CPU op runs on it).
+    static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Runs `f` with the fused kernels on their portable path (no AVX2) on this
+/// thread, whatever the CPU has: for comparing the two paths bit for bit
+/// (tests/engine.rs) and timing them.
+pub fn portable_only<R>(f: impl FnOnce() -> R) -> R {
+    let before = PORTABLE_ONLY.with(|p| p.replace(true));
+    let out = f();
+    PORTABLE_ONLY.with(|p| p.set(before));
+    out
+}
+
+/// Whether this thread's kernels may take the AVX2 path.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_steps_avx2(
-    params: &mut [f32],
-    shapes: &[(usize, usize)],
-    x: &[f32],
-    y: &[f32],
-    loss: Loss,
-    lr: f32,
-    steps: u64,
-    s: &mut Scratch,
-) {
-    for _ in 0..steps {
-        step(params, shapes, x, y, loss, lr, s);
+fn use_avx2() -> bool {
+    !PORTABLE_ONLY.with(|p| p.get()) && std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Defines `fn $name(args) body` twice over: compiled for AVX2 (taken where
+/// the CPU has it, see `use_avx2`) and portable. One body, so the two paths
+/// cannot drift apart; its arithmetic is written out lane by lane (no fused
+/// multiply-add, no reassociation), so both give the same bits.
+macro_rules! with_avx2_path {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $body
+                if use_avx2() {
+                    // SAFETY: the CPU supports AVX2 (`use_avx2` checked it).
+                    unsafe { avx2($($arg),*) };
+                    return;
+                }
+            }
+            $body
+        }
+    };
+}
+
+with_avx2_path! {
+    /// `steps` steps of one member, with the widest vector instructions the CPU has.
+    fn run_steps(
+        params: &mut [f32],
+        shapes: &[(usize, usize)],
+        x: &[f32],
+        y: &[f32],
+        loss: Loss,
+        lr: f32,
+        steps: u64,
+        s: &mut Scratch,
+    ) {
+        for _ in 0..steps {
+            step(params, shapes, x, y, loss, lr, s);
+        }
     }
 }
 
@@ -456,45 +477,22 @@ struct LaneScratch {
     below: Vec<Lanes>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_lane_steps(
-    p: &mut [Lanes],
-    shapes: &[(usize, usize)],
-    offsets: &[usize],
-    x: &[Lanes],
-    y: &[Lanes],
-    loss: Loss,
-    lr: f32,
-    steps: u64,
-    s: &mut LaneScratch,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { run_lane_steps_avx2(p, shapes, offsets, x, y, loss, lr, steps, s) };
-        return;
-    }
-    for _ in 0..steps {
-        lane_step(p, shapes, offsets, x, y, loss, lr, s);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_lane_steps_avx2(
-    p: &mut [Lanes],
-    shapes: &[(usize, usize)],
-    offsets: &[usize],
-    x: &[Lanes],
-    y: &[Lanes],
-    loss: Loss,
-    lr: f32,
-    steps: u64,
-    s: &mut LaneScratch,
-) {
-    for _ in 0..steps {
-        lane_step(p, shapes, offsets, x, y, loss, lr, s);
+with_avx2_path! {
+    /// `steps` steps of `LANES` members, with the widest vector instructions the CPU has.
+    fn run_lane_steps(
+        p: &mut [Lanes],
+        shapes: &[(usize, usize)],
+        offsets: &[usize],
+        x: &[Lanes],
+        y: &[Lanes],
+        loss: Loss,
+        lr: f32,
+        steps: u64,
+        s: &mut LaneScratch,
+    ) {
+        for _ in 0..steps {
+            lane_step(p, shapes, offsets, x, y, loss, lr, s);
+        }
     }
 }
 

@@ -317,7 +317,7 @@ impl Kind for Sigmoid {
         // replace the curves).
         for model in &self.models {
             if let Some(s) = body.series(&model.name) {
-                let (width, ratio) = (crate::claims::transition_width(s), crate::claims::logistic_over_exponential(s));
+                let (width, ratio) = (crate::shapes::transition_width(s), crate::shapes::logistic_over_exponential(s));
                 body.scalars.insert(model.width_scalar(), width);
                 body.scalars.insert(model.shape_scalar(), ratio);
             }

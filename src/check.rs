@@ -1,8 +1,16 @@
-//! `--check`: what changed between a committed figure and a regenerated one.
+//! `figures --check`: the regenerated figures against the committed ones.
 //! Compares the data and the claims, not the provenance (commit, dirty) that
-//! changes with every commit.
+//! changes with every commit, and finds committed figure files that no
+//! figure of the spec produces any more.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 
 use crate::figure::{FigureData, Series};
+use crate::pipeline::Run;
+use crate::spec::Paper;
 
 /// Numbers match within a relative 1e-4 (absolute near zero): values are
 /// already rounded to 6 significant digits, and the last bits of a float may
@@ -146,4 +154,61 @@ fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     if more > 0 {
         out.push(format!("series {name:?}: ... and {more} more differing values"));
     }
+}
+
+/// Compares each regenerated figure with the committed JSON. Returns the
+/// differences, per figure; empty when everything matches.
+pub fn against_committed(out_dir: &Path, run: &Run) -> BTreeMap<String, Vec<String>> {
+    let mut problems = BTreeMap::new();
+    for (data, _) in &run.figures {
+        let path = out_dir.join(format!("{}.json", data.id));
+        let diffs = match std::fs::read_to_string(&path) {
+            Err(e) => vec![format!("cannot read {}: {e} (run `cargo xtask figures` and commit it)", path.display())],
+            Ok(text) => match serde_json::from_str::<FigureData>(&text) {
+                Err(e) => vec![format!("{} does not parse as figure data: {e}", path.display())],
+                Ok(committed) => figures(&committed, data),
+            },
+        };
+        if !diffs.is_empty() {
+            problems.insert(data.id.clone(), diffs);
+        }
+    }
+    problems
+}
+
+/// Figure files in `out_dir` that no figure of the spec produces (a figure
+/// removed or renamed in paper.toml): `<id>.json` files that parse as figure
+/// data, and the `<id>.svg` beside them. Other files are not ours to judge.
+pub fn orphans(paper: &Paper, out_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(out_dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+        if path.extension().is_none_or(|e| e != "json") || paper.figures.iter().any(|f| f.id() == stem) {
+            continue;
+        }
+        // Figure data of any schema version: an id and a provenance.
+        let is_figure = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("id").is_some() && v.get("provenance").is_some());
+        if is_figure {
+            let svg = path.with_extension("svg");
+            if svg.exists() {
+                out.push(svg);
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Removes [`orphans`], returning what it removed.
+pub fn remove_orphans(paper: &Paper, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let found = orphans(paper, out_dir);
+    for path in &found {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(found)
 }
