@@ -13,13 +13,13 @@
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-use super::sigmoid::{self, Init, Model};
+use super::sigmoid::{self, Init, Model, OrthogonalData};
 use super::{Job, JobId, Kind};
 use crate::engine::{TrainInput, TrainLog};
 use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::stats::{crossing_time, mean_min_max};
 use crate::theory::Mode;
-use crate::values::{Count, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Loss, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
 pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
@@ -27,12 +27,10 @@ pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Losses {
-    pub points: Count,
-    pub norm_log_std: NonNegative,
+    pub data: OrthogonalData,
     pub learning_rate: Positive,
     pub steps: Count,
     pub log_points: Count,
-    pub data_seed: u64,
     pub seed_count: Count,
     /// Largest step of the RK4 integration of the theory.
     pub theory_dt: Positive,
@@ -94,13 +92,11 @@ impl Losses {
     /// The sigmoid-figure experiment with one loss and one model.
     fn base(&self, loss: Loss, model: &Model) -> sigmoid::Sigmoid {
         sigmoid::Sigmoid {
-            points: self.points,
-            norm_log_std: self.norm_log_std,
+            data: self.data,
             loss,
             learning_rate: self.learning_rate,
             steps: self.steps,
             log_points: self.log_points,
-            data_seed: self.data_seed,
             seed_count: self.seed_count,
             theory_dt: self.theory_dt,
             models: vec![model.clone()],
@@ -142,8 +138,8 @@ impl Losses {
     /// Each seed's modes: one scalar chain per point, as the net starts it.
     fn modes(&self, model: &Model, log: &TrainLog) -> Vec<Vec<Mode>> {
         let base = self.base(Loss::CrossEntropy, model);
-        let (norms, labels) = base.data();
-        let n = self.points.usize();
+        let (norms, labels) = base.norms_and_labels();
+        let n = self.data.points.usize();
         // The seeds the log was trained with: 0..members / points.
         let seeds = log.margins[0].len() / n;
         (0..seeds as u64)
@@ -163,7 +159,7 @@ impl Losses {
 
     /// Each seed's modes at every logged time, from the theory.
     fn mode_states(&self, model: &Model, log: &TrainLog, times: &[f64], loss: Loss) -> Vec<Vec<Vec<Mode>>> {
-        let n = self.points.usize() as f64;
+        let n = self.data.points.usize() as f64;
         self.modes(model, log)
             .iter()
             .map(|seed_modes| {
@@ -177,7 +173,7 @@ impl Losses {
     /// over the points that start below it; NaN if there are none, or if
     /// most never get there.
     fn escape_times(&self, log: &TrainLog, states: &[Vec<Vec<Mode>>], times: &[f64]) -> (f64, f64) {
-        let n = self.points.usize();
+        let n = self.data.points.usize();
         let below = self.escape_margin.get();
         let starting_below: Vec<(usize, usize)> = (0..states.len())
             .flat_map(|k| (0..n).map(move |i| (k, i)))
@@ -203,8 +199,8 @@ impl Losses {
     /// in units of one gradient step's rise lr s_i^2 / N: gradient descent
     /// lands within one step of the flow, so 1 bounds it.
     fn hinge_gap_in_steps(&self, model: &Model, log: &TrainLog, times: &[f64]) -> f64 {
-        let n = self.points.usize();
-        let (norms, _) = self.base(Loss::Hinge, model).data();
+        let n = self.data.points.usize();
+        let (norms, _) = self.base(Loss::Hinge, model).norms_and_labels();
         let mut gap: f64 = 0.0;
         for k in 0..self.seeds().len() {
             for (i, s) in norms.iter().enumerate() {
@@ -237,7 +233,7 @@ impl Kind for Losses {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut p = sigmoid::model_problems(self.points, &self.models, "losses");
+        let mut p = sigmoid::model_problems(self.data.points, &self.models, "losses");
         for m in &self.models {
             if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
                 p.push(format!(
@@ -294,7 +290,7 @@ impl Kind for Losses {
             logs.len()
         );
         let (logs, sweep_logs) = logs.split_at(runs.len());
-        let n = self.points.usize();
+        let n = self.data.points.usize();
         let seeds = self.seeds();
         let times = logs[0].times();
         let skip = crate::stats::leading_zero_times(&times);

@@ -10,11 +10,11 @@
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-use super::sigmoid::{self, Init, Model};
+use super::sigmoid::{self, Init, Model, OrthogonalData};
 use super::{Job, Kind};
 use crate::engine::{TrainInput, TrainLog};
 use crate::figure::{palette, FigureBody, Panel, Series};
-use crate::values::{Count, Depth, Loss, NonNegative, Outputs, Positive};
+use crate::values::{Count, Depth, Loss, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose models it trains.
 pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
@@ -22,14 +22,12 @@ pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Modes {
-    /// N: the number of training points, the input dimension and the width.
-    pub points: Count,
-    pub norm_log_std: NonNegative,
+    /// N (`data.points`) is also the width of both nets.
+    pub data: OrthogonalData,
     pub loss: Loss,
     pub learning_rate: Positive,
     pub steps: Count,
     pub log_points: Count,
-    pub data_seed: u64,
     /// Seeds of the random init (the balanced init has no random part).
     pub seed_count: Count,
     pub theory_dt: Positive,
@@ -57,16 +55,18 @@ const POINT_COLORS: [&str; 6] =
 impl Modes {
     /// The sigmoid-figure experiment with this figure's two nets.
     fn base(&self) -> sigmoid::Sigmoid {
-        let model =
-            |name: &str, init: Init| Model { name: name.into(), depth: self.depth, width: Some(self.points), init };
+        let model = |name: &str, init: Init| Model {
+            name: name.into(),
+            depth: self.depth,
+            width: Some(self.data.points),
+            init,
+        };
         sigmoid::Sigmoid {
-            points: self.points,
-            norm_log_std: self.norm_log_std,
+            data: self.data,
             loss: self.loss,
             learning_rate: self.learning_rate,
             steps: self.steps,
             log_points: self.log_points,
-            data_seed: self.data_seed,
             seed_count: self.seed_count,
             theory_dt: self.theory_dt,
             models: vec![
@@ -95,7 +95,7 @@ impl Kind for Modes {
         if self.depth.get() < 2 {
             p.push("depth: expected at least 2 (the linear model has no hidden modes)".into());
         }
-        if self.shown_points.get() > (POINT_COLORS.len() as u64).min(self.points.get()) {
+        if self.shown_points.get() > (POINT_COLORS.len() as u64).min(self.data.points.get()) {
             p.push(format!("shown_points: expected at most {} (and at most points)", POINT_COLORS.len()));
         }
         p
@@ -119,8 +119,8 @@ impl Kind for Modes {
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == 2, "modes expects 2 job logs, got {}", logs.len());
         let base = self.base();
-        let n = self.points.usize();
-        let (norms, labels) = base.data();
+        let n = self.data.points.usize();
+        let (norms, labels) = base.norms_and_labels();
         let seeds = self.seeds();
         let times = logs[0].times();
         let skip = crate::stats::leading_zero_times(&times);

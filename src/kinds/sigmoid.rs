@@ -25,22 +25,31 @@ pub const FILES: &[&str] = &[file!()];
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sigmoid {
-    /// N: the number of training points, and the input dimension.
-    pub points: Count,
-    /// Norms are exp(norm_log_std * normal): log-normal with median 1.
-    pub norm_log_std: NonNegative,
+    pub data: OrthogonalData,
     pub loss: Loss,
     pub learning_rate: Positive,
     pub steps: Count,
     pub log_points: Count,
-    /// Draws the norms and labels (the same data for every seed).
-    pub data_seed: u64,
     /// Seeds 0..seed_count draw the initialisations.
     pub seed_count: Count,
     /// Step of the RK4 integration of the theory.
     pub theory_dt: Positive,
     #[serde(rename = "model")]
     pub models: Vec<Model>,
+}
+
+/// `[figure.experiment.<kind>.data]`: the training set of the sigmoid kind
+/// and of the kinds that train its models (`modes`, `losses`): N points
+/// x_i = s_i e_i along orthogonal directions, with random labels.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrthogonalData {
+    /// N: the number of training points, and the input dimension.
+    pub points: Count,
+    /// Norms are exp(norm_log_std * normal): log-normal with median 1.
+    pub norm_log_std: NonNegative,
+    /// Draws the norms and labels (the same data for every seed).
+    pub data_seed: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -97,10 +106,10 @@ impl Model {
 
 impl Sigmoid {
     /// The training set: norms and labels from the data seed.
-    pub(crate) fn data(&self) -> (Vec<f64>, Vec<f64>) {
-        let mut r = rng::stream("sigmoid/data", self.data_seed);
-        let n = self.points.usize();
-        let norms = (0..n).map(|_| (self.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
+    pub(crate) fn norms_and_labels(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut r = rng::stream("sigmoid/data", self.data.data_seed);
+        let n = self.data.points.usize();
+        let norms = (0..n).map(|_| (self.data.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
         let labels = (0..n).map(|_| rng::sign(&mut r)).collect();
         (norms, labels)
     }
@@ -110,7 +119,7 @@ impl Sigmoid {
     }
 
     fn shapes(&self, model: &Model) -> Vec<(usize, usize)> {
-        let n = self.points.usize();
+        let n = self.data.points.usize();
         let depth = model.depth.get() as usize;
         let width = model.width.map_or(0, Count::usize);
         (0..depth)
@@ -126,7 +135,7 @@ impl Sigmoid {
     /// init, each point's mode (its chain of weights, output times label).
     pub(crate) fn init(&self, model: &Model, seed: u64, labels: &[f64]) -> (Vec<Vec<f32>>, Vec<theory::Mode>) {
         let shapes = self.shapes(model);
-        let n = self.points.usize();
+        let n = self.data.points.usize();
         match model.init {
             Init::Random { scale } => {
                 (crate::rng::random_layers("sigmoid/random-init", seed, &shapes, scale.get()), Vec::new())
@@ -134,7 +143,7 @@ impl Sigmoid {
             Init::Balanced { scale } => {
                 let depth = shapes.len();
                 let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();
-                let (norms, _) = self.data();
+                let (norms, _) = self.norms_and_labels();
                 let w = scale.get() as f32;
                 let modes = (0..n)
                     .map(|k| {
@@ -151,7 +160,7 @@ impl Sigmoid {
                 let mut r = rng::stream("sigmoid/aligned-init", seed);
                 let depth = shapes.len();
                 let mut layers: Vec<Vec<f32>> = shapes.iter().map(|&(o, i)| vec![0.0; o * i]).collect();
-                let (norms, _) = self.data();
+                let (norms, _) = self.norms_and_labels();
                 let mut modes = Vec::with_capacity(n);
                 for k in 0..n {
                     let hidden: Vec<f64> =
@@ -182,7 +191,7 @@ impl Kind for Sigmoid {
     }
 
     fn problems(&self) -> Vec<String> {
-        model_problems(self.points, &self.models, "sigmoid")
+        model_problems(self.data.points, &self.models, "sigmoid")
     }
 
     fn outputs(&self) -> Outputs {
@@ -220,8 +229,8 @@ impl Kind for Sigmoid {
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let model = self.model(job)?;
-        let n = self.points.usize();
-        let (norms, labels) = self.data();
+        let n = self.data.points.usize();
+        let (norms, labels) = self.norms_and_labels();
         let members = job.seeds.len();
         let mut x = Vec::with_capacity(members * n * n);
         let mut y = Vec::with_capacity(members * n);
@@ -242,8 +251,8 @@ impl Kind for Sigmoid {
 
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == self.models.len(), "sigmoid expects {} job logs, got {}", self.models.len(), logs.len());
-        let n = self.points.usize();
-        let (norms, labels) = self.data();
+        let n = self.data.points.usize();
+        let (norms, labels) = self.norms_and_labels();
         let seeds = self.seeds();
         let time_label = "time t = lr x step";
         let error_label = "training error (fraction misclassified)";
