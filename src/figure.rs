@@ -45,6 +45,49 @@ pub struct Panel {
     pub y_range: Option<(f64, f64)>,
 }
 
+/// The x label of every panel drawn against gradient-flow time.
+pub const TIME_LABEL: &str = "time t = lr x step";
+
+impl Panel {
+    /// Linear axes fitted to the data.
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Panel {
+        Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log: false,
+            y_log: false,
+            x_range: None,
+            y_range: None,
+        }
+    }
+
+    /// Against gradient-flow time on a log axis: how most of the paper's curves are drawn.
+    pub fn over_log_time(title: impl Into<String>, y_label: impl Into<String>) -> Panel {
+        Panel::new(title, TIME_LABEL, y_label).log_x()
+    }
+
+    pub fn log_x(mut self) -> Panel {
+        self.x_log = true;
+        self
+    }
+
+    pub fn log_y(mut self) -> Panel {
+        self.y_log = true;
+        self
+    }
+
+    pub fn x_range(mut self, lo: f64, hi: f64) -> Panel {
+        self.x_range = Some((lo, hi));
+        self
+    }
+
+    pub fn y_range(mut self, lo: f64, hi: f64) -> Panel {
+        self.y_range = Some((lo, hi));
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
