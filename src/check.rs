@@ -28,30 +28,30 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
     let same_text = [
         ("title", committed.title == now.title),
         ("caption", committed.caption == now.caption),
-        ("panels (titles, axes, ranges)", committed.panels == now.panels),
+        ("panels (titles, axes, ranges)", committed.body.panels == now.body.panels),
         ("experiment config", committed.provenance.config == now.provenance.config),
         ("seeds", committed.provenance.seeds == now.provenance.seeds),
     ];
     out.extend(same_text.iter().filter(|(_, same)| !same).map(|(what, _)| format!("{what} changed")));
-    for old in &committed.series {
-        match now.series.iter().find(|s| s.name == old.name) {
+    for old in &committed.body.series {
+        match now.body.series.iter().find(|s| s.name == old.name) {
             None => out.push(format!("series {:?} is gone", old.name)),
             Some(new) => series(old, new, &mut out),
         }
     }
-    for new in &now.series {
-        if !committed.series.iter().any(|s| s.name == new.name) {
+    for new in &now.body.series {
+        if !committed.body.series.iter().any(|s| s.name == new.name) {
             out.push(format!("series {:?} is new", new.name));
         }
     }
-    for (name, old) in &committed.scalars {
-        match now.scalars.get(name) {
+    for (name, old) in &committed.body.scalars {
+        match now.body.scalars.get(name) {
             None => out.push(format!("scalar {name:?} is gone")),
             Some(new) if !close(*old, *new) => out.push(format!("scalar {name:?}: committed {old}, now {new}")),
             _ => {}
         }
     }
-    for name in now.scalars.keys().filter(|k| !committed.scalars.contains_key(*k)) {
+    for name in now.body.scalars.keys().filter(|k| !committed.body.scalars.contains_key(*k)) {
         out.push(format!("scalar {name:?} is new"));
     }
     for old in &committed.claims {
@@ -102,8 +102,12 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
     for new in now.claims.iter().filter(|c| !committed.claims.iter().any(|o| o.name == c.name)) {
         out.push(format!("claim {:?} is new", new.name));
     }
-    if committed.divergences != now.divergences {
-        out.push(format!("divergences: {} committed, {} now", committed.divergences.len(), now.divergences.len()));
+    if committed.body.divergences != now.body.divergences {
+        out.push(format!(
+            "divergences: {} committed, {} now",
+            committed.body.divergences.len(),
+            now.body.divergences.len()
+        ));
     }
     out
 }

@@ -24,12 +24,10 @@ pub struct FigureData {
     pub title: String,
     pub caption: String,
     pub provenance: Provenance,
-    pub panels: Vec<Panel>,
-    pub series: Vec<Series>,
-    #[serde(with = "nan_as_null")]
-    pub scalars: BTreeMap<String, f64>,
+    /// What the kind measured and computed, as its own fields in the JSON.
+    #[serde(flatten)]
+    pub body: FigureBody,
     pub claims: Vec<ClaimResult>,
-    pub divergences: Vec<Divergence>,
 }
 
 /// One set of axes.

@@ -322,11 +322,8 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                 seeds: fig.experiment.kind().seeds(),
                 toolchain: provenance::TOOLCHAIN.to_string(),
             },
-            panels: body.panels,
-            series: body.series,
-            scalars: body.scalars,
+            body,
             claims: claims.clone(),
-            divergences: body.divergences,
         };
         let svg = render::svg(&data, &fig.render).with_context(|| format!("rendering figure {:?}", fig.id()))?;
         out.reports.push(FigureReport {
@@ -336,7 +333,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             damaged: idx.iter().filter_map(|&i| damaged[i].clone()).collect(),
             compute: idx.iter().map(|&i| times[i]).sum(),
             claims,
-            divergences: data.divergences.clone(),
+            divergences: data.body.divergences.clone(),
         });
         out.figures.push((data, svg));
     }

@@ -57,7 +57,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
             }
         }
     }
-    for d in fig.divergences.iter().take(3) {
+    for d in fig.body.divergences.iter().take(3) {
         footer.push((
             format!("DIVERGED  job {:?}, seed {}, at step {} (NaN or infinity)", d.job, d.seed, d.step),
             rgb("#D55E00"),
@@ -75,10 +75,10 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         let plot_height = plots_height.saturating_sub(36);
         let (plots, bottom) = rest.split_vertically(plot_height);
         let (panels_area, legend_area) = plots.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
-        let areas = panels_area.split_evenly((1, fig.panels.len().max(1)));
+        let areas = panels_area.split_evenly((1, fig.body.panels.len().max(1)));
         let mut arrowheads = Vec::new();
-        for (i, (panel, area)) in fig.panels.iter().zip(&areas).enumerate() {
-            let series: Vec<&Series> = fig.series.iter().filter(|s| s.panel == i).collect();
+        for (i, (panel, area)) in fig.body.panels.iter().zip(&areas).enumerate() {
+            let series: Vec<&Series> = fig.body.series.iter().filter(|s| s.panel == i).collect();
             draw_panel(area, panel, &series, &mut arrowheads)?;
         }
         for head in arrowheads {
@@ -312,7 +312,7 @@ where
 {
     let mut y = 40;
     let style = (FONT, 12).into_font().color(&BLACK);
-    for s in fig.series.iter().filter(|s| s.legend) {
+    for s in fig.body.series.iter().filter(|s| s.legend) {
         let c = rgb(&s.color);
         let (x0, x1) = (6, 34);
         match s.style {

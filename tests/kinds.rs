@@ -68,7 +68,7 @@ fn every_kind_produces_exactly_the_names_it_declares() {
         let run = common::run(&paper, dir.path(), 2);
         for (fig, (data, _)) in paper.figures.iter().zip(&run.figures) {
             let declared = fig.experiment.kind().outputs();
-            let produced: BTreeSet<&str> = data.series.iter().map(|s| s.name.as_str()).collect();
+            let produced: BTreeSet<&str> = data.body.series.iter().map(|s| s.name.as_str()).collect();
             for name in &declared.series {
                 assert!(
                     produced.contains(name.as_str()),
@@ -76,7 +76,7 @@ fn every_kind_produces_exactly_the_names_it_declares() {
                     data.id
                 );
             }
-            let scalars: BTreeSet<&str> = data.scalars.keys().map(String::as_str).collect();
+            let scalars: BTreeSet<&str> = data.body.scalars.keys().map(String::as_str).collect();
             let declared_scalars: BTreeSet<&str> = declared.scalars.iter().map(String::as_str).collect();
             assert_eq!(declared_scalars, scalars, "{}: the scalars declared and produced differ", data.id);
         }

@@ -124,7 +124,7 @@ fn check_reports_changed_data_and_claims() {
     assert!(check::figures(&run.figures[0].0, &moved).is_empty());
 
     let mut drifted = run.figures[1].0.clone();
-    drifted.series[0].y[3] += 0.01;
+    drifted.body.series[0].y[3] += 0.01;
     drifted.claims[0].passed = !drifted.claims[0].passed;
     let diffs = check::figures(&run.figures[1].0, &drifted);
     assert!(diffs.iter().any(|d| d.contains("y[3]")), "{diffs:?}");
@@ -193,8 +193,8 @@ fn every_kind_records_divergence_instead_of_failing() {
         let run = common::run(&paper, dir.path(), 2);
         seen.extend(paper.figures.iter().map(|f| f.experiment.name()));
         for (fig, _) in &run.figures {
-            assert!(!fig.divergences.is_empty(), "{}: no divergence recorded", fig.id);
-            for s in &fig.series {
+            assert!(!fig.body.divergences.is_empty(), "{}: no divergence recorded", fig.id);
+            for s in &fig.body.series {
                 assert!(
                     s.x.iter().chain(&s.y).all(|v| v.is_finite()),
                     "{}: series {:?} holds a non-finite value",

@@ -422,19 +422,19 @@ fn a_diverging_training_is_recorded_shown_and_reported() {
     assert_eq!(result.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let data: FigureData = serde_json::from_slice(&std::fs::read(out.join("sigmoid-error.json")).unwrap()).unwrap();
-    assert!(!data.divergences.is_empty());
-    for d in data.divergences.iter().take(20) {
+    assert!(!data.body.divergences.is_empty());
+    for d in data.body.divergences.iter().take(20) {
         let line = format!("figure sigmoid-error: job {:?} seed {} diverged at step {}", d.job, d.seed, d.step);
         assert!(err.contains(&line), "no {line:?} in:\n{err}");
     }
     let table = String::from_utf8_lossy(&result.stdout);
     let row = table.lines().find(|l| l.starts_with("sigmoid-error")).unwrap();
-    assert!(row.split_whitespace().any(|w| w == data.divergences.len().to_string()), "{row}");
+    assert!(row.split_whitespace().any(|w| w == data.body.divergences.len().to_string()), "{row}");
     let svg = std::fs::read_to_string(out.join("sigmoid-error.svg")).unwrap();
     assert!(svg.contains("DIVERGED"), "the SVG shows the divergence");
     // The other figure is untouched by it.
     let phase: FigureData = serde_json::from_slice(&std::fs::read(out.join("phase-diagram.json")).unwrap()).unwrap();
-    assert!(phase.divergences.is_empty());
+    assert!(phase.body.divergences.is_empty());
 }
 
 #[test]

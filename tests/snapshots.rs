@@ -14,6 +14,7 @@ fn r(v: &[f64]) -> Vec<f64> {
 /// Measured series in full; theory series (long, exact curves) as a digest.
 fn digest(fig: &FigureData) -> Value {
     let series: Vec<Value> = fig
+        .body
         .series
         .iter()
         .map(|s| match s.source {
@@ -28,7 +29,7 @@ fn digest(fig: &FigureData) -> Value {
         })
         .collect();
     let scalars: serde_json::Map<String, Value> =
-        fig.scalars.iter().map(|(k, v)| (k.clone(), json!(round_sig(*v, 3)))).collect();
+        fig.body.scalars.iter().map(|(k, v)| (k.clone(), json!(round_sig(*v, 3)))).collect();
     let claims: Vec<Value> = fig
         .claims
         .iter()
@@ -42,7 +43,7 @@ fn digest(fig: &FigureData) -> Value {
             })
         })
         .collect();
-    json!({ "id": fig.id, "series": series, "scalars": scalars, "claims": claims, "divergences": fig.divergences.len() })
+    json!({ "id": fig.id, "series": series, "scalars": scalars, "claims": claims, "divergences": fig.body.divergences.len() })
 }
 
 #[test]
