@@ -117,7 +117,7 @@ impl InplaceOp1 for Steps<'_> {
         if params.len() != per * self.data.members {
             candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
         }
-        if self.data.points * per <= TINY && self.data.members >= LANES / 2 {
+        if self.data.points * per <= MAX_LANE_WORK && self.data.members >= LANES / 2 {
             run_lanes(params, self.shapes, self.data, self.loss, self.learning_rate, self.steps);
             return Ok(());
         }
@@ -372,10 +372,10 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
     let depth = shapes.len();
     let n = y.len();
     forward(params, shapes, x, s);
-    // dL/df per point: -push(m) y / N, with push = sigma(-m) or 1[m < 1].
+    // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1].
     for p in 0..n {
         let m = s.output[p] * y[p];
-        let push = match loss {
+        let descent = match loss {
             Loss::CrossEntropy => 1.0 / (1.0 + m.exp()),
             Loss::Hinge => {
                 if m < 1.0 {
@@ -385,7 +385,7 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
                 }
             }
         };
-        s.delta[p] = -push * y[p] / n as f32;
+        s.delta[p] = -descent * y[p] / n as f32;
     }
     for l in (0..depth).rev() {
         let (out, inp) = shapes[l];
@@ -440,7 +440,7 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
 /// Networks this small (points x parameters) are stepped 8 members at a
 /// time, one member per vector lane: their loops are too short to vectorize
 /// within a member, and their loop overhead is then shared by 8.
-const TINY: usize = 64;
+const MAX_LANE_WORK: usize = 64;
 const LANES: usize = 8;
 type Lanes = [f32; LANES];
 
@@ -539,12 +539,12 @@ fn lane_step(
     }
     for pt in 0..n {
         let m: Lanes = std::array::from_fn(|j| s.output[pt][j] * y[pt][j]);
-        let push: Lanes = match loss {
+        let descent: Lanes = match loss {
             Loss::CrossEntropy => exp_lanes(m).map(|e| 1.0 / (1.0 + e)),
             Loss::Hinge => m.map(|m| if m < 1.0 { 1.0 } else { 0.0 }),
         };
         for j in 0..LANES {
-            s.delta[pt][j] = -push[j] * y[pt][j] / n as f32;
+            s.delta[pt][j] = -descent[j] * y[pt][j] / n as f32;
         }
     }
     for l in (0..depth).rev() {
