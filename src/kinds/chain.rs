@@ -271,30 +271,27 @@ impl Kind for Chain {
         let traj = self.trajectory_member().expect("validated");
         let depth_view = self.depth_view();
         let mut body = FigureBody::default();
-        let time_label = "time t = lr x step";
         if !depth_view {
             for init in &self.inits {
-                body.panels.push(Panel {
-                    title: format!("{}: time t* to reach margin {target} vs input norm s", init.name),
-                    x_label: "input norm s".into(),
-                    y_label: "t* (points: measured, dashed: ODE)".into(),
-                    x_log: true,
-                    y_log: true,
-                    x_range: None,
-                    y_range: None,
-                });
+                body.panels.push(
+                    Panel::new(
+                        format!("{}: time t* to reach margin {target} vs input norm s", init.name),
+                        "input norm s",
+                        "t* (points: measured, dashed: ODE)",
+                    )
+                    .log_x()
+                    .log_y(),
+                );
             }
         }
         let traj_panel = body.panels.len();
-        body.panels.push(Panel {
-            title: format!("margin over time at s = {} (solid: measured, dashed: ODE)", self.trajectory_norm.get()),
-            x_label: time_label.into(),
-            y_label: "margin z = f(x)".into(),
-            x_log: true,
-            y_log: true,
-            x_range: None,
-            y_range: None,
-        });
+        body.panels.push(
+            Panel::over_log_time(
+                format!("margin over time at s = {} (solid: measured, dashed: ODE)", self.trajectory_norm.get()),
+                "margin z = f(x)",
+            )
+            .log_y(),
+        );
         let mut gap: f64 = 0.0;
         let mut unmatched = false;
         let mut depth_points: Vec<(u64, f64, f64, f64, f64)> = Vec::new();
@@ -384,22 +381,12 @@ impl Kind for Chain {
         }
         body.scalars.insert(GAP_SCALAR.into(), if unmatched { f64::NAN } else { gap });
         if depth_view {
-            let depth_panel = |title: &str, y_label: &str, y_log: bool| Panel {
-                title: title.into(),
-                x_label: "depth L (number of weight layers)".into(),
-                y_label: y_label.into(),
-                x_log: false,
-                y_log,
-                x_range: None,
-                y_range: None,
-            };
+            let depth_panel =
+                |title: &str, y_label: &str| Panel::new(title, "depth L (number of weight layers)", y_label);
             let s = self.trajectory_norm.get();
-            body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*", false));
-            body.panels.push(depth_panel(
-                "sharpness: decades of t from 10% to 90% of the target",
-                "rise width (decades)",
-                false,
-            ));
+            body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*"));
+            body.panels
+                .push(depth_panel("sharpness: decades of t from 10% to 90% of the target", "rise width (decades)"));
             // A depth that never reached the target has no point to draw (its scalars are NaN).
             let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
                 depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()

@@ -252,24 +252,12 @@ impl Kind for Digits {
         ];
         let mut body = FigureBody {
             panels: vec![
-                Panel {
-                    title: "clean held-out images, during training".into(),
-                    x_label: "time t = lr x step".into(),
-                    y_label: "clean test accuracy".into(),
-                    x_log: true,
-                    y_log: false,
-                    x_range: None,
-                    y_range: None,
-                },
-                Panel {
-                    title: "clean held-out images, end of training".into(),
-                    x_label: "fraction q of training images with the shortcut".into(),
-                    y_label: "clean test accuracy".into(),
-                    x_log: false,
-                    y_log: false,
-                    x_range: None,
-                    y_range: None,
-                },
+                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
+                Panel::new(
+                    "clean held-out images, end of training",
+                    "fraction q of training images with the shortcut",
+                    "clean test accuracy",
+                ),
             ],
             ..Default::default()
         };

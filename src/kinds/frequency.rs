@@ -236,24 +236,14 @@ impl Kind for Frequency {
         let target = self.target_margin.get();
         let mut body = FigureBody {
             panels: vec![
-                Panel {
-                    title: format!("time for a feature's points to reach mean margin {target}"),
-                    x_label: "frequency p_k = n_k / N".into(),
-                    y_label: "learning time (points: measured, dashed: theory)".into(),
-                    x_log: true,
-                    y_log: true,
-                    x_range: None,
-                    y_range: None,
-                },
-                Panel {
-                    title: "linear model: mean margin of each feature's points".into(),
-                    x_label: "time t = lr x step".into(),
-                    y_label: "mean margin".into(),
-                    x_log: true,
-                    y_log: false,
-                    x_range: None,
-                    y_range: None,
-                },
+                Panel::new(
+                    format!("time for a feature's points to reach mean margin {target}"),
+                    "frequency p_k = n_k / N",
+                    "learning time (points: measured, dashed: theory)",
+                )
+                .log_x()
+                .log_y(),
+                Panel::over_log_time("linear model: mean margin of each feature's points", "mean margin"),
             ],
             ..Default::default()
         };

@@ -294,20 +294,11 @@ impl Kind for Losses {
         let seeds = self.seeds();
         let times = logs[0].times();
         let skip = crate::stats::leading_zero_times(&times);
-        let panel = |title: &str, y_label: &str| Panel {
-            title: title.into(),
-            x_label: "time t = lr x step".into(),
-            y_label: y_label.into(),
-            x_log: true,
-            y_log: false,
-            x_range: None,
-            y_range: None,
-        };
         let mut body = FigureBody {
             panels: vec![
-                panel("training error", "fraction misclassified"),
-                panel("mean margin (hinge stops at 1)", "mean margin y f(x)"),
-                panel("weight norm (hinge: frozen; CE: grows)", "norm of all weights"),
+                Panel::over_log_time("training error", "fraction misclassified"),
+                Panel::over_log_time("mean margin (hinge stops at 1)", "mean margin y f(x)"),
+                Panel::over_log_time("weight norm (hinge: frozen; CE: grows)", "norm of all weights"),
             ],
             ..Default::default()
         };

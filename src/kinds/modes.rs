@@ -128,15 +128,7 @@ impl Kind for Modes {
         let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
         let theory: Vec<Vec<f64>> =
             modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();
-        let panel = |title: &str| Panel {
-            title: title.into(),
-            x_label: "time t = lr x step".into(),
-            y_label: "margin y f(x) of the point".into(),
-            x_log: true,
-            y_log: false,
-            x_range: None,
-            y_range: None,
-        };
+        let panel = |title: &str| Panel::over_log_time(title, "margin y f(x) of the point");
         let mut body = FigureBody {
             panels: vec![
                 panel("aligned, balanced init: each mode on its own ODE"),

@@ -276,21 +276,19 @@ impl Kind for PhaseDiagram {
         let g = &self.grid;
         let (z_range, y_max) = ((g.z_min, g.z_max), g.y_max.get());
         let mut body = FigureBody {
-            panels: vec![Panel {
-                title: format!(
+            panels: vec![Panel::new(
+                format!(
                     "f = z relu(u.x), |x| = {}, x in R^{}, {} loss, lr {}",
                     self.input_norm.get(),
                     self.input_dim.get(),
                     loss_name(self.loss),
                     self.learning_rate.get()
                 ),
-                x_label: "z (output weight)".into(),
-                y_label: "y = u.x / |x| (first-layer projection)".into(),
-                x_log: false,
-                y_log: false,
-                x_range: Some(z_range),
-                y_range: Some((g.y_min.min(0.0), y_max)),
-            }],
+                "z (output weight)",
+                "y = u.x / |x| (first-layer projection)",
+            )
+            .x_range(z_range.0, z_range.1)
+            .y_range(g.y_min.min(0.0), y_max)],
             ..Default::default()
         };
         self.add_theory(&mut body);

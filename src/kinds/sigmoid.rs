@@ -254,17 +254,8 @@ impl Kind for Sigmoid {
         let n = self.data.points.usize();
         let (norms, labels) = self.norms_and_labels();
         let seeds = self.seeds();
-        let time_label = "time t = lr x step";
-        let error_label = "training error (fraction misclassified)";
-        let panel = |title: &str| Panel {
-            title: title.into(),
-            x_label: time_label.into(),
-            y_label: error_label.into(),
-            x_log: true,
-            y_log: false,
-            x_range: None,
-            y_range: Some((0.0, 0.8)),
-        };
+        let panel =
+            |title: &str| Panel::over_log_time(title, "training error (fraction misclassified)").y_range(0.0, 0.8);
         let mut body = FigureBody {
             panels: vec![panel("linear and aligned init: measured (solid) vs exact theory (dashed)")],
             ..Default::default()

@@ -347,26 +347,15 @@ impl Kind for Starvation {
         let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
         let colors =
             [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
-        let panel = |title: &str, x_label: &str, y_label: &str, x_log: bool| Panel {
-            title: title.into(),
-            x_label: x_label.into(),
-            y_label: y_label.into(),
-            x_log,
-            y_log: false,
-            x_range: None,
-            y_range: None,
-        };
-        let time = "time t = lr x step";
         let mut body = FigureBody {
             panels: vec![
-                panel("linear, cross-entropy", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
-                panel("linear, hinge", time, "w_B / w_A (solid: measured, dashed: ODE)", true),
-                panel("two-layer, cross-entropy", time, "what B adds: (m_A+B - m_A) / m_A", true),
-                panel(
+                Panel::over_log_time("linear, cross-entropy", "w_B / w_A (solid: measured, dashed: ODE)"),
+                Panel::over_log_time("linear, hinge", "w_B / w_A (solid: measured, dashed: ODE)"),
+                Panel::over_log_time("two-layer, cross-entropy", "what B adds: (m_A+B - m_A) / m_A"),
+                Panel::new(
                     "noisy B-only test points",
                     "frequency p of the rare feature B",
                     "test accuracy (end of training, cross-entropy)",
-                    false,
                 ),
             ],
             ..Default::default()
