@@ -11,21 +11,29 @@ fn r(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| round_sig(*x, 3)).collect()
 }
 
-/// Measured series in full; theory series (long, exact curves) as a digest.
+/// Panels and every series' drawing (panel, style, colour, legend, band
+/// text, labels) in full; measured series' numbers in full, theory series'
+/// numbers (long, exact curves) as a digest.
 fn digest(fig: &FigureData) -> Value {
     let series: Vec<Value> = fig
         .body
         .series
         .iter()
-        .map(|s| match s.source {
-            Source::Measured => json!({
-                "name": s.name, "x": r(&s.x), "y": r(&s.y),
-                "band": s.band.as_ref().map(|b| json!({ "lo": r(&b.lo), "hi": r(&b.hi) })),
-            }),
-            Source::Theory => json!({
-                "name": s.name, "theory_points": s.x.len(),
-                "sum_x": round_sig(s.x.iter().sum(), 3), "sum_y": round_sig(s.y.iter().sum(), 3),
-            }),
+        .map(|s| {
+            let drawn = json!({
+                "panel": s.panel, "style": s.style, "color": s.color, "legend": s.legend,
+                "band": s.band.as_ref().map(|b| &b.what), "labels": s.labels,
+            });
+            match s.source {
+                Source::Measured => json!({
+                    "name": s.name, "drawn": drawn, "x": r(&s.x), "y": r(&s.y),
+                    "band": s.band.as_ref().map(|b| json!({ "lo": r(&b.lo), "hi": r(&b.hi) })),
+                }),
+                Source::Theory => json!({
+                    "name": s.name, "drawn": drawn, "theory_points": s.x.len(),
+                    "sum_x": round_sig(s.x.iter().sum(), 3), "sum_y": round_sig(s.y.iter().sum(), 3),
+                }),
+            }
         })
         .collect();
     let scalars: serde_json::Map<String, Value> =
@@ -43,7 +51,7 @@ fn digest(fig: &FigureData) -> Value {
             })
         })
         .collect();
-    json!({ "id": fig.id, "series": series, "scalars": scalars, "claims": claims, "divergences": fig.body.divergences.len() })
+    json!({ "id": fig.id, "panels": fig.body.panels, "series": series, "scalars": scalars, "claims": claims, "divergences": fig.body.divergences.len() })
 }
 
 #[test]
