@@ -9,6 +9,7 @@ pub mod cache;
 pub mod caption;
 pub mod check;
 pub mod claims;
+pub mod datasets;
 pub mod engine;
 pub mod figure;
 pub mod files;

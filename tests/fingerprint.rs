@@ -95,6 +95,7 @@ fn what_training_runs_is_in_every_job_key() {
         "src/rng.rs",
         "src/values.rs",
         "src/stats.rs",
+        "src/datasets.rs",
         "src/spec.rs",
         "src/kinds/mod.rs",
         "build.rs",

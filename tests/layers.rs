@@ -14,6 +14,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("rng", 0),
     ("files", 0),
     ("provenance", 0),
+    ("datasets", 0),
     ("theory", 1),
     ("figure", 1),
     ("cache", 1),

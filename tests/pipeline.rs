@@ -206,3 +206,24 @@ fn every_kind_records_divergence_instead_of_failing() {
     }
     assert_eq!(seen.len(), learning_dynamics::kinds::NAMES.len(), "every kind diverged: {seen:?}");
 }
+
+#[test]
+fn a_data_set_whose_bytes_differ_from_its_hash_is_refused() {
+    let digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("digits.csv.gz");
+    let mut bytes = std::fs::read(&digits).unwrap();
+    let sha = hex_sha256(&bytes);
+    let images = learning_dynamics::datasets::uci_digits(&digits, &sha).unwrap();
+    assert_eq!((images.x.len(), images.digit.len()), (1797, 1797), "the UCI digits as scikit-learn ships them");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&copy, &bytes).unwrap();
+    let err = format!("{:#}", learning_dynamics::datasets::uci_digits(&copy, &sha).err().expect("refused"));
+    assert!(err.contains("SHA-256 is") && err.contains(&sha) && err.contains("digits.csv.gz"), "{err}");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

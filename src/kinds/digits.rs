@@ -5,16 +5,15 @@
 //! clean held-out images: what it learned of the digits themselves. q = 0 is
 //! the control. There is no exact theory for this figure.
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{job_config, Job, JobId, Kind};
+use crate::datasets::{self, PIXELS};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
 use crate::figure::{palette, FigureBody, Panel, Series};
 use crate::rng;
@@ -49,7 +48,6 @@ pub struct Digits {
     pub seed_count: Count,
 }
 
-const PIXELS: usize = 64;
 /// The shortcut: top-left corner pixels for the first class, top-right for
 /// the second (pixels that are blank in almost every image).
 const SHORTCUT: [[usize; 2]; 2] = [[0, 1], [6, 7]];
@@ -75,41 +73,13 @@ struct Images {
 
 impl Digits {
     fn load(&self) -> Result<Images> {
-        let bytes = std::fs::read(&self.data)
-            .with_context(|| format!("reading the digits data set {}", self.data.display()))?;
-        let hash = hex::encode(Sha256::digest(&bytes));
-        if !hash.eq_ignore_ascii_case(&self.data_sha256) {
-            bail!(
-                "{}: SHA-256 is {hash}, but paper.toml expects {} (the file is not the one the figure was made with)",
-                self.data.display(),
-                self.data_sha256
-            );
-        }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut text)
-            .with_context(|| format!("{}: not a gzip text file", self.data.display()))?;
+        let all = datasets::uci_digits(&self.data, &self.data_sha256)?;
         let mut images = Images { x: Vec::new(), y: Vec::new() };
-        for (line_no, line) in text.lines().enumerate() {
-            let fields: Vec<u8> = line
-                .split(',')
-                .map(|f| f.trim().parse::<u8>())
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("{}: line {}: expected 65 integers", self.data.display(), line_no + 1))?;
-            ensure!(
-                fields.len() == PIXELS + 1,
-                "{}: line {}: expected 65 fields, found {}",
-                self.data.display(),
-                line_no + 1,
-                fields.len()
-            );
-            let Some(class) = self.classes.iter().position(|&c| c == fields[PIXELS]) else { continue };
-            let mut x = [0.0f32; PIXELS];
-            for (v, &f) in x.iter_mut().zip(&fields) {
-                *v = f as f32 / 16.0;
+        for (x, digit) in all.x.iter().zip(&all.digit) {
+            if let Some(class) = self.classes.iter().position(|c| c == digit) {
+                images.x.push(*x);
+                images.y.push(if class == 0 { 1.0 } else { -1.0 });
             }
-            images.x.push(x);
-            images.y.push(if class == 0 { 1.0 } else { -1.0 });
         }
         ensure!(!images.y.is_empty(), "{}: no image of the digits {:?}", self.data.display(), self.classes);
         Ok(images)
