@@ -146,16 +146,90 @@ impl Kind for Digits {
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let q = self.shortcut_fractions.get(job.id.0).context("digits has no such job")?.get();
+        self.training_input(q, self.shortcut_value.get(), &job.seeds)
+    }
+
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        ensure!(
+            logs.len() == self.shortcut_fractions.len(),
+            "digits expects {} job logs, got {}",
+            self.shortcut_fractions.len(),
+            logs.len()
+        );
+        let seeds = self.seeds();
+        let mut body = FigureBody {
+            panels: vec![
+                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
+                Panel::new(
+                    "clean held-out images, end of training",
+                    "fraction q of training images with the shortcut",
+                    "clean test accuracy",
+                ),
+            ],
+            ..Default::default()
+        };
+        // Per seed, the final accuracy at each q: the right panel, averaged like the curves.
+        let mut finals_per_seed = vec![Vec::new(); seeds.len()];
+        for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
+            let q = q.get();
+            let times = log.times();
+            let skip = crate::stats::leading_zero_times(&times);
+            let curves = clean_accuracy(log, seeds.len()).with_context(|| q_name(q))?;
+            for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
+                finals.push(curve[curve.len() - 1]);
+            }
+            let line = Series::mean_over_seeds(q_name(q), 0, COLORS[j % COLORS.len()], times, &curves);
+            body.scalars.insert(final_scalar(q), line.y[line.y.len() - 1]);
+            body.series.push(line.skipping(skip));
+        }
+        let qs = self.shortcut_fractions.iter().map(|q| q.get()).collect();
+        let finals = Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, qs, &finals_per_seed);
+        body.scalars.insert(DROP_SCALAR.into(), finals.y[0] - finals.y[finals.y.len() - 1]);
+        body.series.push(finals);
+        Ok(body)
+    }
+}
+
+/// Colours of the runs, in order.
+pub(crate) const COLORS: [&str; 7] = [
+    palette::BLACK,
+    palette::SKY_BLUE,
+    palette::BLUE,
+    palette::GREEN,
+    palette::ORANGE,
+    palette::VERMILLION,
+    palette::PURPLE,
+];
+
+/// Per seed (member), the fraction of clean test images classified right at
+/// each logged step.
+pub(crate) fn clean_accuracy(log: &TrainLog, seeds: usize) -> Result<Vec<Vec<f64>>> {
+    let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.max(1);
+    ensure!(tests > 0, "no test margins logged");
+    Ok((0..seeds)
+        .map(|k| {
+            log.probe_margins
+                .iter()
+                .map(|m| m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64)
+                .collect()
+        })
+        .collect())
+}
+
+impl Digits {
+    /// One ensemble, a member per seed: the shortcut at `value` in a fraction
+    /// `q` of the training images, the clean test images as probe points.
+    pub(crate) fn training_input(&self, q: f64, value: f64, seeds: &[u64]) -> Result<TrainInput> {
         let images = self.load()?;
         let (train_idx, test_idx) = self.split(images.y.len());
-        let members = job.seeds.len();
+        let members = seeds.len();
         let (n, h) = (train_idx.len(), self.hidden_width.usize());
         let with_shortcut = (q * n as f64).round() as usize;
         let mut x = Vec::with_capacity(members * n * PIXELS);
         let mut y = Vec::with_capacity(members * n);
         let mut layers = vec![Vec::new(), Vec::new()];
         let shapes = vec![(h, PIXELS), (1, h)];
-        for &seed in &job.seeds {
+        for &seed in seeds {
             // Which images carry the shortcut: the first q n of a per-seed
             // order, so a larger q adds images to a smaller q's set.
             let mut order: Vec<usize> = (0..n).collect();
@@ -169,7 +243,7 @@ impl Kind for Digits {
                 if marked[j] {
                     let class = usize::from(images.y[i] < 0.0);
                     for p in SHORTCUT[class] {
-                        pixels[p] = self.shortcut_value.get() as f32;
+                        pixels[p] = value as f32;
                     }
                 }
                 x.extend(pixels);
@@ -201,65 +275,5 @@ impl Kind for Digits {
             data: EnsembleData { members, points: n, dim: PIXELS, x, y },
             cfg,
         })
-    }
-
-    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
-        ensure!(
-            logs.len() == self.shortcut_fractions.len(),
-            "digits expects {} job logs, got {}",
-            self.shortcut_fractions.len(),
-            logs.len()
-        );
-        let seeds = self.seeds();
-        let colors = [
-            palette::BLACK,
-            palette::SKY_BLUE,
-            palette::BLUE,
-            palette::GREEN,
-            palette::ORANGE,
-            palette::VERMILLION,
-            palette::PURPLE,
-        ];
-        let mut body = FigureBody {
-            panels: vec![
-                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
-                Panel::new(
-                    "clean held-out images, end of training",
-                    "fraction q of training images with the shortcut",
-                    "clean test accuracy",
-                ),
-            ],
-            ..Default::default()
-        };
-        // Per seed, the final accuracy at each q: the right panel, averaged like the curves.
-        let mut finals_per_seed = vec![Vec::new(); seeds.len()];
-        for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
-            let q = q.get();
-            let times = log.times();
-            let skip = crate::stats::leading_zero_times(&times);
-            let tests = log.probe_margins.first().map_or(0, Vec::len) / seeds.len().max(1);
-            ensure!(tests > 0, "{}: no test margins logged", q_name(q));
-            let curves: Vec<Vec<f64>> = (0..seeds.len())
-                .map(|k| {
-                    log.probe_margins
-                        .iter()
-                        .map(|m| {
-                            m[k * tests..(k + 1) * tests].iter().filter(|&&v| v > 0.0).count() as f64 / tests as f64
-                        })
-                        .collect()
-                })
-                .collect();
-            for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
-                finals.push(curve[curve.len() - 1]);
-            }
-            let line = Series::mean_over_seeds(q_name(q), 0, colors[j % colors.len()], times, &curves);
-            body.scalars.insert(final_scalar(q), line.y[line.y.len() - 1]);
-            body.series.push(line.skipping(skip));
-        }
-        let qs = self.shortcut_fractions.iter().map(|q| q.get()).collect();
-        let finals = Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, qs, &finals_per_seed);
-        body.scalars.insert(DROP_SCALAR.into(), finals.y[0] - finals.y[finals.y.len() - 1]);
-        body.series.push(finals);
-        Ok(body)
     }
 }

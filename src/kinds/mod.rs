@@ -132,6 +132,7 @@ registry! {
     frequency: Frequency,
     starvation: Starvation,
     digits: Digits,
+    shortcut_strength: ShortcutStrength,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.

@@ -1,0 +1,210 @@
+//! Gradient starvation against the shortcut's intensity, on the digits: the
+//! digits-shortcut setup (`digits.rs`, whose models and data this kind
+//! trains) with the shortcut in a fixed fraction of the training images and
+//! its two corner pixels set to v times the data's maximum, for several v,
+//! beside a control without the shortcut.
+//!
+//! Why the intensity: the input-norm figure shows that a feature's speed
+//! grows with its norm, and a pixel's value is the norm of the shortcut
+//! feature. A stronger shortcut is learned sooner, so the loss it leaves for
+//! the digits themselves is smaller, earlier: the prediction (written into
+//! paper.toml before the first run) is that the clean test accuracy falls
+//! further as v grows. There is no exact theory for the two-layer net on
+//! real images, so the figure shows the measurement alone.
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::digits::{self, Digits};
+use super::{job_config, Job, JobId, Kind};
+use crate::engine::{TrainInput, TrainLog};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
+use crate::values::{Count, Fraction, Outputs, Positive};
+
+/// This kind's source files: its own, then the digits kind's, whose models it trains.
+pub const FILES: &[&str] = &[file!(), digits::FILES[0]];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortcutStrength {
+    /// As in `[figure.experiment.digits]`.
+    pub data: std::path::PathBuf,
+    pub data_sha256: String,
+    pub classes: [u8; 2],
+    pub test_fraction: Fraction,
+    pub split_seed: u64,
+    /// q: the fraction of training images that carry the shortcut (> 0).
+    pub shortcut_fraction: Fraction,
+    /// v: the shortcut pixels' values, in units of the data's maximum; increasing.
+    pub shortcut_values: Vec<Positive>,
+    pub hidden_width: Count,
+    pub init_scale: Positive,
+    pub learning_rate: Positive,
+    pub steps: Count,
+    pub log_points: Count,
+    pub seed_count: Count,
+}
+
+/// The runs in job order: the control (no shortcut), then one per value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Run {
+    Control,
+    Shortcut(f64),
+}
+
+impl Run {
+    fn name(self) -> String {
+        match self {
+            Run::Control => "control (no shortcut)".into(),
+            Run::Shortcut(v) => format!("shortcut x{v}"),
+        }
+    }
+
+    fn final_scalar(self) -> String {
+        format!("{}: clean test accuracy at the end", self.name())
+    }
+}
+
+const CONTROL_LEVEL: &str = "control (no shortcut) at the end";
+const WEAKEST_MINUS_STRONGEST: &str = "clean test accuracy, weakest minus strongest shortcut";
+const CONTROL_MINUS_STRONGEST: &str = "clean test accuracy, control minus strongest shortcut";
+
+impl ShortcutStrength {
+    fn runs(&self) -> Vec<Run> {
+        std::iter::once(Run::Control).chain(self.shortcut_values.iter().map(|v| Run::Shortcut(v.get()))).collect()
+    }
+
+    /// The digits experiment this one is a sweep of (its data, split, net and schedule).
+    fn base(&self) -> Digits {
+        Digits {
+            data: self.data.clone(),
+            data_sha256: self.data_sha256.clone(),
+            classes: self.classes,
+            test_fraction: self.test_fraction,
+            split_seed: self.split_seed,
+            shortcut_fractions: vec![Fraction(0.0), self.shortcut_fraction],
+            shortcut_value: Positive(1.0),
+            hidden_width: self.hidden_width,
+            init_scale: self.init_scale,
+            learning_rate: self.learning_rate,
+            steps: self.steps,
+            log_points: self.log_points,
+            seed_count: self.seed_count,
+        }
+    }
+}
+
+impl Kind for ShortcutStrength {
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.seed_count.get()).collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        // The digits kind's own rules (classes, split, hash), on the base.
+        let mut p = self.base().problems();
+        if self.shortcut_fraction.get() == 0.0 {
+            p.push("shortcut_fraction: expected a fraction > 0 (the control is added by itself)".into());
+        }
+        if self.shortcut_values.is_empty() || !self.shortcut_values.windows(2).all(|w| w[0].get() < w[1].get()) {
+            p.push("shortcut_values: expected at least one value, increasing".into());
+        }
+        p
+    }
+
+    fn outputs(&self) -> Outputs {
+        let runs = self.runs();
+        let mut series: Vec<String> = runs.iter().map(|r| r.name()).collect();
+        series.extend(["clean test accuracy at the end".to_string(), CONTROL_LEVEL.to_string()]);
+        let mut scalars: Vec<String> = runs.iter().map(|r| r.final_scalar()).collect();
+        scalars.extend([WEAKEST_MINUS_STRONGEST.to_string(), CONTROL_MINUS_STRONGEST.to_string()]);
+        Outputs { series, scalars }
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        let seeds = self.seeds();
+        Job::numbered(self.runs().into_iter().map(|run| {
+            let (q, v) = match run {
+                Run::Control => (0.0, json!(null)),
+                Run::Shortcut(v) => (self.shortcut_fraction.get(), json!(v)),
+            };
+            Job {
+                id: JobId(0),
+                name: run.name(),
+                // The path is where the file is, the hash what it is.
+                config: job_config(
+                    self,
+                    &[
+                        ("data", json!(null)),
+                        ("shortcut_fraction", json!(null)),
+                        ("shortcut_values", json!(null)),
+                        ("q", json!(q)),
+                        ("value", v),
+                    ],
+                ),
+                seeds: seeds.clone(),
+                member_seeds: seeds.clone(),
+            }
+        }))
+    }
+
+    fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
+        let run = *self.runs().get(job.id.0).context("shortcut_strength has no such job")?;
+        let (q, v) = match run {
+            Run::Control => (0.0, 0.0),
+            Run::Shortcut(v) => (self.shortcut_fraction.get(), v),
+        };
+        self.base().training_input(q, v, &job.seeds)
+    }
+
+    fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
+        let runs = self.runs();
+        ensure!(logs.len() == runs.len(), "shortcut_strength expects {} job logs, got {}", runs.len(), logs.len());
+        let seeds = self.seeds();
+        let mut body = FigureBody {
+            panels: vec![
+                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
+                Panel::new(
+                    "clean held-out images, end of training",
+                    "shortcut intensity v (x the data's maximum)",
+                    "clean test accuracy",
+                )
+                .log_x(),
+            ],
+            ..Default::default()
+        };
+        let mut finals_per_seed = vec![Vec::new(); seeds.len()];
+        let mut control_final = f64::NAN;
+        for (j, (run, log)) in runs.iter().zip(logs).enumerate() {
+            let times = log.times();
+            let skip = crate::stats::leading_zero_times(&times);
+            let curves = digits::clean_accuracy(log, seeds.len()).with_context(|| run.name())?;
+            let line = Series::mean_over_seeds(run.name(), 0, digits::COLORS[j % digits::COLORS.len()], times, &curves);
+            let last = line.y[line.y.len() - 1];
+            body.scalars.insert(run.final_scalar(), last);
+            body.series.push(line.skipping(skip));
+            match run {
+                Run::Control => control_final = last,
+                Run::Shortcut(_) => {
+                    for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
+                        finals.push(curve[curve.len() - 1]);
+                    }
+                }
+            }
+        }
+        let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
+        let finals =
+            Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, values, &finals_per_seed);
+        let (weakest, strongest) = (finals.y[0], finals.y[finals.y.len() - 1]);
+        // The control as a level across the right panel, to read the shortcut runs against.
+        let span = vec![finals.x[0], finals.x[finals.x.len() - 1]];
+        body.series.push(
+            Series::line(CONTROL_LEVEL, 1, Source::Measured, palette::BLACK, span, vec![control_final; 2])
+                .in_legend(false),
+        );
+        body.scalars.insert(WEAKEST_MINUS_STRONGEST.into(), weakest - strongest);
+        body.scalars.insert(CONTROL_MINUS_STRONGEST.into(), control_final - strongest);
+        body.series.push(finals);
+        Ok(body)
+    }
+}
