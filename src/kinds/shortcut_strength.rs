@@ -168,11 +168,12 @@ impl Kind for ShortcutStrength {
                     "clean held-out images, end of training",
                     "shortcut intensity v (x the data's maximum)",
                     "clean test accuracy",
-                )
-                .log_x(),
+                ),
             ],
             ..Default::default()
         };
+        // The runs take the digits figure's colours (black for the control);
+        // the right panel's line, a different quantity, takes one they leave free.
         let mut finals_per_seed = vec![Vec::new(); seeds.len()];
         let mut control_final = f64::NAN;
         for (j, (run, log)) in runs.iter().zip(logs).enumerate() {
@@ -194,7 +195,7 @@ impl Kind for ShortcutStrength {
         }
         let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
         let finals =
-            Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, values, &finals_per_seed);
+            Series::mean_over_seeds("clean test accuracy at the end", 1, palette::PURPLE, values, &finals_per_seed);
         let (weakest, strongest) = (finals.y[0], finals.y[finals.y.len() - 1]);
         // The control as a level across the right panel, to read the shortcut runs against.
         let span = vec![finals.x[0], finals.x[finals.x.len() - 1]];
