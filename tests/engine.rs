@@ -25,7 +25,7 @@ fn problem(depth: usize, members: usize, n: usize, d: usize, width: usize) -> (E
 
 /// Gradients of the summed (over members) mean loss, by Candle's autograd on
 /// the plain model: f = W_L relu(... relu(W_1 x)).
-fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
+fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss, penalty: f64) -> Vec<Vec<f32>> {
     let dev = Device::Cpu;
     let (e, n, d) = (data.members, data.points, data.dim);
     let vars: Vec<Var> = init
@@ -42,7 +42,8 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
         }
     }
     let y = Tensor::from_vec(data.y.clone(), (e, n), &dev).unwrap();
-    let m = (h.squeeze(2).unwrap() * y).unwrap();
+    let f = h.squeeze(2).unwrap();
+    let m = (&f * y).unwrap();
     let per_point = match loss {
         // log(1 + e^-m) = relu(-m) + log(1 + e^-|m|), stable for any m.
         Loss::CrossEntropy => (m.neg().unwrap().relu().unwrap()
@@ -50,15 +51,18 @@ fn autograd(init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<
         .unwrap(),
         Loss::Hinge => (m.neg().unwrap() + 1.0).unwrap().relu().unwrap(),
     };
+    // Spectral decoupling: + (penalty / 2) f^2 per point.
+    let per_point = (per_point + f.sqr().unwrap().affine(penalty / 2.0, 0.0).unwrap()).unwrap();
     let total = (per_point.sum_all().unwrap() / n as f64).unwrap();
     let grads = total.backward().unwrap();
     vars.iter().map(|v| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
 }
 
 /// Gradients implied by one step of `engine` with rate 1: w0 - w1.
-fn gradients(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, loss: Loss) -> Vec<Vec<f32>> {
+fn gradients(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, loss: Loss, penalty: f64) -> Vec<Vec<f32>> {
     let cfg = TrainConfig {
         loss,
+        output_penalty: penalty,
         learning_rate: 1.0,
         log_steps: vec![0, 1],
         record_weights: RecordWeights::Every,
@@ -77,14 +81,18 @@ fn hand_derived_gradients_match_candle_autograd_in_both_engines() {
     for engine in [Engine::Batched, Engine::Fused] {
         for depth in 1..=4 {
             for loss in [Loss::CrossEntropy, Loss::Hinge] {
-                let (init, data) = problem(depth, 3, 5, 4, 6);
-                let (want, got) = (autograd(&init, &data, loss), gradients(engine, &init, &data, loss));
-                for (l, (w, g)) in want.iter().zip(&got).enumerate() {
-                    for (a, b) in w.iter().zip(g) {
-                        assert!(
-                            (a - b).abs() <= 2e-5 * a.abs().max(1.0),
-                            "{engine:?}, depth {depth}, {loss:?}, layer {l}: autograd {a}, engine {b}"
-                        );
+                // The plain loss, and with the output penalty of spectral decoupling.
+                for penalty in [0.0, 0.3] {
+                    let (init, data) = problem(depth, 3, 5, 4, 6);
+                    let want = autograd(&init, &data, loss, penalty);
+                    let got = gradients(engine, &init, &data, loss, penalty);
+                    for (l, (w, g)) in want.iter().zip(&got).enumerate() {
+                        for (a, b) in w.iter().zip(g) {
+                            assert!(
+                                (a - b).abs() <= 2e-5 * a.abs().max(1.0),
+                                "{engine:?}, depth {depth}, {loss:?}, penalty {penalty}, layer {l}: autograd {a}, engine {b}"
+                            );
+                        }
                     }
                 }
             }
@@ -100,7 +108,7 @@ fn zero_preactivations_get_no_gradient() {
     let init = EnsembleWeights { members: 1, shapes: vec![(1, 2), (1, 1)], layers: vec![vec![0.0, 0.0], vec![-0.5]] };
     let data = EnsembleData { members: 1, points: 1, dim: 2, x: vec![1.0, 0.0], y: vec![1.0] };
     for engine in [Engine::Batched, Engine::Fused] {
-        let grads = gradients(engine, &init, &data, Loss::CrossEntropy);
+        let grads = gradients(engine, &init, &data, Loss::CrossEntropy, 0.0);
         assert_eq!(grads[0], vec![0.0, 0.0], "{engine:?}");
     }
 }
@@ -111,6 +119,7 @@ fn margins_are_logged_at_the_schedule() {
     let (init, data) = problem(2, 2, 3, 3, 4);
     let cfg = TrainConfig {
         loss: Loss::CrossEntropy,
+        output_penalty: 0.0,
         learning_rate: 0.1,
         log_steps: vec![0, 2, 7],
         record_weights: RecordWeights::Last,
@@ -129,6 +138,7 @@ fn repeatable_training() -> TrainLog {
     let (init, data) = problem(3, 4, 6, 5, 7);
     let cfg = TrainConfig {
         loss: Loss::CrossEntropy,
+        output_penalty: 0.0,
         learning_rate: 0.3,
         log_steps: engine::log_schedule(300, 20),
         record_weights: RecordWeights::Last,
@@ -182,6 +192,8 @@ fn fused_avx2_and_portable_paths_give_the_same_bits() {
                 let (init, data) = problem(depth, members, n, d, width);
                 let cfg = TrainConfig {
                     loss,
+                    // Even depths add the output penalty of spectral decoupling.
+                    output_penalty: if depth % 2 == 0 { 0.2 } else { 0.0 },
                     learning_rate: 0.05,
                     log_steps: vec![0, 1, 7, 40],
                     record_weights: RecordWeights::Every,
@@ -204,6 +216,7 @@ fn divergence_is_detected_not_plotted() {
     let (init, data) = problem(3, 2, 4, 3, 5);
     let cfg = TrainConfig {
         loss: Loss::Hinge,
+        output_penalty: 0.0,
         learning_rate: 1e30,
         log_steps: vec![0, 1, 5, 50],
         record_weights: RecordWeights::Never,
@@ -228,6 +241,8 @@ fn fused_engine_matches_the_batched_program() {
                 let (_, probe) = problem(depth, members, 4, d, width);
                 let cfg = TrainConfig {
                     loss,
+                    // Even depths add the output penalty of spectral decoupling.
+                    output_penalty: if depth % 2 == 0 { 0.2 } else { 0.0 },
                     learning_rate: 0.05,
                     log_steps: vec![0, 1, 7, 40],
                     record_weights: RecordWeights::Every,

@@ -16,7 +16,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
-use super::types::{Advance, EnsembleData, EnsembleWeights, TrainConfig};
+use super::types::{Advance, EnsembleData, EnsembleWeights, Objective, TrainConfig};
 use crate::values::Loss;
 
 struct Net {
@@ -60,7 +60,7 @@ impl Advance for BatchedState<'_> {
     fn advance(&mut self, steps: u64) -> Result<()> {
         for _ in 0..steps {
             let pass = self.net.forward(&self.x, &self.y)?;
-            let grads = self.net.backward(&pass, &self.y, self.cfg.loss, self.points)?;
+            let grads = self.net.backward(&pass, &self.y, self.cfg.objective(), self.points)?;
             for (w, g) in self.net.weights.iter_mut().zip(grads) {
                 *w = (&*w - g.affine(self.cfg.learning_rate, 0.0)?)?;
             }
@@ -101,12 +101,16 @@ impl Net {
     }
 
     /// Gradients of the mean loss with respect to each layer's weights.
-    fn backward(&self, pass: &Pass, y: &Tensor, loss: Loss, n: usize) -> Result<Vec<Tensor>> {
-        // dl/dm: -sigma(-m) for cross-entropy (stable for any m), -1[m < 1] for hinge.
-        let dl_dm = match loss {
+    fn backward(&self, pass: &Pass, y: &Tensor, objective: Objective, n: usize) -> Result<Vec<Tensor>> {
+        // dl/dm: -sigma(-m) for cross-entropy (stable for any m), -1[m < 1] for hinge,
+        // plus lambda m for the output penalty (lambda/2) m^2.
+        let mut dl_dm = match objective.loss {
             Loss::CrossEntropy => candle_nn::ops::sigmoid(&pass.margins.neg()?)?.neg()?,
             Loss::Hinge => pass.margins.lt(1.0)?.to_dtype(DType::F32)?.neg()?,
         };
+        if objective.output_penalty != 0.0 {
+            dl_dm = (dl_dm + pass.margins.affine(objective.output_penalty as f64, 0.0)?)?;
+        }
         // dL/df per point, as a column (E, N, 1).
         let mut delta = (dl_dm * y)?.affine(1.0 / n as f64, 0.0)?.unsqueeze(2)?;
         let depth = self.weights.len();

@@ -13,7 +13,7 @@
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp1, Device, InplaceOp1, Layout, Shape, Tensor};
 
-use super::types::{Advance, EnsembleData, EnsembleWeights, TrainConfig};
+use super::types::{Advance, EnsembleData, EnsembleWeights, Objective, TrainConfig};
 use crate::values::Loss;
 
 /// Number of parameters of one member.
@@ -74,7 +74,7 @@ impl Advance for FusedState<'_> {
             let op = Steps {
                 shapes: &self.like.shapes,
                 data: self.data,
-                loss: self.cfg.loss,
+                objective: self.cfg.objective(),
                 learning_rate: self.cfg.learning_rate as f32,
                 steps,
             };
@@ -95,7 +95,7 @@ impl Advance for FusedState<'_> {
 pub struct Steps<'a> {
     pub shapes: &'a [(usize, usize)],
     pub data: &'a EnsembleData,
-    pub loss: Loss,
+    pub objective: Objective,
     pub learning_rate: f32,
     pub steps: u64,
 }
@@ -118,13 +118,13 @@ impl InplaceOp1 for Steps<'_> {
             candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
         }
         if self.data.points * per <= MAX_LANE_WORK && self.data.members >= LANES / 2 {
-            run_lanes(params, self.shapes, self.data, self.loss, self.learning_rate, self.steps);
+            run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }
         let mut scratch = Scratch::new(self.shapes, self.data.points);
         for (e, member) in params.chunks_exact_mut(per).enumerate() {
             let (x, y) = member_data(self.data, e);
-            run_steps(member, self.shapes, x, y, self.loss, self.learning_rate, self.steps, &mut scratch);
+            run_steps(member, self.shapes, x, y, self.objective, self.learning_rate, self.steps, &mut scratch);
         }
         Ok(())
     }
@@ -247,13 +247,13 @@ with_avx2_path! {
         shapes: &[(usize, usize)],
         x: &[f32],
         y: &[f32],
-        loss: Loss,
+        objective: Objective,
         lr: f32,
         steps: u64,
         s: &mut Scratch,
     ) {
         for _ in 0..steps {
-            step(params, shapes, x, y, loss, lr, s);
+            step(params, shapes, x, y, objective, lr, s);
         }
     }
 }
@@ -368,14 +368,24 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
 // The loops run over points and index several arrays by the same point.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], loss: Loss, lr: f32, s: &mut Scratch) {
+fn step(
+    params: &mut [f32],
+    shapes: &[(usize, usize)],
+    x: &[f32],
+    y: &[f32],
+    objective: Objective,
+    lr: f32,
+    s: &mut Scratch,
+) {
     let depth = shapes.len();
     let n = y.len();
     forward(params, shapes, x, s);
-    // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1].
+    // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1],
+    // less lambda m under the output penalty (left out at 0, so the plain loss keeps its bits).
+    let penalty = objective.output_penalty;
     for p in 0..n {
         let m = s.output[p] * y[p];
-        let descent = match loss {
+        let mut descent = match objective.loss {
             Loss::CrossEntropy => 1.0 / (1.0 + m.exp()),
             Loss::Hinge => {
                 if m < 1.0 {
@@ -385,6 +395,9 @@ fn step(params: &mut [f32], shapes: &[(usize, usize)], x: &[f32], y: &[f32], los
                 }
             }
         };
+        if penalty != 0.0 {
+            descent -= penalty * m;
+        }
         s.delta[p] = -descent * y[p] / n as f32;
     }
     for l in (0..depth).rev() {
@@ -446,7 +459,14 @@ type Lanes = [f32; LANES];
 
 /// Steps every member, `LANES` at a time (the last group padded with copies
 /// of the last member, whose results are dropped).
-fn run_lanes(params: &mut [f32], shapes: &[(usize, usize)], data: &EnsembleData, loss: Loss, lr: f32, steps: u64) {
+fn run_lanes(
+    params: &mut [f32],
+    shapes: &[(usize, usize)],
+    data: &EnsembleData,
+    objective: Objective,
+    lr: f32,
+    steps: u64,
+) {
     let per = params_per_member(shapes);
     let (n, d, members) = (data.points, data.dim, data.members);
     let offsets: Vec<usize> = shapes.iter().scan(0, |at, (o, i)| Some(std::mem::replace(at, *at + o * i))).collect();
@@ -461,7 +481,7 @@ fn run_lanes(params: &mut [f32], shapes: &[(usize, usize)], data: &EnsembleData,
         let mut p: Vec<Lanes> = (0..per).map(|k| lanes.map(|e| params[e * per + k])).collect();
         let x: Vec<Lanes> = (0..n * d).map(|k| lanes.map(|e| data.x[e * n * d + k])).collect();
         let y: Vec<Lanes> = (0..n).map(|k| lanes.map(|e| data.y[e * n + k])).collect();
-        run_lane_steps(&mut p, shapes, &offsets, &x, &y, loss, lr, steps, &mut s);
+        run_lane_steps(&mut p, shapes, &offsets, &x, &y, objective, lr, steps, &mut s);
         for (j, &e) in lanes.iter().enumerate().take(members - first) {
             for k in 0..per {
                 params[e * per + k] = p[k][j];
@@ -485,13 +505,13 @@ with_avx2_path! {
         offsets: &[usize],
         x: &[Lanes],
         y: &[Lanes],
-        loss: Loss,
+        objective: Objective,
         lr: f32,
         steps: u64,
         s: &mut LaneScratch,
     ) {
         for _ in 0..steps {
-            lane_step(p, shapes, offsets, x, y, loss, lr, s);
+            lane_step(p, shapes, offsets, x, y, objective, lr, s);
         }
     }
 }
@@ -507,7 +527,7 @@ fn lane_step(
     offsets: &[usize],
     x: &[Lanes],
     y: &[Lanes],
-    loss: Loss,
+    objective: Objective,
     lr: f32,
     s: &mut LaneScratch,
 ) {
@@ -539,10 +559,15 @@ fn lane_step(
     }
     for pt in 0..n {
         let m: Lanes = std::array::from_fn(|j| s.output[pt][j] * y[pt][j]);
-        let descent: Lanes = match loss {
+        let mut descent: Lanes = match objective.loss {
             Loss::CrossEntropy => exp_lanes(m).map(|e| 1.0 / (1.0 + e)),
             Loss::Hinge => m.map(|m| if m < 1.0 { 1.0 } else { 0.0 }),
         };
+        if objective.output_penalty != 0.0 {
+            for j in 0..LANES {
+                descent[j] -= objective.output_penalty * m[j];
+            }
+        }
         for j in 0..LANES {
             s.delta[pt][j] = -descent[j] * y[pt][j] / n as f32;
         }

@@ -13,7 +13,7 @@ use batched::BatchedState;
 use fused::FusedState;
 use types::Advance;
 pub use types::{
-    forward, log_schedule, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog,
+    forward, log_schedule, EnsembleData, EnsembleWeights, Objective, RecordWeights, TrainConfig, TrainInput, TrainLog,
 };
 
 /// Which implementation advances the ensemble. Both compute the same

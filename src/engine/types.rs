@@ -69,9 +69,20 @@ pub enum RecordWeights {
     Every,
 }
 
+/// What gradient descent minimizes, per point: the loss on the margin
+/// m = y f(x), plus (output_penalty / 2) f(x)^2, spectral decoupling
+/// (Pezeshki et al. 2020); since y = +-1, f(x)^2 = m^2. Zero is the plain loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Objective {
+    pub loss: Loss,
+    pub output_penalty: f32,
+}
+
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub loss: Loss,
+    /// lambda of spectral decoupling (see `Objective`); 0 for the plain loss.
+    pub output_penalty: f64,
     pub learning_rate: f64,
     /// Steps at which margins are logged, ascending; the last is the final step.
     pub log_steps: Vec<u64>,
@@ -90,11 +101,16 @@ pub struct TrainInput {
 }
 
 impl TrainConfig {
+    pub fn objective(&self) -> Objective {
+        Objective { loss: self.loss, output_penalty: self.output_penalty as f32 }
+    }
+
     /// `steps` steps at `learning_rate`, margins logged at `log_points`
     /// log-spaced steps, no weights recorded, no probe points.
     pub fn logged(loss: Loss, learning_rate: f64, steps: u64, log_points: u64) -> TrainConfig {
         TrainConfig {
             loss,
+            output_penalty: 0.0,
             learning_rate,
             log_steps: log_schedule(steps, log_points),
             record_weights: RecordWeights::Never,
