@@ -207,23 +207,31 @@ impl Mode {
 ///   da/dt = ((1 - p) push(a) + p push(a + b)) / 2,   db/dt = p push(a + b) / 2.
 /// The control replaces A + B by B alone:
 ///   da/dt = (1 - p) push(a) / 2,   db/dt = p push(b) / 2.
+/// Under spectral decoupling (the loss plus (penalty / 2) f^2 per point,
+/// f^2 = m^2) every push(m) becomes push(m) - penalty m (see
+/// `decoupled_margin` for where this flow ends).
 /// Returns (a, b) at each of `times` (ascending), RK4 with steps of at most
 /// `dt`, growing to 1% of t late in training when the flow is slow.
-pub fn starvation_weights(p: f64, loss: Loss, control: bool, times: &[f64], dt: f64) -> Vec<(f64, f64)> {
+pub fn starvation_weights(p: f64, loss: Loss, control: bool, penalty: f64, times: &[f64], dt: f64) -> Vec<(f64, f64)> {
+    let pull = |m: f64| push(loss, m) - penalty * m;
     let velocity = |a: f64, b: f64| -> (f64, f64) {
         if control {
-            ((1.0 - p) * push(loss, a) / 2.0, p * push(loss, b) / 2.0)
+            ((1.0 - p) * pull(a) / 2.0, p * pull(b) / 2.0)
         } else {
-            let both = push(loss, a + b);
-            (((1.0 - p) * push(loss, a) + p * both) / 2.0, p * both / 2.0)
+            let both = pull(a + b);
+            (((1.0 - p) * pull(a) + p * both) / 2.0, p * both / 2.0)
         }
     };
+    // The penalty keeps the flow stiff at late times (its Jacobian has entries
+    // up to 1/4 + penalty, where plain cross-entropy's fade): RK4 is stable
+    // for steps below 2.78 over that, so the step stops growing there.
+    let longest = if penalty > 0.0 { 1.0 / (0.25 + penalty) } else { f64::INFINITY };
     let (mut a, mut b, mut t) = (0.0, 0.0, 0.0);
     times
         .iter()
         .map(|&target| {
             while t < target {
-                let h = dt.max(0.01 * t).min(target - t);
+                let h = dt.max((0.01 * t).min(longest)).min(target - t);
                 let k1 = velocity(a, b);
                 let k2 = velocity(a + h / 2.0 * k1.0, b + h / 2.0 * k1.1);
                 let k3 = velocity(a + h / 2.0 * k2.0, b + h / 2.0 * k2.1);
@@ -235,6 +243,48 @@ pub fn starvation_weights(p: f64, loss: Loss, control: bool, times: &[f64], dt: 
             (a, b)
         })
         .collect()
+}
+
+/// Where spectral decoupling's flow ends, for the linear model on the
+/// starvation data (`starvation_weights` with penalty lambda > 0).
+///
+/// Derivation. Per class, the loss is (1 - p) g(m_A) + p g(m_AB) with
+/// g(m) = l(m) + (lambda / 2) m^2, where m_A = a is the margin of the points
+/// with the common feature alone and m_AB = a + b that of the points with
+/// both. (a, b) -> (m_A, m_AB) is linear and invertible, so the loss is a
+/// separable function of the two margins, each term strictly convex (l is
+/// convex, the penalty strictly so). Its unique minimum has g'(m_A) =
+/// g'(m_AB) = 0, i.e. both margins equal m*, the root of push(m) = lambda m:
+/// a = m*, b = 0. B is not kept: A alone separates the data, and the penalty
+/// makes the redundant feature cost something for nothing. (The flow gets
+/// there: it is the gradient flow of a strictly convex function.) For
+/// cross-entropy, sigma(-m*) = lambda m*, found by bisection (the left side
+/// falls and the right rises); for hinge, m* = 1 when lambda < 1 (the kink),
+/// 1 / lambda otherwise.
+pub fn decoupled_margin(loss: Loss, penalty: f64) -> f64 {
+    assert!(penalty > 0.0, "the penalty must be positive");
+    match loss {
+        Loss::Hinge => {
+            if penalty < 1.0 {
+                1.0
+            } else {
+                1.0 / penalty
+            }
+        }
+        Loss::CrossEntropy => {
+            // sigma(-m) - lambda m is 1/2 at m = 0 and negative at m = 1 / (2 lambda).
+            let (mut lo, mut hi) = (0.0, 1.0 / (2.0 * penalty));
+            for _ in 0..200 {
+                let mid = 0.5 * (lo + hi);
+                if sigmoid(-mid) > penalty * mid {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            0.5 * (lo + hi)
+        }
+    }
 }
 
 /// The balanced chain's closed-form velocity of z = f = s w^L (all layers

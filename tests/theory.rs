@@ -241,7 +241,7 @@ fn starvation_reproduces_the_notes_reference_values_at_twice_the_time() {
     // points, so each class weighs 1/2 and our time runs at half speed: their
     // values at t are ours at 2t.
     let times = [20.0, 200.0, 2000.0, 20000.0];
-    let w = theory::starvation_weights(0.1, Loss::CrossEntropy, false, &times, 1e-3);
+    let w = theory::starvation_weights(0.1, Loss::CrossEntropy, false, 0.0, &times, 1e-3);
     let (a_ref, b_ref) = ([2.2, 4.5, 6.9, 9.2], [0.20, 0.38, 0.54, 0.67]);
     for (i, &(a, b)) in w.iter().enumerate() {
         assert!((a - a_ref[i]).abs() < 0.05, "t = {}: w_A = {a}, notes {}", times[i], a_ref[i]);
@@ -255,7 +255,7 @@ fn starvation_hinge_freezes_at_p_over_one_plus_p() {
     // then the A-only points alone until w_A = 1. The notes' 0.335 for p = 0.5
     // is gradient descent with a finite rate; the flow gives 1/3.
     for p in [0.1, 0.5] {
-        let w = theory::starvation_weights(p, Loss::Hinge, false, &[50.0], 1e-4);
+        let w = theory::starvation_weights(p, Loss::Hinge, false, 0.0, &[50.0], 1e-4);
         let (a, b) = w[0];
         assert!((a - 1.0).abs() < 2e-3, "p = {p}: w_A = {a}");
         assert!((b - p / (1.0 + p)).abs() < 2e-3, "p = {p}: w_B = {b}");
@@ -268,7 +268,7 @@ fn starvation_control_learns_b_like_a_lone_linear_point() {
     // the linear closed form with s = 1 and n = 2/p.
     let p = 0.1;
     let times = [1.0, 30.0, 900.0];
-    let w = theory::starvation_weights(p, Loss::CrossEntropy, true, &times, 1e-3);
+    let w = theory::starvation_weights(p, Loss::CrossEntropy, true, 0.0, &times, 1e-3);
     for (&t, &(_, b)) in times.iter().zip(&w) {
         let exact = theory::linear_ce_margin(0.0, 1.0, 2.0 / p, t);
         assert!(close(b, exact, 1e-5), "t = {t}: {b} vs {exact}");
@@ -317,4 +317,26 @@ fn cross_entropy_escapes_about_twice_as_late_as_hinge() {
         assert!(ratio > 2.0 && ratio < previous, "w0 = {w0}: ratio {ratio}");
         previous = ratio;
     }
+}
+
+/// Spectral decoupling on the starvation data, linear model: the penalized
+/// flow ends at a = m*, b = 0 (`theory::decoupled_margin`), with
+/// sigma(-m*) = lambda m*; B rises first, then is given back.
+#[test]
+fn spectral_decoupling_drives_the_linear_model_to_its_fixed_point() {
+    for penalty in [0.01, 0.1, 0.5] {
+        let m = theory::decoupled_margin(Loss::CrossEntropy, penalty);
+        assert!((theory::sigmoid(-m) - penalty * m).abs() < 1e-12, "lambda {penalty}: m* = {m}");
+        let times = [1.0, 10.0, 100.0, 20000.0];
+        let w = theory::starvation_weights(0.1, Loss::CrossEntropy, false, penalty, &times, 1e-2);
+        let (a, b) = w[3];
+        assert!((a - m).abs() < 1e-3 * m && b.abs() < 1e-3 * m, "lambda {penalty}: (a, b) = ({a}, {b}), m* = {m}");
+        assert!(w[1].1 > 10.0 * b.abs(), "lambda {penalty}: B was learned transiently ({:?})", w);
+    }
+    // Hinge: the kink holds the margins at 1 while lambda < 1.
+    assert_eq!(theory::decoupled_margin(Loss::Hinge, 0.5), 1.0);
+    assert_eq!(theory::decoupled_margin(Loss::Hinge, 2.0), 0.5);
+    // Without the penalty nothing stops w_B: the plain flow keeps it growing.
+    let plain = theory::starvation_weights(0.1, Loss::CrossEntropy, false, 0.0, &[100.0, 20000.0], 1e-2);
+    assert!(plain[1].1 > plain[0].1);
 }

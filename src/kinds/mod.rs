@@ -133,6 +133,7 @@ registry! {
     starvation: Starvation,
     digits: Digits,
     shortcut_strength: ShortcutStrength,
+    spectral_decoupling: SpectralDecoupling,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.

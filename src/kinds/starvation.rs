@@ -67,16 +67,17 @@ const C: usize = 2;
 const D: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Model {
+pub(crate) enum Model {
     Linear,
     TwoLayer,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Run {
-    model: Model,
-    loss: Loss,
-    control: bool,
+pub(crate) struct Run {
+    pub(crate) model: Model,
+    pub(crate) loss: Loss,
+    /// B without A: the rare feature alone.
+    pub(crate) control: bool,
 }
 
 impl Run {
@@ -132,7 +133,7 @@ fn loss_name(loss: Loss) -> &'static str {
 }
 
 impl Starvation {
-    fn model_seeds(&self, model: Model) -> Vec<u64> {
+    pub(crate) fn model_seeds(&self, model: Model) -> Vec<u64> {
         if model == Model::Linear {
             Vec::new()
         } else {
@@ -161,8 +162,58 @@ impl Starvation {
         out
     }
 
+    /// One run's ensemble: members frequency by frequency, every seed side by
+    /// side (the linear model, from zero, one member per frequency).
+    pub(crate) fn training_input(&self, run: Run) -> TrainInput {
+        let seeds = self.model_seeds(run.model);
+        let n = 2 * self.per_class.usize();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut layers: Vec<Vec<f32>> = Vec::new();
+        let shapes = match run.model {
+            Model::Linear => vec![(1, DIM)],
+            Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
+        };
+        layers.resize(shapes.len(), Vec::new());
+        // The linear model starts at zero: one member per frequency, and no seed.
+        let member_seeds: Vec<Option<u64>> =
+            if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
+        for f in &self.frequencies {
+            for seed in &member_seeds {
+                for (features, label) in self.training_points(f.get(), run.control) {
+                    x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
+                    y.push(label as f32);
+                }
+                match run.model {
+                    Model::Linear => layers[0].extend([0.0f32; DIM]),
+                    Model::TwoLayer => {
+                        let seed = seed.expect("two-layer runs have seeds");
+                        for (l, w) in random_layers("starvation/two-layer-init", seed, &shapes, self.random_scale.get())
+                            .into_iter()
+                            .enumerate()
+                        {
+                            layers[l].extend(w);
+                        }
+                    }
+                }
+            }
+        }
+        let members = y.len() / n;
+        let data = EnsembleData { members, points: n, dim: DIM, x, y };
+        let init = EnsembleWeights { members, shapes, layers };
+        let (rate, steps) = match run.loss {
+            Loss::CrossEntropy => (self.learning_rate, self.steps),
+            Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
+        };
+        let cfg = TrainConfig {
+            record_weights: RecordWeights::Last,
+            ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get())
+        };
+        TrainInput { init, data, cfg }
+    }
+
     /// B's and A's strengths from one member's margins (see the module doc).
-    fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
+    pub(crate) fn strengths(&self, margins: &[f32], p: f64, control: bool) -> (f64, f64) {
         let points = self.training_points(p, control);
         let mean = |pick: &dyn Fn(&[usize]) -> bool| -> f64 {
             let picked: Vec<f64> =
@@ -180,7 +231,7 @@ impl Starvation {
 
     /// The noisy B-only test set: (label, x), alternately a B (+1) and a D
     /// (-1) point plus Gaussian noise on every coordinate.
-    fn test_set(&self) -> Vec<(f64, Vec<f32>)> {
+    pub(crate) fn test_set(&self) -> Vec<(f64, Vec<f32>)> {
         let mut r = rng::stream("starvation/test", self.test_seed);
         (0..self.test_points.usize())
             .map(|i| {
@@ -287,51 +338,7 @@ impl Kind for Starvation {
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let run = *runs().get(job.id.0).ok_or_else(|| anyhow::anyhow!("starvation has no job {:?}", job.id))?;
-        let seeds = self.model_seeds(run.model);
-        let n = 2 * self.per_class.usize();
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        let mut layers: Vec<Vec<f32>> = Vec::new();
-        let shapes = match run.model {
-            Model::Linear => vec![(1, DIM)],
-            Model::TwoLayer => vec![(self.hidden_width.usize(), DIM), (1, self.hidden_width.usize())],
-        };
-        layers.resize(shapes.len(), Vec::new());
-        // The linear model starts at zero: one member per frequency, and no seed.
-        let member_seeds: Vec<Option<u64>> =
-            if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
-        for f in &self.frequencies {
-            for seed in &member_seeds {
-                for (features, label) in self.training_points(f.get(), run.control) {
-                    x.extend((0..DIM).map(|d| if features.contains(&d) { 1.0f32 } else { 0.0 }));
-                    y.push(label as f32);
-                }
-                match run.model {
-                    Model::Linear => layers[0].extend([0.0f32; DIM]),
-                    Model::TwoLayer => {
-                        let seed = seed.expect("two-layer runs have seeds");
-                        for (l, w) in random_layers("starvation/two-layer-init", seed, &shapes, self.random_scale.get())
-                            .into_iter()
-                            .enumerate()
-                        {
-                            layers[l].extend(w);
-                        }
-                    }
-                }
-            }
-        }
-        let members = job.members();
-        let data = EnsembleData { members, points: n, dim: DIM, x, y };
-        let init = EnsembleWeights { members, shapes, layers };
-        let (rate, steps) = match run.loss {
-            Loss::CrossEntropy => (self.learning_rate, self.steps),
-            Loss::Hinge => (self.hinge_learning_rate, self.hinge_steps),
-        };
-        let cfg = TrainConfig {
-            record_weights: RecordWeights::Last,
-            ..TrainConfig::logged(run.loss, rate.get(), steps.get(), self.log_points.get())
-        };
-        Ok(TrainInput { init, data, cfg })
+        Ok(self.training_input(run))
     }
 
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
@@ -410,7 +417,7 @@ impl Kind for Starvation {
                         .keep_band_if(per_p > 1),
                 );
                 if run.model == Model::Linear {
-                    let theory = theory::starvation_weights(p, run.loss, false, &times, self.theory_dt.get());
+                    let theory = theory::starvation_weights(p, run.loss, false, 0.0, &times, self.theory_dt.get());
                     // The measured w_B against the ODE's, relative to w_A.
                     let gap = &mut gaps[usize::from(run.loss == Loss::Hinge)];
                     for ((&t, &(measured_b, _)), &(a, b)) in times.iter().zip(&strengths[0]).zip(&theory) {
