@@ -226,11 +226,22 @@ pub fn starvation_weights(p: f64, loss: Loss, control: bool, penalty: f64, times
     // up to 1/4 + penalty, where plain cross-entropy's fade): RK4 is stable
     // for steps below 2.78 over that, so the step stops growing there.
     let longest = if penalty > 0.0 { 1.0 / (0.25 + penalty) } else { f64::INFINITY };
-    let (mut a, mut b, mut t) = (0.0, 0.0, 0.0);
+    // With the penalty the flow ends at (m*, 0) (`decoupled_margin`; the
+    // control's, whose margins are a and b, at (m*, m*)); once there to 1e-12,
+    // it stays: later times skip ahead.
+    let end = (penalty > 0.0).then(|| {
+        let m = decoupled_margin(loss, penalty);
+        (m, if control { m } else { 0.0 })
+    });
+    let (mut a, mut b, mut t): (f64, f64, f64) = (0.0, 0.0, 0.0);
     times
         .iter()
         .map(|&target| {
             while t < target {
+                if end.is_some_and(|(ea, eb)| (a - ea).abs() <= 1e-12 * ea && (b - eb).abs() <= 1e-12 * ea) {
+                    t = target;
+                    break;
+                }
                 let h = dt.max((0.01 * t).min(longest)).min(target - t);
                 let k1 = velocity(a, b);
                 let k2 = velocity(a + h / 2.0 * k1.0, b + h / 2.0 * k1.1);

@@ -246,7 +246,9 @@ impl Kind for SpectralDecoupling {
                     format!("linear, p = {p}: B's strength (dashed: the flow)"),
                     "w_B / w_A (solid: measured, dashed: ODE)",
                 ),
-                Panel::over_log_time(format!("two-layer, p = {p}: what B adds"), "(m_A+B - m_A) / m_A"),
+                // Around zero, where the runs end: the random init starts far below.
+                Panel::over_log_time(format!("two-layer, p = {p}: what B adds"), "(m_A+B - m_A) / m_A")
+                    .y_range(-0.1, 0.1),
                 Panel::new("noisy B-only test points, end of training", "lambda", "B-only test accuracy"),
                 Panel::new("digits, clean held-out images, end of training", "lambda", "clean test accuracy"),
             ],
