@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cache::{Cache, Lookup};
 use crate::engine::{self, TrainLog};
 use crate::figure::{ClaimResult, Divergence, FigureBody, FigureData, Provenance};
-use crate::kinds::{Job, Kind};
+use crate::kinds::{self, Job, Kind};
 use crate::spec::{FigureSpec, Paper};
 use crate::{claims, files, provenance, render};
 
@@ -144,7 +144,7 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
         .iter()
         .enumerate()
         .flat_map(|(i, fig)| {
-            fig.experiment.kind().jobs().into_iter().map(move |job| PlannedJob {
+            kinds::numbered_jobs(fig.experiment.kind()).into_iter().map(move |job| PlannedJob {
                 figure: i,
                 key: job_key(fig, &job),
                 job,
@@ -168,20 +168,27 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
 }
 
 /// One job's training: prepared by its kind, run by the engine.
-pub fn train_job(fig: &FigureSpec, job: &Job) -> Result<TrainLog> {
+fn train_job(fig: &FigureSpec, job: &Job) -> Result<TrainLog> {
     let input = fig.experiment.kind().prepare_job(job)?;
+    // `member_seeds` names the seed of each network: a kind that gets its length wrong would mislabel divergences.
+    ensure!(
+        input.init.members == job.members(),
+        "the kind prepared {} networks for job {:?}, which lists {} member seeds (a bug in the kind)",
+        input.init.members,
+        job.name,
+        job.members()
+    );
     engine::train(&input.init, &input.data, &input.cfg)
 }
 
 /// The trainings of a job's log that produced NaN or infinity, for the
 /// figure's `divergences`.
-pub fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
+fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
     log.diverged_at
         .iter()
         .enumerate()
         .filter_map(|(member, step)| {
-            let seed = job.member_seeds.get(member).copied().unwrap_or_default();
-            step.map(|step| Divergence { job: job.name.clone(), member, seed, step })
+            step.map(|step| Divergence { job: job.name.clone(), member, seed: job.member_seeds[member], step })
         })
         .collect()
 }
@@ -190,7 +197,12 @@ pub fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
 /// kind assembles it, the pipeline adds the diverged trainings, checks that
 /// every plotted number is finite and every series name unique, and rounds.
 pub fn figure_body(kind: &dyn Kind, jobs: &[&Job], logs: &[TrainLog]) -> Result<FigureBody> {
+    ensure!(jobs.len() == logs.len(), "{} jobs, {} logs", jobs.len(), logs.len());
+    for (job, log) in jobs.iter().zip(logs) {
+        ensure!(log.diverged_at.len() == job.members(), "job {:?}: its log has another number of networks", job.name);
+    }
     let mut body = kind.assemble(logs)?;
+    ensure!(body.divergences.is_empty(), "the kind recorded divergences itself (the pipeline records them)");
     body.divergences = jobs.iter().zip(logs).flat_map(|(job, log)| divergences(job, log)).collect();
     if let Some(name) = body.duplicate_series() {
         bail!("two series are named {name:?} (a bug in its kind)");

@@ -38,7 +38,7 @@ pub const AFTER_TRAINING: &[&str] = &[
     // sigmoid.rs only builds `theory::Mode` values (plain data, no theory code runs) and drops them.
     "src/theory.rs",
     // Command line, cite, list, summary table. Before training it only pins Candle's threads
-    // (the code is train.rs, in the keys) and picks how many jobs run side by side, not what they compute.
+    // (that code is engine/mod.rs, in the keys) and picks how many jobs run side by side, not what they compute.
     "src/main.rs",
     // The benchmark binary: times the engines, never computes a cached result.
     "src/bin/bench.rs",
@@ -51,7 +51,7 @@ pub fn source_files() -> &'static [(&'static str, &'static str)] {
 }
 
 /// Whether `path` is one kind's own file, src/kinds/<kind>.rs (not
-/// mod.rs, which holds the helpers every kind shares).
+/// mod.rs, which holds the trait, the registry and `Job`, shared by every kind).
 pub fn is_kind_file(path: &str) -> bool {
     path.strip_prefix("src/kinds/").is_some_and(|name| name != "mod.rs" && !name.contains('/') && name.ends_with(".rs"))
 }

@@ -72,6 +72,16 @@ pub enum Loss {
     Hinge,
 }
 
+impl Loss {
+    /// In figure names and legends: "cross-entropy", "hinge".
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "cross-entropy",
+            Loss::Hinge => "hinge",
+        }
+    }
+}
+
 /// The names an experiment will produce, known from its config alone.
 #[derive(Debug, Default)]
 pub struct Outputs {

@@ -62,7 +62,7 @@ fn the_small_specs_cover_every_kind() {
 }
 
 #[test]
-fn every_kind_produces_exactly_the_names_it_declares() {
+fn every_kind_produces_the_series_and_exactly_the_scalars_it_declares() {
     for paper in [common::small_paper(), common::small_kinds_paper()] {
         let dir = tempfile::tempdir().unwrap();
         let run = common::run(&paper, dir.path(), 2);
@@ -97,7 +97,7 @@ fn the_how_to_template_runs_through_the_pipeline() {
         toml::from_str("norms = [0.5, 1.0, 2.0]\nlearning_rate = 0.01\nsteps = 2000\nlog_points = 30").unwrap();
     assert!(kind.problems().is_empty());
     assert_eq!(example_kind::FILES, ["tests/example_kind/mod.rs"]);
-    let jobs = kind.jobs();
+    let jobs = kinds::numbered_jobs(&kind);
     assert_eq!(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>(), [0, 1, 2]);
     let logs: Vec<_> = jobs
         .iter()

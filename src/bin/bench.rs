@@ -85,10 +85,7 @@ fn run() -> Result<()> {
             continue;
         }
         // The job with the most work per step stands for the figure.
-        let mut prepared = fig
-            .experiment
-            .kind()
-            .jobs()
+        let mut prepared = learning_dynamics::kinds::numbered_jobs(fig.experiment.kind())
             .into_iter()
             .map(|j| Ok((fig.experiment.kind().prepare_job(&j)?, j)))
             .collect::<Result<Vec<(TrainInput, Job)>>>()?;

@@ -201,12 +201,18 @@ thread_local! {
 
 /// Runs `f` with the fused kernels on their portable path (no AVX2) on this
 /// thread, whatever the CPU has: for comparing the two paths bit for bit
-/// (tests/engine.rs) and timing them.
+/// (tests/engine.rs).
+#[doc(hidden)]
 pub fn portable_only<R>(f: impl FnOnce() -> R) -> R {
-    let before = PORTABLE_ONLY.with(|p| p.replace(true));
-    let out = f();
-    PORTABLE_ONLY.with(|p| p.set(before));
-    out
+    /// Restores the flag when `f` returns or panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PORTABLE_ONLY.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PORTABLE_ONLY.with(|p| p.replace(true)));
+    f()
 }
 
 /// Whether this thread's kernels may take the AVX2 path.

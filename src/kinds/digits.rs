@@ -145,7 +145,7 @@ impl Kind for Digits {
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let q = self.shortcut_fractions.get(job.id.0).context("digits has no such job")?.get();
+        let q = self.shortcut_fractions.get(job.id.0).with_context(|| format!("digits has no job {:?}", job.id))?.get();
         self.training_input(q, self.shortcut_value.get(), &job.seeds)
     }
 

@@ -45,15 +45,8 @@ pub struct Losses {
 
 const LOSSES: [Loss; 2] = [Loss::CrossEntropy, Loss::Hinge];
 
-fn loss_name(loss: Loss) -> &'static str {
-    match loss {
-        Loss::CrossEntropy => "cross-entropy",
-        Loss::Hinge => "hinge",
-    }
-}
-
 fn run_name(model: &Model, loss: Loss) -> String {
-    format!("{}, {}", model.name, loss_name(loss))
+    format!("{}, {}", model.name, loss.name())
 }
 
 fn ratio_scalar(model: &Model) -> String {

@@ -9,7 +9,8 @@ use crate::engine::{TrainInput, TrainLog};
 use crate::figure::FigureBody;
 use crate::values::Outputs;
 
-/// What a figure kind provides (besides its module's `FILES`, see `files`): the trainings it needs, how to prepare one
+/// What a figure kind provides (besides its module's `FILES`, see `files`: a
+/// constant, not a trait item, so that `&dyn Kind` stays possible): the trainings it needs, how to prepare one
 /// for the engine, and how to build its figure (measurement and theory) from
 /// their logs. Implemented by the kind's config, the `[figure.experiment.<kind>]`
 /// table of paper.toml.
@@ -25,7 +26,8 @@ pub trait Kind: Sync {
     /// alone, so that claims and captions naming others fail before any run.
     fn outputs(&self) -> Outputs;
 
-    /// The trainings, each a cacheable unit; `Job::id` is its position here.
+    /// The trainings, each a cacheable unit; `Job::id` is its position here
+    /// (`numbered_jobs` sets it).
     fn jobs(&self) -> Vec<Job>;
 
     /// What the engine needs to run one job: init, data and schedule.
@@ -69,6 +71,13 @@ impl Job {
     }
 }
 
+/// A kind's jobs with each id set to its position: how the pipeline (and
+/// anything else that prepares jobs) takes them, so that a kind that forgets
+/// `Job::numbered` cannot train job 0 under every job's key.
+pub fn numbered_jobs(kind: &dyn Kind) -> Vec<Job> {
+    Job::numbered(kind.jobs())
+}
+
 /// Declares the kinds: one line `module: ConfigType` per kind, where
 /// `src/kinds/<module>.rs` defines `ConfigType: Kind` and `<module>` is the
 /// table name in `[figure.experiment.<module>]`.
@@ -77,31 +86,32 @@ macro_rules! registry {
         $(pub mod $kind;)*
 
         /// The experiment of a figure: `[figure.experiment.<kind>]` in paper.toml.
-        #[allow(non_camel_case_types)]
+        /// (A variant's snake_case name is its module's: `registry!` lines pair them.)
         #[derive(Debug, Clone, Deserialize, Serialize)]
+        #[serde(rename_all = "snake_case")]
         pub enum ExperimentSpec {
-            $($kind($kind::$config),)*
+            $($config($kind::$config),)*
         }
 
         impl ExperimentSpec {
             /// The kind's name, as in `[figure.experiment.<name>]`.
             pub fn name(&self) -> &'static str {
                 match self {
-                    $(ExperimentSpec::$kind(_) => stringify!($kind),)*
+                    $(ExperimentSpec::$config(_) => stringify!($kind),)*
                 }
             }
 
             /// The source files of this kind's jobs: see `files`.
             pub fn files(&self) -> &'static [&'static str] {
                 match self {
-                    $(ExperimentSpec::$kind(_) => $kind::FILES,)*
+                    $(ExperimentSpec::$config(_) => $kind::FILES,)*
                 }
             }
 
             /// The kind's config, behind the trait every kind implements.
             pub fn kind(&self) -> &dyn Kind {
                 match self {
-                    $(ExperimentSpec::$kind(config) => config,)*
+                    $(ExperimentSpec::$config(config) => config,)*
                 }
             }
         }

@@ -77,6 +77,7 @@ const DEAD_CHECKED: &str = "grid points checked, y0 < 0";
 /// The two jobs: every grid point, and the marked starts' trajectories.
 const JOB_NAMES: [&str; 2] = ["grid", "trajectories"];
 const GRID: JobId = JobId(0);
+const TRAJECTORIES: JobId = JobId(1);
 
 const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::PURPLE, palette::SKY_BLUE];
 
@@ -223,17 +224,21 @@ impl Kind for PhaseDiagram {
                 name: JOB_NAMES[GRID.0].into(),
                 config: job_config(
                     self,
-                    &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!(JOB_NAMES[0]))],
+                    &[("start", json!(null)), ("boundary_distance", json!(null)), ("job", json!(JOB_NAMES[GRID.0]))],
                 ),
                 seeds: seeds.clone(),
                 member_seeds: member_seeds(self.grid_points().len()),
             },
             Job {
                 id: JobId(0),
-                name: JOB_NAMES[1].into(),
+                name: JOB_NAMES[TRAJECTORIES.0].into(),
                 config: job_config(
                     self,
-                    &[("grid", json!(null)), ("boundary_distance", json!(null)), ("job", json!(JOB_NAMES[1]))],
+                    &[
+                        ("grid", json!(null)),
+                        ("boundary_distance", json!(null)),
+                        ("job", json!(JOB_NAMES[TRAJECTORIES.0])),
+                    ],
                 ),
                 member_seeds: member_seeds(self.starts.len()),
                 seeds,
@@ -281,7 +286,7 @@ impl Kind for PhaseDiagram {
                     "f = z relu(u.x), |x| = {}, x in R^{}, {} loss, lr {}",
                     self.input_norm.get(),
                     self.input_dim.get(),
-                    loss_name(self.loss),
+                    self.loss.name(),
                     self.learning_rate.get()
                 ),
                 "z (output weight)",
@@ -372,13 +377,6 @@ impl Kind for PhaseDiagram {
         let labels = self.starts.iter().map(|s| s.name.clone()).collect();
         body.series.push(Series::points("marked starts", 0, palette::BLACK, x, y).in_legend(false).with_labels(labels));
         Ok(body)
-    }
-}
-
-pub fn loss_name(loss: Loss) -> &'static str {
-    match loss {
-        Loss::CrossEntropy => "cross-entropy",
-        Loss::Hinge => "hinge",
     }
 }
 

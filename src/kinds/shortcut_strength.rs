@@ -149,7 +149,7 @@ impl Kind for ShortcutStrength {
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let run = *self.runs().get(job.id.0).context("shortcut_strength has no such job")?;
+        let run = *self.runs().get(job.id.0).with_context(|| format!("shortcut_strength has no job {:?}", job.id))?;
         let (q, v) = match run {
             Run::Control => (0.0, 0.0),
             Run::Shortcut(v) => (self.shortcut_fraction.get(), v),

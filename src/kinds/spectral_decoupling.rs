@@ -216,7 +216,7 @@ impl Kind for SpectralDecoupling {
     }
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
-        let run = *self.runs().get(job.id.0).context("spectral_decoupling has no such job")?;
+        let run = *self.runs().get(job.id.0).with_context(|| format!("spectral_decoupling has no job {:?}", job.id))?;
         let mut input = match run {
             Run::Synthetic { model, control, .. } => {
                 self.starvation.training_input(starvation::Run { model, loss: Loss::CrossEntropy, control })

@@ -85,7 +85,7 @@ impl Run {
         format!(
             "{}, {}, {}",
             if self.model == Model::Linear { "linear" } else { "two-layer" },
-            loss_name(self.loss),
+            self.loss.name(),
             if self.control { "control (B without A)" } else { "starved (A + B)" }
         )
     }
@@ -122,16 +122,8 @@ fn accuracy_gain_scalar(model: Model, p: f64) -> String {
     )
 }
 fn gap_scalar(loss: Loss) -> String {
-    format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss_name(loss))
+    format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss.name())
 }
-fn loss_name(loss: Loss) -> &'static str {
-    if loss == Loss::CrossEntropy {
-        "cross-entropy"
-    } else {
-        "hinge"
-    }
-}
-
 impl Starvation {
     pub(crate) fn model_seeds(&self, model: Model) -> Vec<u64> {
         if model == Model::Linear {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use learning_dynamics::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use learning_dynamics::figure::{palette, FigureBody, Panel, Series, Source};
+use learning_dynamics::figure::{palette, FigureBody, Panel, Series, Source, TIME_LABEL};
 use learning_dynamics::kinds::{job_config, Job, JobId, Kind};
 use learning_dynamics::values::{Count, Loss, Outputs, Positive};
 
@@ -97,15 +97,11 @@ impl Kind for OnePoint {
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == self.norms.len(), "expected one log per norm");
         let mut body = FigureBody {
-            panels: vec![Panel {
-                title: "margin of one point: measured (colour) vs gradient flow (black)".into(),
-                x_label: "time t = lr x step".into(),
-                y_label: "margin".into(),
-                x_log: false,
-                y_log: false,
-                x_range: None,
-                y_range: None,
-            }],
+            panels: vec![Panel::new(
+                "margin of one point: measured (colour) vs gradient flow (black)",
+                TIME_LABEL,
+                "margin",
+            )],
             ..Default::default()
         };
         let mut gap: f64 = 0.0;
