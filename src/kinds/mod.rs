@@ -144,6 +144,7 @@ registry! {
     digits: Digits,
     shortcut_strength: ShortcutStrength,
     spectral_decoupling: SpectralDecoupling,
+    discriminator: Discriminator,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.
