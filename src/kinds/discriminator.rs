@@ -100,12 +100,12 @@ impl Run {
 
     /// Relative change of the signal's norm over the last decade of time.
     fn change_scalar(self) -> String {
-        format!("{}: relative change of |signal| over the last decade", self.name())
+        format!("{}: relative change of the signal's norm over the last decade", self.name())
     }
 }
 
-const GAP: &str = "linear: largest gap of |w| to its flow (% of |w|, t >= 1)";
-const SLOPE_RATIO: &str = "linear, cross-entropy: d|w|/d ln t over the last decade / |w_hat|";
+const GAP: &str = "linear: largest gap of norm(w) to its flow (% of norm(w), t >= 1)";
+const SLOPE_RATIO: &str = "linear, cross-entropy: slope of norm(w) in ln t over the last decade / norm(w_hat)";
 const ANGLE_TO_MAX_MARGIN: &str = "linear, cross-entropy: angle of w to w_hat at the end (degrees)";
 
 impl Discriminator {
@@ -257,12 +257,12 @@ impl Kind for Discriminator {
     fn outputs(&self) -> Outputs {
         let mut out = Outputs::default();
         for run in RUNS {
-            out.series.push(format!("{}: |signal|", run.name()));
+            out.series.push(format!("{}: norm of the signal", run.name()));
             out.series.push(format!("{}: direction", run.name()));
             out.scalars.push(run.change_scalar());
         }
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
-            out.series.push(format!("linear flow, {}: |w|", loss.name()));
+            out.series.push(format!("linear flow, {}: norm(w)", loss.name()));
             out.series.push(format!("linear flow, {}: direction", loss.name()));
         }
         out.series.push("max-margin direction".into());
@@ -347,7 +347,7 @@ impl Kind for Discriminator {
                 Run::TwoLayer(_) => (2, true),
             };
             let norm_line = Series::mean_over_seeds(
-                format!("{}: |signal|", run.name()),
+                format!("{}: norm of the signal", run.name()),
                 first_panel,
                 run.color(),
                 times.clone(),
@@ -377,7 +377,7 @@ impl Kind for Discriminator {
                 let later = &flow[skip..];
                 let x = times[skip..].to_vec();
                 body.series.push(Series::theory(
-                    format!("linear flow, {}: |w|", loss.name()),
+                    format!("linear flow, {}: norm(w)", loss.name()),
                     0,
                     x.clone(),
                     later.iter().map(|&w| norm(w)).collect(),
