@@ -413,3 +413,32 @@ impl Kind for Discriminator {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_margin_is_the_shortest_vector_that_puts_every_margin_at_one() {
+        // One support vector: (2, 0) alone is active, w_hat = (1/2, 0).
+        let one = [([2.0, 0.0], 1.0), ([3.0, 1.0], 1.0), ([-2.0, 0.5], -1.0)];
+        assert_eq!(max_margin(&one), Some([0.5, 0.0]));
+        // Two: (1, 1) and (1, -1) both at margin 1 gives w_hat = (1, 0).
+        let two = [([1.0, 1.0], 1.0), ([-1.0, 1.0], -1.0)];
+        let w = max_margin(&two).unwrap();
+        assert!((w[0] - 1.0).abs() < 1e-12 && w[1].abs() < 1e-12, "{w:?}");
+        // Not separable through the origin.
+        assert_eq!(max_margin(&[([1.0, 0.0], 1.0), ([2.0, 0.0], -1.0)]), None);
+    }
+
+    /// The flow's |w| grows like |w_hat| ln t at very late times (where
+    /// the figure's decade, 5e3 to 5e4, is still short of it).
+    #[test]
+    fn the_cross_entropy_flow_grows_like_the_max_margin_norm_in_ln_t() {
+        let samples = [([2.0, 0.3], 1.0), ([1.0, 1.5], 1.0), ([-1.5, 0.4], -1.0), ([-0.5, 1.2], -1.0)];
+        let w_hat = max_margin(&samples).unwrap();
+        let w = linear_flow(&samples, Loss::CrossEntropy, &[1e10, 1e11], 0.01);
+        let slope = (norm(w[1]) - norm(w[0])) / 10f64.ln();
+        assert!((slope / norm(w_hat) - 1.0).abs() < 0.02, "slope {slope}, |w_hat| {}", norm(w_hat));
+    }
+}
