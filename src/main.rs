@@ -180,7 +180,7 @@ impl Reporter {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 let _ = self.bar.set(bar);
             }
-            Event::TrainingStarts { .. } => {}
+            Event::TrainingStarts { .. } | Event::JobStarts { .. } => {}
             Event::JobTrained { figure, job, networks, seconds, .. } => {
                 if let Some(bar) = self.bar.get() {
                     bar.inc(networks as u64);

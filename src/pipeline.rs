@@ -44,6 +44,8 @@ pub enum Event {
     DamagedCacheEntry { figure: String, job: String, why: String },
     /// Training begins for the jobs the cache did not have.
     TrainingStarts { jobs: usize, networks: usize },
+    /// One job starts training (no job starts once an interrupt is asked for).
+    JobStarts { figure: String, job: String },
     /// One job is trained and cached.
     JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64 },
 }
@@ -264,6 +266,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                 if interrupted() {
                     return (i, None);
                 }
+                report(Event::JobStarts { figure: fig.id().into(), job: p.job.name.clone() });
                 let start = Instant::now();
                 let result = train_job(fig, &p.job)
                     .and_then(|log| cache.put(&p.key, &log).map(|_| log))

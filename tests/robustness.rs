@@ -284,8 +284,9 @@ fn a_second_ctrl_c_stops_at_once_and_leaves_the_cache_whole() {
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
     let (mut child, rx) = spawn_watched(&mut common::figures_command(&spec, &cache, &out, &["--jobs", "1"]));
     let mut seen = Vec::new();
-    // The phase diagram's jobs are short; then a sigmoid job runs for seconds.
-    wait_for(&rx, &mut seen, |l| events(l, "job_trained").iter().any(|e| e["job"] == "trajectories"));
+    // The phase diagram's jobs are short; then a sigmoid job runs for seconds:
+    // once it has started, the first Ctrl-C waits for it.
+    wait_for(&rx, &mut seen, |l| events(l, "job_starts").iter().any(|e| e["figure"] == "sigmoid-error"));
     interrupt(&child);
     wait_for(&rx, &mut seen, |l| l.starts_with("interrupt: "));
     let second = Instant::now();

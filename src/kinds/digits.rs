@@ -158,29 +158,19 @@ impl Kind for Digits {
         );
         let seeds = self.seeds();
         let mut body = FigureBody {
-            panels: vec![
-                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
-                Panel::new(
-                    "clean held-out images, end of training",
-                    "fraction q of training images with the shortcut",
-                    "clean test accuracy",
-                ),
-            ],
+            panels: accuracy_panels("fraction q of training images with the shortcut"),
             ..Default::default()
         };
         // Per seed, the final accuracy at each q: the right panel, averaged like the curves.
         let mut finals_per_seed = vec![Vec::new(); seeds.len()];
         for (j, (q, log)) in self.shortcut_fractions.iter().zip(logs).enumerate() {
             let q = q.get();
-            let times = log.times();
-            let skip = crate::stats::leading_zero_times(&times);
-            let curves = clean_accuracy(log, seeds.len()).with_context(|| q_name(q))?;
-            for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
-                finals.push(curve[curve.len() - 1]);
+            let (line, finals) = accuracy_over_time(q_name(q), COLORS[j % COLORS.len()], log, seeds.len())?;
+            for (per_seed, end) in finals_per_seed.iter_mut().zip(finals) {
+                per_seed.push(end);
             }
-            let line = Series::mean_over_seeds(q_name(q), 0, COLORS[j % COLORS.len()], times, &curves);
             body.scalars.insert(final_scalar(q), line.y[line.y.len() - 1]);
-            body.series.push(line.skipping(skip));
+            body.series.push(line);
         }
         let qs = self.shortcut_fractions.iter().map(|q| q.get()).collect();
         let finals = Series::mean_over_seeds("clean test accuracy at the end", 1, palette::BLUE, qs, &finals_per_seed);
@@ -188,6 +178,31 @@ impl Kind for Digits {
         body.series.push(finals);
         Ok(body)
     }
+}
+
+/// The two panels of a figure of clean test accuracy: over time, and at the
+/// end against `x_label` (what the runs vary).
+pub(crate) fn accuracy_panels(x_label: &str) -> Vec<Panel> {
+    vec![
+        Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
+        Panel::new("clean held-out images, end of training", x_label, "clean test accuracy"),
+    ]
+}
+
+/// One run's clean test accuracy over time in the left panel (mean and
+/// min-max band over seeds, from the first logged time after t = 0), and
+/// each seed's at the end.
+pub(crate) fn accuracy_over_time(
+    name: String,
+    color: &str,
+    log: &TrainLog,
+    seeds: usize,
+) -> Result<(Series, Vec<f64>)> {
+    let times = log.times();
+    let skip = crate::stats::leading_zero_times(&times);
+    let curves = clean_accuracy(log, seeds).with_context(|| name.clone())?;
+    let finals = curves.iter().map(|c| c[c.len() - 1]).collect();
+    Ok((Series::mean_over_seeds(name, 0, color, times, &curves).skipping(skip), finals))
 }
 
 /// Colours of the runs, in order.

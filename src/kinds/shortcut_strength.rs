@@ -19,7 +19,7 @@ use serde_json::json;
 use super::digits::{self, Digits};
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source};
+use crate::figure::{palette, FigureBody, Series, Source};
 use crate::values::{Count, Fraction, Outputs, Positive};
 
 /// This kind's source files: its own, then the digits kind's, whose models it trains.
@@ -162,14 +162,7 @@ impl Kind for ShortcutStrength {
         ensure!(logs.len() == runs.len(), "shortcut_strength expects {} job logs, got {}", runs.len(), logs.len());
         let seeds = self.seeds();
         let mut body = FigureBody {
-            panels: vec![
-                Panel::over_log_time("clean held-out images, during training", "clean test accuracy"),
-                Panel::new(
-                    "clean held-out images, end of training",
-                    "shortcut intensity v (x the data's maximum)",
-                    "clean test accuracy",
-                ),
-            ],
+            panels: digits::accuracy_panels("shortcut intensity v (x the data's maximum)"),
             ..Default::default()
         };
         // The runs take the digits figure's colours (black for the control);
@@ -177,18 +170,16 @@ impl Kind for ShortcutStrength {
         let mut finals_per_seed = vec![Vec::new(); seeds.len()];
         let mut control_final = f64::NAN;
         for (j, (run, log)) in runs.iter().zip(logs).enumerate() {
-            let times = log.times();
-            let skip = crate::stats::leading_zero_times(&times);
-            let curves = digits::clean_accuracy(log, seeds.len()).with_context(|| run.name())?;
-            let line = Series::mean_over_seeds(run.name(), 0, digits::COLORS[j % digits::COLORS.len()], times, &curves);
+            let color = digits::COLORS[j % digits::COLORS.len()];
+            let (line, finals) = digits::accuracy_over_time(run.name(), color, log, seeds.len())?;
             let last = line.y[line.y.len() - 1];
             body.scalars.insert(run.final_scalar(), last);
-            body.series.push(line.skipping(skip));
+            body.series.push(line);
             match run {
                 Run::Control => control_final = last,
                 Run::Shortcut(_) => {
-                    for (finals, curve) in finals_per_seed.iter_mut().zip(&curves) {
-                        finals.push(curve[curve.len() - 1]);
+                    for (per_seed, end) in finals_per_seed.iter_mut().zip(finals) {
+                        per_seed.push(end);
                     }
                 }
             }
