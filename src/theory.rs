@@ -317,6 +317,55 @@ pub fn balanced_chain_escape_time(depth: u32, s: f64, z0: f64, loss: Loss, n: f6
     n / (push0 * l * (1.0 - 2.0 / l) * s.powf(2.0 / l) * z0.powf(1.0 - 2.0 / l))
 }
 
+/// Softmax cross-entropy, linear model, orthogonal inputs x_i = s e_i, the
+/// loss a mean over N points: point i's logits z = s W e_i move on their own,
+///   dz/dt = (s^2 / N) (e_y - softmax(z)).
+/// From zero logits the wrong ones stay equal (symmetry), and the margin
+/// m = z_y - z_j obeys dm/dt = (s^2 / N) K e^-m / (1 + (K - 1) e^-m), whose
+/// integral is `multiclass_time_to_margin`. Here: RK4 from any z0, with steps
+/// of at most `dt` (growing to 1% of t late, when the flow is slow); the
+/// logits at each of `times`.
+pub fn multiclass_logits(z0: &[f64], class: usize, s: f64, n: f64, times: &[f64], dt: f64) -> Vec<Vec<f64>> {
+    let velocity = |z: &[f64]| -> Vec<f64> {
+        let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        (0..z.len()).map(|j| s * s / n * (f64::from(u8::from(j == class)) - e[j] / sum)).collect()
+    };
+    let step = |z: &[f64], k: &[f64], h: f64| -> Vec<f64> { z.iter().zip(k).map(|(a, b)| a + h * b).collect() };
+    let (mut z, mut t) = (z0.to_vec(), 0.0f64);
+    times
+        .iter()
+        .map(|&target| {
+            while t < target {
+                let h = dt.max(0.01 * t).min(target - t);
+                let k1 = velocity(&z);
+                let k2 = velocity(&step(&z, &k1, h / 2.0));
+                let k3 = velocity(&step(&z, &k2, h / 2.0));
+                let k4 = velocity(&step(&z, &k3, h));
+                for j in 0..z.len() {
+                    z[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
+                }
+                t += h;
+            }
+            z.clone()
+        })
+        .collect()
+}
+
+/// The true class's logit minus the largest other one.
+pub fn multiclass_margin(z: &[f64], class: usize) -> f64 {
+    let other = z.iter().enumerate().filter(|&(j, _)| j != class).map(|(_, &v)| v).fold(f64::NEG_INFINITY, f64::max);
+    z[class] - other
+}
+
+/// From zero logits, when the margin reaches m: separating
+/// (1 + (K - 1) e^-m) e^m dm = (K s^2 / N) dt and integrating from m = 0,
+///   e^m + (K - 1) m - 1 = K s^2 t / N.
+pub fn multiclass_time_to_margin(m: f64, k: usize, s: f64, n: f64) -> f64 {
+    n * (m.exp() + (k as f64 - 1.0) * m - 1.0) / (k as f64 * s * s)
+}
+
 /// Fraction of points still misclassified at each time, given each point's
 /// crossing time (None = never).
 pub fn error_curve(crossing_times: &[Option<f64>], times: &[f64]) -> Vec<f64> {

@@ -283,3 +283,56 @@ fn the_vectorized_exp_is_within_a_few_ulp() {
         assert!((got - want).abs() <= 4.0 * f32::EPSILON * want, "e^{x}: {got} vs {want}");
     }
 }
+
+/// K outputs: softmax cross-entropy, labels the class indices 0..K, in the
+/// batched engine (the one that trains them), against Candle's autograd.
+#[test]
+fn softmax_cross_entropy_gradients_match_candle_autograd() {
+    let dev = Device::Cpu;
+    let (members, n, d, width, k) = (2, 6, 4, 5, 3);
+    for depth in 1..=3 {
+        let mut r = rng::stream("test/engine-softmax", depth as u64);
+        let shapes: Vec<(usize, usize)> =
+            (0..depth).map(|l| (if l == depth - 1 { k } else { width }, if l == 0 { d } else { width })).collect();
+        let layers: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|&(o, i)| (0..members * o * i).map(|_| (0.8 * rng::normal(&mut r)) as f32).collect())
+            .collect();
+        let x: Vec<f32> = (0..members * n * d).map(|_| rng::normal(&mut r) as f32).collect();
+        let y: Vec<f32> = (0..members * n).map(|i| (i % k) as f32).collect();
+        let init = EnsembleWeights { members, shapes: shapes.clone(), layers: layers.clone() };
+        let data = EnsembleData { members, points: n, dim: d, x: x.clone(), y: y.clone() };
+        let got = gradients(Engine::Batched, &init, &data, Loss::CrossEntropy, 0.0);
+        // Autograd: mean over points of -log softmax(f)_y, summed over members.
+        let vars: Vec<Var> = shapes
+            .iter()
+            .zip(&layers)
+            .map(|(&(o, i), w)| Var::from_tensor(&Tensor::from_vec(w.clone(), (members, o, i), &dev).unwrap()).unwrap())
+            .collect();
+        let mut h = Tensor::from_vec(x, (members, n, d), &dev).unwrap();
+        for (l, w) in vars.iter().enumerate() {
+            h = h.matmul(&w.as_tensor().t().unwrap()).unwrap();
+            if l + 1 < vars.len() {
+                h = h.relu().unwrap();
+            }
+        }
+        let one_hot: Vec<f32> =
+            y.iter().flat_map(|&c| (0..k).map(move |j| if j == c as usize { 1.0 } else { 0.0 })).collect();
+        let one_hot = Tensor::from_vec(one_hot, (members, n, k), &dev).unwrap();
+        let log_p = candle_nn::ops::log_softmax(&h, 2).unwrap();
+        let total = ((log_p * one_hot).unwrap().sum_all().unwrap() * (-1.0 / n as f64)).unwrap();
+        let grads = total.backward().unwrap();
+        for (l, v) in vars.iter().enumerate() {
+            let want = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (a, b) in want.iter().zip(&got[l]) {
+                assert!((a - b).abs() <= 2e-5 * a.abs().max(1.0), "depth {depth}, layer {l}: autograd {a}, engine {b}");
+            }
+        }
+        // The engine picks the batched program for several outputs, and the fused one refuses them.
+        assert_eq!(engine::choose_engine(&shapes, n), Engine::Batched);
+        let cfg = TrainConfig::logged(Loss::CrossEntropy, 0.1, 2, 2);
+        assert!(engine::train_with(Engine::Fused, &init, &data, &cfg).is_err());
+        let hinge = TrainConfig::logged(Loss::Hinge, 0.1, 2, 2);
+        assert!(engine::train(&init, &data, &hinge).is_err(), "hinge with several outputs is refused");
+    }
+}

@@ -340,3 +340,21 @@ fn spectral_decoupling_drives_the_linear_model_to_its_fixed_point() {
     let plain = theory::starvation_weights(0.1, Loss::CrossEntropy, false, 0.0, &[100.0, 20000.0], 1e-2);
     assert!(plain[1].1 > plain[0].1);
 }
+
+/// The multiclass margin ODE: from zero logits, the integrated K-dimensional
+/// flow reaches each margin when the closed form says, for K = 2, 4, 10.
+#[test]
+fn multiclass_flow_from_zero_matches_its_closed_form() {
+    for k in [2usize, 4, 10] {
+        let (s, n, class) = (1.3, 32.0, 1);
+        for m in [0.5, 1.0, 3.0] {
+            let t = theory::multiclass_time_to_margin(m, k, s, n);
+            let z = theory::multiclass_logits(&vec![0.0; k], class, s, n, &[t], 1e-3);
+            let reached = theory::multiclass_margin(&z[0], class);
+            assert!((reached - m).abs() < 1e-6, "K = {k}: margin {reached} at the closed form's time for {m}");
+        }
+    }
+    // K = 2 is the binary logistic flow of the margin: dm/dt = 2 s^2 sigma(-m) / N.
+    let t = theory::multiclass_time_to_margin(1.0, 2, 1.0, 1.0);
+    assert!((t - std::f64::consts::E / 2.0).abs() < 1e-12);
+}

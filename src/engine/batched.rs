@@ -81,6 +81,11 @@ struct Pass {
     inputs: Vec<Tensor>,
     /// 1 where a hidden pre-activation is > 0, else 0 (relu'(0) = 0).
     masks: Vec<Tensor>,
+    /// The outputs f, (E, N, K).
+    outputs: Tensor,
+    /// With K > 1 outputs: 1 at each point's class, else 0, (E, N, K).
+    one_hot: Option<Tensor>,
+    /// K = 1: y f. K > 1: the true class's logit minus the largest other one.
     margins: Tensor,
 }
 
@@ -95,9 +100,20 @@ impl Net {
             inputs.push((&pre * &mask)?);
             masks.push(mask);
         }
-        let f = inputs.last().unwrap().matmul(&self.weights[depth - 1].t()?)?.squeeze(2)?;
-        let margins = (f * y)?;
-        Ok(Pass { inputs, masks, margins })
+        let outputs = inputs.last().unwrap().matmul(&self.weights[depth - 1].t()?)?;
+        let (e, n, k) = outputs.dims3()?;
+        if k == 1 {
+            let margins = (outputs.squeeze(2)? * y)?;
+            return Ok(Pass { inputs, masks, outputs, one_hot: None, margins });
+        }
+        // y holds class indices 0..K.
+        let classes = Tensor::arange(0f32, k as f32, y.device())?.reshape((1, 1, k))?.broadcast_as((e, n, k))?;
+        let one_hot = y.unsqueeze(2)?.broadcast_as((e, n, k))?.eq(&classes)?.to_dtype(DType::F32)?;
+        let true_logit = (&outputs * &one_hot)?.sum(2)?;
+        // The largest other logit: the true one pushed far below every other first.
+        let largest_other = (&outputs - one_hot.affine(1e30, 0.0)?)?.max(2)?;
+        let margins = (true_logit - largest_other)?;
+        Ok(Pass { inputs, masks, outputs, one_hot: Some(one_hot), margins })
     }
 
     /// Gradients of the mean loss with respect to each layer's weights.
@@ -111,8 +127,14 @@ impl Net {
         if objective.output_penalty != 0.0 {
             dl_dm = (dl_dm + pass.margins.affine(objective.output_penalty as f64, 0.0)?)?;
         }
-        // dL/df per point, as a column (E, N, 1).
-        let mut delta = (dl_dm * y)?.affine(1.0 / n as f64, 0.0)?.unsqueeze(2)?;
+        // dL/df per point, (E, N, K): softmax cross-entropy's softmax(f) - one_hot(y)
+        // with K > 1 outputs (checked by `train_with` to come with cross-entropy alone).
+        let mut delta = match &pass.one_hot {
+            None => (dl_dm * y)?.affine(1.0 / n as f64, 0.0)?.unsqueeze(2)?,
+            Some(one_hot) => {
+                (candle_nn::ops::softmax_last_dim(&pass.outputs)? - one_hot)?.affine(1.0 / n as f64, 0.0)?
+            }
+        };
         let depth = self.weights.len();
         let mut grads = vec![None; depth];
         for l in (0..depth).rev() {

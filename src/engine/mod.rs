@@ -5,6 +5,8 @@
 
 use anyhow::{ensure, Context, Result};
 
+use crate::values::Loss;
+
 mod batched;
 pub mod fused;
 mod types;
@@ -40,7 +42,8 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
 /// on the digits net (1.5M).
 pub fn choose_engine(shapes: &[(usize, usize)], points: usize) -> Engine {
     let work: usize = shapes.iter().map(|(o, i)| 3 * points * o * i).sum();
-    if work > 500_000 {
+    // Several outputs (softmax cross-entropy) only the batched program has.
+    if work > 500_000 || shapes.last().is_some_and(|&(out, _)| out > 1) {
         Engine::Batched
     } else {
         Engine::Fused
@@ -60,7 +63,20 @@ pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, c
         init.shapes[0].1,
         data.dim
     );
-    ensure!(init.shapes.last().unwrap().0 == 1, "the last layer must have one output");
+    let outputs = init.shapes.last().context("no layers")?.0;
+    if outputs > 1 {
+        // K classes: labels are class indices 0..K, the loss softmax cross-entropy.
+        ensure!(engine == Engine::Batched, "only the batched engine trains several outputs (softmax cross-entropy)");
+        ensure!(
+            cfg.loss == Loss::CrossEntropy && cfg.output_penalty == 0.0,
+            "several outputs train with softmax cross-entropy only (no hinge, no output penalty)"
+        );
+        let labels = [&data.y].into_iter().chain(cfg.probe.as_ref().map(|p| &p.y));
+        ensure!(
+            labels.flatten().all(|&c| c >= 0.0 && c < outputs as f32 && c.fract() == 0.0),
+            "with {outputs} outputs every label must be a class index 0..{outputs}"
+        );
+    }
     ensure!(cfg.log_steps.windows(2).all(|w| w[0] < w[1]), "log steps must ascend");
     if let Some(p) = &cfg.probe {
         ensure!(

@@ -28,6 +28,7 @@ impl EnsembleWeights {
 /// Member `member`'s output f(x) for one input, in plain Rust (for test sets,
 /// after training).
 pub fn forward(weights: &EnsembleWeights, member: usize, x: &[f32]) -> f64 {
+    assert_eq!(weights.shapes.last().map(|s| s.0), Some(1), "forward computes a network of one output");
     let mut h: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let depth = weights.shapes.len();
     for l in 0..depth {

@@ -145,6 +145,7 @@ registry! {
     shortcut_strength: ShortcutStrength,
     spectral_decoupling: SpectralDecoupling,
     discriminator: Discriminator,
+    multiclass: Multiclass,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.

@@ -52,6 +52,17 @@ pub struct OrthogonalData {
     pub data_seed: u64,
 }
 
+impl OrthogonalData {
+    /// The norms s_i, then the labels (+-1), from the data seed.
+    pub(crate) fn norms_and_labels(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut r = rng::stream("sigmoid/data", self.data_seed);
+        let n = self.points.usize();
+        let norms = (0..n).map(|_| (self.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
+        let labels = (0..n).map(|_| rng::sign(&mut r)).collect();
+        (norms, labels)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -107,11 +118,7 @@ impl Model {
 impl Sigmoid {
     /// The training set: norms and labels from the data seed.
     pub(crate) fn norms_and_labels(&self) -> (Vec<f64>, Vec<f64>) {
-        let mut r = rng::stream("sigmoid/data", self.data.data_seed);
-        let n = self.data.points.usize();
-        let norms = (0..n).map(|_| (self.data.norm_log_std.get() * rng::normal(&mut r)).exp()).collect();
-        let labels = (0..n).map(|_| rng::sign(&mut r)).collect();
-        (norms, labels)
+        self.data.norms_and_labels()
     }
 
     fn model(&self, job: &Job) -> Result<&Model> {
