@@ -193,6 +193,12 @@ fn every_kind_records_divergence_instead_of_failing() {
         let run = common::run(&paper, dir.path(), 2);
         seen.extend(paper.figures.iter().map(|f| f.experiment.name()));
         for (fig, _) in &run.figures {
+            // The linear softmax model cannot blow up: a step moves its logits by at most
+            // lr x 2 s / N, and once its softmax saturates in f32 the gradient is exactly 0.
+            if fig.id == "multiclass-modes" {
+                assert!(fig.body.divergences.is_empty(), "{}: diverged", fig.id);
+                continue;
+            }
             assert!(!fig.body.divergences.is_empty(), "{}: no divergence recorded", fig.id);
             for s in &fig.body.series {
                 assert!(

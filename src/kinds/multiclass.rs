@@ -194,12 +194,11 @@ impl Kind for Multiclass {
             let member_margins = |e: usize| -> Vec<Vec<f64>> {
                 log.margins.iter().map(|m| m[e * n..(e + 1) * n].iter().map(|&v| v as f64).collect()).collect()
             };
-            let (mut errors, mut means, mut theory_errors, mut theory_means): (
-                Vec<Vec<f64>>,
-                Vec<Vec<f64>>,
-                Vec<Vec<f64>>,
-                Vec<Vec<f64>>,
-            ) = (vec![], vec![], vec![], vec![]);
+            // Per seed: measured and theory error and mean margin at each logged time.
+            let mut errors: Vec<Vec<f64>> = Vec::new();
+            let mut means: Vec<Vec<f64>> = Vec::new();
+            let mut theory_errors: Vec<Vec<f64>> = Vec::new();
+            let mut theory_means: Vec<Vec<f64>> = Vec::new();
             let mut scaled_times = Vec::new();
             for (e, &seed) in seeds.iter().enumerate() {
                 let measured = member_margins(e);
@@ -265,7 +264,10 @@ impl Kind for Multiclass {
             closed_forms.push(closed);
         }
         let kx: Vec<f64> = ks.iter().map(|&k| k as f64).collect();
-        body.series.push(Series::points("time to the target margin", 2, palette::BLUE, kx.clone(), measured_times));
+        // A time is undefined (NaN, in its scalar) where some point never reached the margin: not drawn.
+        let (reached_k, reached_t): (Vec<f64>, Vec<f64>) =
+            kx.iter().zip(&measured_times).filter(|(_, t)| t.is_finite()).map(|(&k, &t)| (k, t)).unzip();
+        body.series.push(Series::points("time to the target margin", 2, palette::PURPLE, reached_k, reached_t));
         body.series.push(Series::line("closed form, from zero", 2, Source::Theory, palette::BLACK, kx, closed_forms));
         body.scalars.insert(GAP.into(), gap);
         Ok(body)
