@@ -12,7 +12,7 @@ use crate::values::Loss;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleWeights {
     pub members: usize,
-    /// (out, in) of each layer; the last layer has out = 1.
+    /// (out, in) of each layer; the last layer has out = 1, or K classes (softmax).
     pub shapes: Vec<(usize, usize)>,
     pub layers: Vec<Vec<f32>>,
 }
@@ -56,7 +56,7 @@ pub struct EnsembleData {
     pub dim: usize,
     /// (E, N, d), row-major.
     pub x: Vec<f32>,
-    /// (E, N), labels in {-1, +1}.
+    /// (E, N), labels in {-1, +1}; with K outputs, class indices 0..K.
     pub y: Vec<f32>,
 }
 
