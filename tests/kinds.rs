@@ -50,6 +50,19 @@ fn a_kind_is_one_file_and_one_registry_line() {
     }
 }
 
+/// serde names each kind's table after its config type (snake_case), the
+/// registry after its module: they must be the same word.
+#[test]
+fn each_kind_is_read_from_the_table_named_after_its_module() {
+    for paper in [common::small_paper(), common::small_kinds_paper()] {
+        for fig in &paper.figures {
+            let value = serde_json::to_value(&fig.experiment).unwrap();
+            let tables: Vec<&String> = value.as_object().unwrap().keys().collect();
+            assert_eq!(tables, [fig.experiment.name()], "{}", fig.id());
+        }
+    }
+}
+
 #[test]
 fn the_small_specs_cover_every_kind() {
     let covered: BTreeSet<String> =

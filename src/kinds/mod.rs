@@ -9,11 +9,11 @@ use crate::engine::{TrainInput, TrainLog};
 use crate::figure::FigureBody;
 use crate::values::Outputs;
 
-/// What a figure kind provides (besides its module's `FILES`, see `files`: a
-/// constant, not a trait item, so that `&dyn Kind` stays possible): the trainings it needs, how to prepare one
+/// What a figure kind provides: the trainings it needs, how to prepare one
 /// for the engine, and how to build its figure (measurement and theory) from
 /// their logs. Implemented by the kind's config, the `[figure.experiment.<kind>]`
-/// table of paper.toml.
+/// table of paper.toml. (Its source files are its module's `FILES`, see
+/// `files`: a constant, not a trait item, so that `&dyn Kind` stays possible.)
 pub trait Kind: Sync {
     /// Every seed the figure uses (for citation).
     fn seeds(&self) -> Vec<u64>;
@@ -80,7 +80,8 @@ pub fn numbered_jobs(kind: &dyn Kind) -> Vec<Job> {
 
 /// Declares the kinds: one line `module: ConfigType` per kind, where
 /// `src/kinds/<module>.rs` defines `ConfigType: Kind` and `<module>` is the
-/// table name in `[figure.experiment.<module>]`.
+/// table name in `[figure.experiment.<module>]`: serde names the variant
+/// `ConfigType` in snake_case, so the two must agree (tests/kinds.rs checks).
 macro_rules! registry {
     ($($kind:ident: $config:ident,)*) => {
         $(pub mod $kind;)*
