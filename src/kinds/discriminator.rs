@@ -104,6 +104,9 @@ impl Run {
     }
 }
 
+/// Samples a side at most: `max_margin` takes O(n^3) (every pair, each checked against every sample).
+const MAX_PER_SIDE: u64 = 256;
+
 const GAP: &str = "linear: largest gap of norm(w) to its flow (% of norm(w), t >= 1)";
 const SLOPE_RATIO: &str = "linear, cross-entropy: slope of norm(w) in ln t over the last decade / norm(w_hat)";
 const ANGLE_TO_MAX_MARGIN: &str = "linear, cross-entropy: angle of w to w_hat at the end (degrees)";
@@ -247,11 +250,17 @@ impl Kind for Discriminator {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.spread.get() > 0.0 && max_margin(&self.samples()).is_none() {
-            p.push("the real and fake samples are not separable by a line through the origin: move the centres apart or shrink the spread".into());
+        if self.per_side.get() > MAX_PER_SIDE {
+            // Checked first: the separability check below tries every pair of samples.
+            return vec![format!("per_side: expected at most {MAX_PER_SIDE} (the max-margin vector is found by trying every pair of samples)")];
         }
-        p
+        if !self.real_center.iter().chain(&self.fake_center).all(|c| c.is_finite()) {
+            return vec!["real_center, fake_center: expected finite coordinates".into()];
+        }
+        if max_margin(&self.samples()).is_none() {
+            return vec!["the real and fake samples are not separable by a line through the origin: move the centres apart or shrink the spread".into()];
+        }
+        Vec::new()
     }
 
     fn outputs(&self) -> Outputs {
