@@ -33,6 +33,16 @@ pub fn max_or_nan(values: impl IntoIterator<Item = f64>) -> f64 {
     values.into_iter().fold(0.0, |a: f64, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
 }
 
+/// The largest of the gaps, NaN when there is none (nothing was compared,
+/// so a claim on it must fail) or one is NaN.
+pub fn largest_gap(gaps: &[f64]) -> f64 {
+    if gaps.is_empty() {
+        f64::NAN
+    } else {
+        max_or_nan(gaps.iter().copied())
+    }
+}
+
 /// The first time a logged series reaches `target`, linearly interpolated
 /// between the two logged points around the crossing; None if it never does.
 pub fn crossing_time(times: &[f64], values: &[f64], target: f64) -> Option<f64> {

@@ -51,6 +51,7 @@ pub fn choose_engine(shapes: &[(usize, usize)], points: usize) -> Engine {
 }
 
 pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> Result<TrainLog> {
+    ensure!(!init.shapes.is_empty(), "no layers");
     ensure!(
         init.members == data.members,
         "ensemble size mismatch: {} weights, {} data sets",
@@ -63,7 +64,7 @@ pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, c
         init.shapes[0].1,
         data.dim
     );
-    let outputs = init.shapes.last().context("no layers")?.0;
+    let outputs = init.shapes.last().map_or(0, |s| s.0);
     if outputs > 1 {
         // K classes: labels are class indices 0..K, the loss softmax cross-entropy.
         ensure!(engine == Engine::Batched, "only the batched engine trains several outputs (softmax cross-entropy)");

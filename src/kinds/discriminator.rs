@@ -236,12 +236,21 @@ fn mean_signal(weights: &EnsembleWeights, e: usize, fakes: &[[f64; 2]]) -> [f64;
     g
 }
 
-/// Relative change of a logged quantity between the first logged time at or
-/// after t_end / 10 and the end.
+/// The logged indices that span the last decade of time: the last one at or
+/// before t_end / 10, and the end; None when the log has no such earlier time.
+fn last_decade(times: &[f64]) -> Option<(usize, usize)> {
+    let end = times.len().checked_sub(1)?;
+    let start = times.iter().rposition(|&t| t > 0.0 && t <= times[end] / 10.0)?;
+    (start < end).then_some((start, end))
+}
+
+/// Relative change of a logged quantity over the last decade of time; NaN
+/// where that decade is not logged or the quantity starts it at 0.
 fn last_decade_change(times: &[f64], values: &[f64]) -> f64 {
-    let end = times.len() - 1;
-    let start = times.iter().position(|&t| t >= times[end] / 10.0).unwrap_or(0);
-    (values[end] - values[start]) / values[start].abs()
+    match last_decade(times) {
+        Some((start, end)) if values[start] != 0.0 => (values[end] - values[start]) / values[start].abs(),
+        _ => f64::NAN,
+    }
 }
 
 impl Kind for Discriminator {
@@ -341,7 +350,7 @@ impl Kind for Discriminator {
             ],
             ..Default::default()
         };
-        let mut gap: f64 = 0.0;
+        let mut gaps: Vec<f64> = Vec::new();
         for (&run, log) in RUNS.iter().zip(logs) {
             let times = log.times();
             let skip = crate::stats::leading_zero_times(&times);
@@ -350,7 +359,14 @@ impl Kind for Discriminator {
             let signals: Vec<Vec<[f64; 2]>> =
                 (0..members).map(|e| log.weights.iter().map(|(_, w)| mean_signal(w, e, &fakes)).collect()).collect();
             let norms: Vec<Vec<f64>> = signals.iter().map(|s| s.iter().map(|&g| norm(g)).collect()).collect();
-            let angles: Vec<Vec<f64>> = signals.iter().map(|s| s.iter().map(|&g| angle_degrees(g)).collect()).collect();
+            // The direction of the signal averaged over seeds (angles themselves
+            // would not average across the +-180 degree cut).
+            let mean_direction: Vec<f64> = (0..times.len())
+                .map(|t| {
+                    let sum = signals.iter().fold([0.0, 0.0], |acc, s| [acc[0] + s[t][0], acc[1] + s[t][1]]);
+                    angle_degrees(sum)
+                })
+                .collect();
             let (first_panel, several) = match run {
                 Run::Linear(_) => (0, false),
                 Run::TwoLayer(_) => (2, true),
@@ -366,21 +382,21 @@ impl Kind for Discriminator {
             body.scalars.insert(run.change_scalar(), last_decade_change(&norm_line.x, &norm_line.y));
             body.series.push(norm_line.skipping(skip));
             body.series.push(
-                Series::mean_over_seeds(
+                Series::line(
                     format!("{}: direction", run.name()),
                     first_panel + 1,
+                    Source::Measured,
                     run.color(),
                     times.clone(),
-                    &angles,
+                    mean_direction,
                 )
-                .keep_band_if(several)
                 .skipping(skip),
             );
             if let Run::Linear(loss) = run {
                 let flow = linear_flow(&samples, loss, &times, self.theory_dt.get());
                 for ((&t, measured), &w) in times.iter().zip(&norms[0]).zip(&flow) {
                     if t >= 1.0 {
-                        gap = gap.max(100.0 * (measured - norm(w)).abs() / norm(w));
+                        gaps.push(100.0 * (measured - norm(w)).abs() / norm(w));
                     }
                 }
                 let later = &flow[skip..];
@@ -399,11 +415,11 @@ impl Kind for Discriminator {
                 ));
                 if loss == Loss::CrossEntropy {
                     // d|w|/d ln t over the last decade, against |w_hat|.
-                    let end = times.len() - 1;
-                    let start = times.iter().position(|&t| t >= times[end] / 10.0).unwrap_or(0);
-                    let slope = (norms[0][end] - norms[0][start]) / (times[end] / times[start]).ln();
+                    let slope = last_decade(&times).map_or(f64::NAN, |(start, end)| {
+                        (norms[0][end] - norms[0][start]) / (times[end] / times[start]).ln()
+                    });
                     body.scalars.insert(SLOPE_RATIO.into(), slope / norm(w_hat));
-                    let w_end = signals[0][end];
+                    let w_end = signals[0][times.len() - 1];
                     let cos = (w_end[0] * w_hat[0] + w_end[1] * w_hat[1]) / (norm(w_end) * norm(w_hat));
                     body.scalars.insert(ANGLE_TO_MAX_MARGIN.into(), cos.clamp(-1.0, 1.0).acos().to_degrees());
                     let level = vec![angle_degrees(w_hat); 2];
@@ -418,7 +434,7 @@ impl Kind for Discriminator {
                 }
             }
         }
-        body.scalars.insert(GAP.into(), gap);
+        body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));
         Ok(body)
     }
 }

@@ -254,7 +254,7 @@ impl Kind for SpectralDecoupling {
             ],
             ..Default::default()
         };
-        let mut gap: f64 = 0.0;
+        let mut gaps: Vec<f64> = Vec::new();
         // Per model (linear, two-layer, digits): the accuracy at the end for each lambda, and the control's.
         let mut ends: [Vec<f64>; 3] = Default::default();
         let mut controls = [f64::NAN; 3];
@@ -300,7 +300,7 @@ impl Kind for SpectralDecoupling {
                             );
                             for ((&t, &(measured_b, _)), &(a, b)) in times.iter().zip(&strengths[0]).zip(&flow) {
                                 if t >= 1.0 {
-                                    gap = gap.max(100.0 * (measured_b - b).abs() / a);
+                                    gaps.push(100.0 * (measured_b - b).abs() / a);
                                 }
                             }
                             let ratio = flow[skip..].iter().map(|(a, b)| b / a).collect();
@@ -335,7 +335,7 @@ impl Kind for SpectralDecoupling {
                 _ => ends[slot].push(accuracy),
             }
         }
-        body.scalars.insert(GAP.into(), gap);
+        body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));
         for (slot, (what, control, panel, color)) in [
             ("linear", "B without A", 2, palette::BLUE),
             ("two-layer", "B without A", 2, palette::VERMILLION),
