@@ -332,13 +332,26 @@ pub fn multiclass_logits(z0: &[f64], class: usize, s: f64, n: f64, times: &[f64]
         let sum: f64 = e.iter().sum();
         (0..z.len()).map(|j| s * s / n * (f64::from(u8::from(j == class)) - e[j] / sum)).collect()
     };
+    integrate(z0, times, dt, 0.01, velocity)
+}
+
+/// RK4 of dz/dt = velocity(z) from z0 at t = 0, the state at each of `times`
+/// (ascending). Steps are of at most `dt`, growing to `growth` x t late in
+/// training, when these flows are slow.
+pub fn integrate(
+    z0: &[f64],
+    times: &[f64],
+    dt: f64,
+    growth: f64,
+    velocity: impl Fn(&[f64]) -> Vec<f64>,
+) -> Vec<Vec<f64>> {
     let step = |z: &[f64], k: &[f64], h: f64| -> Vec<f64> { z.iter().zip(k).map(|(a, b)| a + h * b).collect() };
     let (mut z, mut t) = (z0.to_vec(), 0.0f64);
     times
         .iter()
         .map(|&target| {
             while t < target {
-                let h = dt.max(0.01 * t).min(target - t);
+                let h = dt.max(growth * t).min(target - t);
                 let k1 = velocity(&z);
                 let k2 = velocity(&step(&z, &k1, h / 2.0));
                 let k3 = velocity(&step(&z, &k2, h / 2.0));

@@ -125,10 +125,6 @@ impl Discriminator {
         out
     }
 
-    fn fakes(&self) -> Vec<[f64; 2]> {
-        self.samples().into_iter().filter(|(_, y)| *y < 0.0).map(|(x, _)| x).collect()
-    }
-
     fn member_seeds(&self, run: Run) -> Vec<u64> {
         match run {
             // From w = 0: one network, "seed 0".
@@ -170,8 +166,8 @@ pub fn max_margin(samples: &[([f64; 2], f64)]) -> Option<[f64; 2]> {
 /// The linear flow dw/dt = (1/N) sum_i push(m_i) y_i x_i from w = 0, at each of `times`.
 fn linear_flow(samples: &[([f64; 2], f64)], loss: Loss, times: &[f64], dt: f64) -> Vec<[f64; 2]> {
     let n = samples.len() as f64;
-    let velocity = |w: [f64; 2]| -> [f64; 2] {
-        let mut v = [0.0; 2];
+    let velocity = |w: &[f64]| -> Vec<f64> {
+        let mut v = vec![0.0; 2];
         for (x, y) in samples {
             let push = theory::push(loss, y * (w[0] * x[0] + w[1] * x[1]));
             v[0] += push * y * x[0] / n;
@@ -179,24 +175,8 @@ fn linear_flow(samples: &[([f64; 2], f64)], loss: Loss, times: &[f64], dt: f64) 
         }
         v
     };
-    let (mut w, mut t) = ([0.0f64; 2], 0.0f64);
-    times
-        .iter()
-        .map(|&target| {
-            while t < target {
-                // Cross-entropy slows as the margins grow: the step grows with t.
-                let h = dt.max(0.001 * t).min(target - t);
-                let add = |w: [f64; 2], k: [f64; 2], s: f64| [w[0] + s * k[0], w[1] + s * k[1]];
-                let k1 = velocity(w);
-                let k2 = velocity(add(w, k1, h / 2.0));
-                let k3 = velocity(add(w, k2, h / 2.0));
-                let k4 = velocity(add(w, k3, h));
-                w = [0, 1].map(|d| w[d] + h / 6.0 * (k1[d] + 2.0 * k2[d] + 2.0 * k3[d] + k4[d]));
-                t += h;
-            }
-            w
-        })
-        .collect()
+    // Cross-entropy slows as the margins grow: the step grows with t.
+    theory::integrate(&[0.0, 0.0], times, dt, 0.001, velocity).into_iter().map(|w| [w[0], w[1]]).collect()
 }
 
 fn norm(v: [f64; 2]) -> f64 {
@@ -339,7 +319,7 @@ impl Kind for Discriminator {
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
         ensure!(logs.len() == RUNS.len(), "discriminator expects {} job logs, got {}", RUNS.len(), logs.len());
         let samples = self.samples();
-        let fakes = self.fakes();
+        let fakes: Vec<[f64; 2]> = samples.iter().filter(|(_, y)| *y < 0.0).map(|(x, _)| *x).collect();
         let Some(w_hat) = max_margin(&samples) else { bail!("the samples are not separable through the origin") };
         let mut body = FigureBody {
             panels: vec![
