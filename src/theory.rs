@@ -326,12 +326,8 @@ pub fn balanced_chain_escape_time(depth: u32, s: f64, z0: f64, loss: Loss, n: f6
 /// of at most `dt` (growing to 1% of t late, when the flow is slow); the
 /// logits at each of `times`.
 pub fn multiclass_logits(z0: &[f64], class: usize, s: f64, n: f64, times: &[f64], dt: f64) -> Vec<Vec<f64>> {
-    let velocity = |z: &[f64]| -> Vec<f64> {
-        let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        (0..z.len()).map(|j| s * s / n * (f64::from(u8::from(j == class)) - e[j] / sum)).collect()
-    };
+    let velocity =
+        |z: &[f64]| -> Vec<f64> { softmax_minus_one_hot(z, class).iter().map(|g| -s * s / n * g).collect() };
     integrate(z0, times, dt, 0.01, velocity)
 }
 
@@ -364,6 +360,73 @@ pub fn integrate(
             z.clone()
         })
         .collect()
+}
+
+/// Softmax cross-entropy, two-layer ReLU net with the aligned init: hidden
+/// unit i sees point i alone (first-layer weight a on e_i, a > 0) and feeds
+/// the K logits through its output column v, so z = s relu(a) v and the
+/// points move on their own. With g = (softmax(z) - e_y) / N:
+///   da/dt = -s [a > 0] v.g,   dv/dt = -s relu(a) g,
+/// which keeps a^2 - |v|^2 fixed (balanced: a = |v|). The state [a, v] at
+/// each of `times`, by RK4 from [a0, v0].
+pub fn multiclass_two_layer(a0: f64, v0: &[f64], class: usize, s: f64, n: f64, times: &[f64], dt: f64) -> Vec<Vec<f64>> {
+    let velocity = |state: &[f64]| -> Vec<f64> {
+        let (a, v) = (state[0], &state[1..]);
+        let g = softmax_minus_one_hot(&two_layer_logits(state, s), class);
+        let alive = f64::from(u8::from(a > 0.0));
+        let mut d = vec![-s * alive * v.iter().zip(&g).map(|(v, g)| v * g).sum::<f64>() / n];
+        d.extend(g.iter().map(|g| -s * a.max(0.0) * g / n));
+        d
+    };
+    let mut state = vec![a0];
+    state.extend_from_slice(v0);
+    integrate(&state, times, dt, 0.01, velocity)
+}
+
+/// The logits z = s relu(a) v of a state [a, v] of `multiclass_two_layer`.
+pub fn two_layer_logits(state: &[f64], s: f64) -> Vec<f64> {
+    state[1..].iter().map(|v| s * state[0].max(0.0) * v).collect()
+}
+
+fn softmax_minus_one_hot(z: &[f64], class: usize) -> Vec<f64> {
+    let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().enumerate().map(|(j, e)| e / sum - f64::from(u8::from(j == class))).collect()
+}
+
+/// The two-layer flow from the symmetric start v = b u, u the unit vector
+/// along e_y - 1/K (all wrong logits equal), balanced (a = b). The softmax
+/// gradient then points along -u: p - e_y = -(1 - p_y) c u with
+/// c = sqrt(K / (K - 1)), so v keeps its direction, a = b stays, and the
+/// margin m = z_y - z_j = s c b^2 obeys
+///   dm/dt = (2 s c / N) m (1 - p_y),  1 - p_y = (K - 1) e^-m / (1 + (K - 1) e^-m).
+/// Separating, (1 + (K - 1) e^-m) / ((K - 1) e^-m m) = e^m / ((K - 1) m) + 1 / m,
+/// so the time from m0 to m1 is
+///   (N / (2 s c)) [ (Ei(m1) - Ei(m0)) / (K - 1) + ln(m1 / m0) ].
+/// Near m = 0 the margin grows at the rate (2 s / N) sqrt(1 - 1/K): the
+/// plateau, about N ln(1/m0) / (2 s sqrt(1 - 1/K)) long, shortens with K.
+pub fn multiclass_two_layer_symmetric_time(m0: f64, m1: f64, k: usize, s: f64, n: f64) -> f64 {
+    let k = k as f64;
+    let c = (k / (k - 1.0)).sqrt();
+    n / (2.0 * s * c) * ((exponential_integral(m1) - exponential_integral(m0)) / (k - 1.0) + (m1 / m0).ln())
+}
+
+/// Ei(x) for x > 0 by its series, gamma + ln x + sum x^j / (j j!), whose
+/// terms are summed until they no longer change the total (fine for the
+/// margins used here, x below a few tens).
+pub fn exponential_integral(x: f64) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    let (mut sum, mut term) = (0.0f64, 1.0f64);
+    for j in 1..500 {
+        term *= x / j as f64;
+        let add = term / j as f64;
+        sum += add;
+        if add.abs() <= f64::EPSILON * sum.abs() {
+            break;
+        }
+    }
+    EULER_GAMMA + x.ln() + sum
 }
 
 /// The true class's logit minus the largest other one.

@@ -358,3 +358,46 @@ fn multiclass_flow_from_zero_matches_its_closed_form() {
     let t = theory::multiclass_time_to_margin(1.0, 2, 1.0, 1.0);
     assert!((t - std::f64::consts::E / 2.0).abs() < 1e-12);
 }
+
+/// Ei by its series against tabulated values (Abramowitz and Stegun, table 5.1).
+#[test]
+fn exponential_integral_matches_tables() {
+    for (x, ei) in [(0.01, -4.017_929_465), (0.5, 0.454_219_904_9), (1.0, 1.895_117_816), (5.0, 40.185_275_36)] {
+        let got = theory::exponential_integral(x);
+        assert!((got - ei).abs() < 1e-8 * ei.abs().max(1.0), "Ei({x}) = {got}, tables say {ei}");
+    }
+}
+
+/// The two-layer multiclass flow from the symmetric balanced start reaches
+/// each margin when its closed form says (K = 2, 4, 10), keeps a^2 - |v|^2,
+/// and from a random direction it keeps it too.
+#[test]
+fn multiclass_two_layer_flow_matches_its_closed_form_from_the_symmetric_start() {
+    let (s, n, class, b) = (1.3, 32.0, 1usize, 0.1);
+    for k in [2usize, 4, 10] {
+        let norm = ((k as f64 - 1.0) / k as f64).sqrt();
+        let v0: Vec<f64> = (0..k).map(|j| b * (f64::from(u8::from(j == class)) - 1.0 / k as f64) / norm).collect();
+        let m0 = theory::multiclass_margin(&theory::two_layer_logits(&[&[b][..], &v0].concat(), s), class);
+        let c = (k as f64 / (k as f64 - 1.0)).sqrt();
+        assert!((m0 - s * c * b * b).abs() < 1e-12, "K = {k}: starting margin {m0}");
+        for m1 in [0.5, 1.0, 3.0] {
+            let t = theory::multiclass_two_layer_symmetric_time(m0, m1, k, s, n);
+            let state = theory::multiclass_two_layer(b, &v0, class, s, n, &[t], 1e-3).remove(0);
+            let reached = theory::multiclass_margin(&theory::two_layer_logits(&state, s), class);
+            assert!((reached - m1).abs() < 1e-5, "K = {k}: margin {reached} at the closed form's time for {m1}");
+            let v2: f64 = state[1..].iter().map(|v| v * v).sum();
+            assert!((state[0] * state[0] - v2).abs() < 1e-9, "K = {k}: a^2 - |v|^2 moved to {}", state[0] * state[0] - v2);
+        }
+    }
+    // A random direction: still balanced along the way, and it gets there later.
+    let v0 = [0.06, -0.07, 0.03, -0.0412310562561766];
+    let a0 = v0.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let states = theory::multiclass_two_layer(a0, &v0, 1, s, n, &[0.0, 100.0, 1000.0], 1e-3);
+    for state in &states {
+        let v2: f64 = state[1..].iter().map(|v| v * v).sum();
+        assert!((state[0] * state[0] - v2).abs() < 1e-9);
+    }
+    let margins: Vec<f64> =
+        states.iter().map(|st| theory::multiclass_margin(&theory::two_layer_logits(st, s), 1)).collect();
+    assert!(margins[0] < 0.0 && margins[2] > 1.0, "margins {margins:?}: starts wrong, ends learned");
+}

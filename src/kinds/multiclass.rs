@@ -1,9 +1,11 @@
 //! Multiclass modes: the sigmoid figure's orthogonal data (`sigmoid.rs`,
 //! whose `[...data]` table and norms this kind shares) with K classes and
-//! softmax cross-entropy, for several K, linear model from a near-zero init.
+//! softmax cross-entropy, for several K, with a linear model from a near-zero
+//! init or a two-layer ReLU net with the aligned, balanced init.
 //!
-//! Theory (`theory::multiclass_logits`). With x_i = s_i e_i and the loss a
-//! mean over N points, point i's logits z_i = s_i W e_i move on their own:
+//! Linear model (`theory::multiclass_logits`). With x_i = s_i e_i and the
+//! loss a mean over N points, point i's logits z_i = s_i W e_i move on their
+//! own:
 //!   dz_i/dt = (s_i^2 / N) (e_{y_i} - softmax(z_i)),
 //! integrated from each seed's own initial logits, point by point, for the
 //! error curve and the margins (true logit minus the largest other). From
@@ -15,6 +17,34 @@
 //! the same rate s^2 / N for every K (the true logit gains (1 - 1/K) of it,
 //! each wrong one loses 1/K), and with more classes that rate,
 //! (s^2 / N) K / (e^m + K - 1), decays more slowly as the margin grows.
+//!
+//! Two-layer net (`theory::multiclass_two_layer`). Width N; hidden unit i
+//! sees point i alone (first-layer weight a_i on e_i, the rest 0) and feeds
+//! all K logits through its output column v_i, drawn in a random direction
+//! with |v_i| = a_i = init_scale (balanced). Since relu'(0) = 0, no weight
+//! linking unit i to another point ever moves, so each point is a mode of its
+//! own: a (K + 1)-dimensional flow of (a_i, v_i), z_i = s_i a_i v_i,
+//!   da/dt = -(s/N) v.(p - e_y),  dv/dt = -(s/N) a (p - e_y),
+//! integrated from each net's own initial weights, point by point. A mode
+//! per (point, class), one hidden unit per class on each point, would not
+//! stay apart: the softmax's gradient reaches every logit, so each unit's
+//! output weights to the other classes grow from zero. The class logits of a
+//! point are one coupled mode. Rescaling time by s/N and the weights by
+//! sqrt(s) shows the norm enters only through the starting scale
+//! sqrt(s) init_scale: the time to a margin goes as 1/s up to the log of the
+//! starting margin, and its fitted power of s lies between -1 and -1.5
+//! (about -1.2 here), where the linear model's is exactly -2.
+//! From the symmetric start v = b (e_y - 1/K)/|e_y - 1/K| the direction
+//! stays and the margin m = s c b^2, c = sqrt(K/(K-1)), obeys
+//!   dm/dt = (2 s c / N) m (K - 1) e^-m / (1 + (K - 1) e^-m),
+//! a plateau escaped at the rate (2 s / N) sqrt(1 - 1/K), with the closed form
+//! of `theory::multiclass_two_layer_symmetric_time`: the plateau shortens
+//! with K. A random direction starts with less of its length along
+//! e_y - 1/K (and usually on the wrong side), so it takes longer than the
+//! symmetric start, but integrating its flow (before any run, over 60
+//! directions at init_scale 0.1) gave the same order: median times 4.9, 3.9,
+//! 3.3 N/s at K = 2, 4, 10, against 3.5, 2.8, 2.5 from the symmetric start.
+//!
 //! Labels are drawn uniformly, so with K classes a point starts right with
 //! probability about 1/K; the error starts near 1 - 1/K.
 
@@ -25,22 +55,34 @@ use serde_json::json;
 use super::sigmoid::{self, OrthogonalData};
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::rng::{self, random_layers, RngExt};
-use crate::stats::mean_min_max;
+use crate::stats::{crossing_time, loglog_slope, mean_min_max};
 use crate::theory;
 use crate::values::{Count, Loss, Outputs, Positive};
 
 /// This kind's source files: its own, then the sigmoid kind's, whose data it shares.
 pub const FILES: &[&str] = &[file!(), sigmoid::FILES[0]];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Net {
+    /// z = W x, weights ~ normal(0, init_scale^2 / N).
+    Linear,
+    /// Width N, aligned and balanced: unit i sees point i with weight
+    /// init_scale and feeds the logits through a column of length init_scale
+    /// in a random direction.
+    TwoLayer,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Multiclass {
+    pub net: Net,
     /// K: one job per class count, each >= 2, increasing.
     pub class_counts: Vec<Count>,
     pub data: OrthogonalData,
-    /// Weights ~ normal(0, init_scale^2 / N): near zero, so the closed form applies.
+    /// The scale of the init (see `Net`): small, so the flows start on their plateau.
     pub init_scale: Positive,
     pub learning_rate: Positive,
     pub steps: Count,
@@ -58,23 +100,58 @@ fn k_name(k: usize) -> String {
     format!("K = {k}")
 }
 
-fn time_scalar(k: usize) -> String {
-    format!("K = {k}: median time to the target margin (units of N / s^2)")
-}
-
-fn spread_scalar(k: usize) -> String {
-    format!("K = {k}: spread of that time over points (90th / 10th percentile)")
-}
-
-fn closed_form_scalar(k: usize) -> String {
-    format!("K = {k}: the same from zero logits (closed form)")
-}
-
 const GAP: &str = "largest gap of an error curve to its theory (points)";
 
 impl Multiclass {
     fn ks(&self) -> Vec<usize> {
         self.class_counts.iter().map(|k| k.usize()).collect()
+    }
+
+    /// The power of the norm in the flow's natural time unit N / s^p: time
+    /// scales exactly as 1/s^2 for the linear model, as 1/s (up to a log) for
+    /// the two-layer net.
+    fn norm_power(&self) -> i32 {
+        match self.net {
+            Net::Linear => 2,
+            Net::TwoLayer => 1,
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        match self.net {
+            Net::Linear => "N / s^2",
+            Net::TwoLayer => "N / s",
+        }
+    }
+
+    fn time_scalar(&self, k: usize) -> String {
+        format!("K = {k}: median time to the target margin (units of {})", self.unit())
+    }
+
+    fn flow_time_scalar(&self, k: usize) -> String {
+        format!("K = {k}: the same on each point's flow (units of {})", self.unit())
+    }
+
+    fn closed_form_scalar(&self, k: usize) -> String {
+        match self.net {
+            Net::Linear => format!("K = {k}: the same from zero logits (closed form)"),
+            Net::TwoLayer => format!("K = {k}: the same from the symmetric start at s = 1 (closed form)"),
+        }
+    }
+
+    fn closed_form_series(&self) -> &'static str {
+        match self.net {
+            Net::Linear => "closed form, from zero logits",
+            Net::TwoLayer => "closed form, symmetric start at s = 1",
+        }
+    }
+
+    fn spread_scalar(k: usize) -> String {
+        format!("K = {k}: spread of that time over points (90th / 10th percentile)")
+    }
+
+    fn exponent_scalar(k: usize) -> String {
+        format!("K = {k}: power of the norm in the time to the target margin (fit of ln t on ln s)")
     }
 
     /// Each point's class for K classes, uniform, from the data seed.
@@ -83,9 +160,77 @@ impl Multiclass {
         (0..self.data.points.usize()).map(|_| r.random_range(0..k)).collect()
     }
 
-    fn init(&self, k: usize, seed: u64) -> Vec<f32> {
+    fn shapes(&self, k: usize) -> Vec<(usize, usize)> {
         let n = self.data.points.usize();
-        random_layers("multiclass/init", seed, &[(k, n)], self.init_scale.get()).remove(0)
+        match self.net {
+            Net::Linear => vec![(k, n)],
+            Net::TwoLayer => vec![(n, n), (k, n)],
+        }
+    }
+
+    /// One member's layers, row-major (outputs x inputs).
+    fn init(&self, k: usize, seed: u64) -> Vec<Vec<f32>> {
+        let n = self.data.points.usize();
+        let scale = self.init_scale.get();
+        match self.net {
+            Net::Linear => random_layers("multiclass/init", seed, &[(k, n)], scale),
+            Net::TwoLayer => {
+                let first: Vec<f32> = (0..n * n).map(|j| if j / n == j % n { scale as f32 } else { 0.0 }).collect();
+                // Column i of the output layer: a random direction, length `scale`.
+                let mut second = vec![0f32; k * n];
+                let mut r = rng::stream("multiclass/two-layer-directions", seed);
+                for i in 0..n {
+                    let direction: Vec<f64> = (0..k).map(|_| rng::normal(&mut r)).collect();
+                    let length = direction.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    for (c, v) in direction.iter().enumerate() {
+                        second[c * n + i] = (scale * v / length) as f32;
+                    }
+                }
+                vec![first, second]
+            }
+        }
+    }
+
+    /// Point i's logits on its flow at each of `times`, from the member's
+    /// initial weights as the network has them in f32.
+    fn flow_logits(
+        &self,
+        layers: &[Vec<f32>],
+        k: usize,
+        i: usize,
+        class: usize,
+        s: f64,
+        times: &[f64],
+    ) -> Vec<Vec<f64>> {
+        let n = self.data.points.usize();
+        let dt = self.theory_dt.get();
+        match self.net {
+            Net::Linear => {
+                let z0: Vec<f64> = (0..k).map(|c| (layers[0][c * n + i] * s as f32) as f64).collect();
+                theory::multiclass_logits(&z0, class, s, n as f64, times, dt)
+            }
+            Net::TwoLayer => {
+                let a0 = layers[0][i * n + i] as f64;
+                let v0: Vec<f64> = (0..k).map(|c| layers[1][c * n + i] as f64).collect();
+                theory::multiclass_two_layer(a0, &v0, class, s, n as f64, times, dt)
+                    .iter()
+                    .map(|state| theory::two_layer_logits(state, s))
+                    .collect()
+            }
+        }
+    }
+
+    /// The time to the target margin from the closed form's start, in the flow's units.
+    fn closed_form_time(&self, k: usize) -> f64 {
+        let target = self.target_margin.get();
+        match self.net {
+            Net::Linear => theory::multiclass_time_to_margin(target, k, 1.0, 1.0),
+            Net::TwoLayer => {
+                let b = self.init_scale.get();
+                let m0 = (k as f64 / (k as f64 - 1.0)).sqrt() * b * b;
+                theory::multiclass_two_layer_symmetric_time(m0, target, k, 1.0, 1.0)
+            }
+        }
     }
 }
 
@@ -111,10 +256,23 @@ impl Kind for Multiclass {
                 format!("{} (theory): error", k_name(k)),
                 format!("{}: mean margin", k_name(k)),
                 format!("{} (theory): mean margin", k_name(k)),
+                format!("{}: time against the norm", k_name(k)),
             ]);
-            out.scalars.extend([time_scalar(k), spread_scalar(k), closed_form_scalar(k)]);
+            out.scalars.extend([
+                self.time_scalar(k),
+                self.flow_time_scalar(k),
+                self.closed_form_scalar(k),
+                Self::spread_scalar(k),
+                Self::exponent_scalar(k),
+            ]);
         }
-        out.series.extend(["time to the target margin".to_string(), "closed form, from zero".to_string()]);
+        out.series.extend([
+            "time to the target margin".to_string(),
+            "on each point's flow".to_string(),
+            self.closed_form_series().to_string(),
+            "power 1 / s".to_string(),
+            "power 1 / s^2".to_string(),
+        ]);
         out.scalars.push(GAP.into());
         out
     }
@@ -144,18 +302,21 @@ impl Kind for Multiclass {
         let (norms, _) = self.data.norms_and_labels();
         let classes = self.classes(k);
         let members = job.members();
+        let shapes = self.shapes(k);
         let mut x = Vec::with_capacity(members * n * n);
         let mut y = Vec::with_capacity(members * n);
-        let mut layer = Vec::with_capacity(members * k * n);
+        let mut layers: Vec<Vec<f32>> = shapes.iter().map(|(o, i)| Vec::with_capacity(members * o * i)).collect();
         for &seed in &job.member_seeds {
             for (i, &s) in norms.iter().enumerate() {
                 x.extend((0..n).map(|j| if i == j { s as f32 } else { 0.0 }));
             }
             y.extend(classes.iter().map(|&c| c as f32));
-            layer.extend(self.init(k, seed));
+            for (all, layer) in layers.iter_mut().zip(self.init(k, seed)) {
+                all.extend(layer);
+            }
         }
         Ok(TrainInput {
-            init: EnsembleWeights { members, shapes: vec![(k, n)], layers: vec![layer] },
+            init: EnsembleWeights { members, shapes, layers },
             data: EnsembleData { members, points: n, dim: n, x, y },
             cfg: TrainConfig::logged(
                 Loss::CrossEntropy,
@@ -173,6 +334,7 @@ impl Kind for Multiclass {
         let (norms, _) = self.data.norms_and_labels();
         let seeds = self.seeds();
         let target = self.target_margin.get();
+        let power = self.norm_power();
         let mut body = FigureBody {
             panels: vec![
                 Panel::over_log_time("training error (dashed: each point's flow)", "fraction misclassified")
@@ -181,13 +343,20 @@ impl Kind for Multiclass {
                 Panel::new(
                     format!("time to margin {target}, median over points and seeds"),
                     "number of classes K",
-                    "t s^2 / N",
+                    format!("t / ({})", self.unit()),
                 ),
+                Panel::new(
+                    format!("time to margin {target} against the norm (median over seeds)"),
+                    "norm s of the point",
+                    "t / N",
+                )
+                .log_x()
+                .log_y(),
             ],
             ..Default::default()
         };
         let mut gaps: Vec<f64> = Vec::new();
-        let (mut measured_times, mut closed_forms) = (Vec::new(), Vec::new());
+        let (mut measured_times, mut flow_times, mut closed_forms) = (Vec::new(), Vec::new(), Vec::new());
         for (j, (&k, log)) in ks.iter().zip(logs).enumerate() {
             let times = log.times();
             let skip = crate::stats::leading_zero_times(&times);
@@ -201,25 +370,18 @@ impl Kind for Multiclass {
             let mut means: Vec<Vec<f64>> = Vec::new();
             let mut theory_errors: Vec<Vec<f64>> = Vec::new();
             let mut theory_means: Vec<Vec<f64>> = Vec::new();
-            let mut scaled_times = Vec::new();
+            // Each point's time to the target (t / N, unscaled), measured and on its flow, per seed.
+            let mut point_times: Vec<Vec<f64>> = vec![Vec::new(); n];
+            let mut point_flow_times: Vec<Vec<f64>> = vec![Vec::new(); n];
             for (e, &seed) in seeds.iter().enumerate() {
                 let measured = member_margins(e);
                 errors
                     .push(measured.iter().map(|m| m.iter().filter(|&&v| v <= 0.0).count() as f64 / n as f64).collect());
                 means.push(measured.iter().map(|m| m.iter().sum::<f64>() / n as f64).collect::<Vec<f64>>());
-                // Each point's flow from its own initial logits, as the network has them in f32.
-                let w0 = self.init(k, seed);
+                let layers = self.init(k, seed);
                 let flows: Vec<Vec<f64>> = (0..n)
                     .map(|i| {
-                        let z0: Vec<f64> = (0..k).map(|c| (w0[c * n + i] * norms[i] as f32) as f64).collect();
-                        let logits = theory::multiclass_logits(
-                            &z0,
-                            classes[i],
-                            norms[i],
-                            n as f64,
-                            &times,
-                            self.theory_dt.get(),
-                        );
+                        let logits = self.flow_logits(&layers, k, i, classes[i], norms[i], &times);
                         logits.iter().map(|z| theory::multiclass_margin(z, classes[i])).collect()
                     })
                     .collect();
@@ -232,11 +394,12 @@ impl Kind for Multiclass {
                 }
                 theory_errors.push(theory_error);
                 theory_means.push((0..times.len()).map(|t| per_time(t).iter().sum::<f64>() / n as f64).collect());
-                // When each point's margin first reaches the target, in units of N / s_i^2.
-                for (i, &s) in norms.iter().enumerate() {
+                // Both read off the same logged times, so the interpolation is the same.
+                for i in 0..n {
                     let curve: Vec<f64> = measured.iter().map(|m| m[i]).collect();
-                    let t = crate::stats::crossing_time(&times, &curve, target).unwrap_or(f64::NAN);
-                    scaled_times.push(t * s * s / n as f64);
+                    let reached = |c: &[f64]| crossing_time(&times, c, target).unwrap_or(f64::NAN) / n as f64;
+                    point_times[i].push(reached(&curve));
+                    point_flow_times[i].push(reached(&flows[i]));
                 }
             }
             let name = k_name(k);
@@ -253,26 +416,84 @@ impl Kind for Multiclass {
                 Series::mean_over_seeds(format!("{name}: mean margin"), 1, color, times.clone(), &means).skipping(skip),
             );
             body.series.push(theory_line(format!("{name} (theory): mean margin"), 1, &theory_means).in_legend(false));
-            scaled_times.sort_by(f64::total_cmp);
-            let median =
-                if scaled_times.iter().any(|t| t.is_nan()) { f64::NAN } else { scaled_times[scaled_times.len() / 2] };
-            let closed = theory::multiclass_time_to_margin(target, k, 1.0, 1.0);
-            body.scalars.insert(time_scalar(k), median);
-            // The norm's part: in units of N / s^2 every point should take the same time.
+
+            // In the flow's units, N / s^p: every point alike for the linear model.
+            let scaled = |per_point: &[Vec<f64>]| -> Vec<f64> {
+                let mut all: Vec<f64> = per_point
+                    .iter()
+                    .zip(&norms)
+                    .flat_map(|(ts, &s)| ts.iter().map(move |t| t * s.powi(power)))
+                    .collect();
+                all.sort_by(f64::total_cmp);
+                all
+            };
+            let (scaled_times, scaled_flow_times) = (scaled(&point_times), scaled(&point_flow_times));
+            // A median is undefined (NaN) if some point never got there.
+            let median = |sorted: &[f64]| {
+                if sorted.iter().any(|t| t.is_nan()) {
+                    f64::NAN
+                } else {
+                    sorted[sorted.len() / 2]
+                }
+            };
+            let measured_median = median(&scaled_times);
+            body.scalars.insert(self.time_scalar(k), measured_median);
+            body.scalars.insert(self.flow_time_scalar(k), median(&scaled_flow_times));
+            body.scalars.insert(self.closed_form_scalar(k), self.closed_form_time(k));
             let at = |q: f64| scaled_times[((scaled_times.len() - 1) as f64 * q).round() as usize];
             // Undefined, like the median, if a point never got there (or started there).
-            let defined = !median.is_nan() && at(0.1) > 0.0;
-            body.scalars.insert(spread_scalar(k), if defined { at(0.9) / at(0.1) } else { f64::NAN });
-            body.scalars.insert(closed_form_scalar(k), closed);
-            measured_times.push(median);
-            closed_forms.push(closed);
+            let defined = !measured_median.is_nan() && at(0.1) > 0.0;
+            body.scalars.insert(Self::spread_scalar(k), if defined { at(0.9) / at(0.1) } else { f64::NAN });
+            measured_times.push(measured_median);
+            flow_times.push(median(&scaled_flow_times));
+            closed_forms.push(self.closed_form_time(k));
+
+            // The norm's part: every (point, seed) that got there, one fit of ln t on ln s.
+            let (s_all, t_all): (Vec<f64>, Vec<f64>) = point_times
+                .iter()
+                .zip(&norms)
+                .flat_map(|(ts, &s)| ts.iter().filter(|t| t.is_finite() && **t > 0.0).map(move |&t| (s, t)))
+                .unzip();
+            let exponent = if s_all.len() < 3 { f64::NAN } else { loglog_slope(&s_all, &t_all) };
+            body.scalars.insert(Self::exponent_scalar(k), exponent);
+            let per_point_median: Vec<(f64, f64)> = point_times
+                .iter()
+                .zip(&norms)
+                .filter_map(|(ts, &s)| {
+                    let mut ts = ts.clone();
+                    ts.sort_by(f64::total_cmp);
+                    let t = median(&ts);
+                    (t.is_finite() && t > 0.0).then_some((s, t))
+                })
+                .collect();
+            let (xs, ys) = per_point_median.into_iter().unzip();
+            body.series
+                .push(Series::points(format!("{name}: time against the norm"), 3, color, xs, ys).in_legend(false));
         }
         let kx: Vec<f64> = ks.iter().map(|&k| k as f64).collect();
         // A time is undefined (NaN, in its scalar) where some point never reached the margin: not drawn.
-        let (reached_k, reached_t): (Vec<f64>, Vec<f64>) =
-            kx.iter().zip(&measured_times).filter(|(_, t)| t.is_finite()).map(|(&k, &t)| (k, t)).unzip();
+        let finite = |ts: &[f64]| -> (Vec<f64>, Vec<f64>) {
+            kx.iter().zip(ts).filter(|(_, t)| t.is_finite()).map(|(&k, &t)| (k, t)).unzip()
+        };
+        let (reached_k, reached_t) = finite(&measured_times);
         body.series.push(Series::points("time to the target margin", 2, palette::PURPLE, reached_k, reached_t));
-        body.series.push(Series::line("closed form, from zero", 2, Source::Theory, palette::BLACK, kx, closed_forms));
+        let (flow_k, flow_t) = finite(&flow_times);
+        body.series.push(Series::theory("on each point's flow", 2, flow_k, flow_t).styled(Style::Points));
+        body.series.push(Series::line(self.closed_form_series(), 2, Source::Theory, palette::GREY, kx, closed_forms));
+        // Guides of slope -1 and -2 through the largest K's median at s = 1 (where
+        // t / N is the time in the flow's units), over the norms' range: which one
+        // the points follow is the norm claim; the model's own is drawn black.
+        let (lo, hi) = norms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        let anchor = *measured_times.last().unwrap_or(&f64::NAN);
+        for (name, p) in [("power 1 / s", 1), ("power 1 / s^2", 2)] {
+            let (xs, ys) = if anchor.is_finite() {
+                (vec![lo, hi], vec![anchor / lo.powi(p), anchor / hi.powi(p)])
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            let color = if p == power { palette::BLACK } else { palette::GREY };
+            body.series.push(Series::line(name, 3, Source::Theory, color, xs, ys));
+        }
         body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));
         Ok(body)
     }
