@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cache::{Cache, Lookup};
-use crate::engine::{self, TrainLog};
+use crate::engine::TrainLog;
 use crate::figure::{ClaimResult, Divergence, FigureBody, FigureData, Provenance};
 use crate::kinds::{self, Job, Kind};
 use crate::spec::{FigureSpec, Paper};
@@ -169,18 +169,17 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
     }))
 }
 
-/// One job's training: prepared by its kind, run by the engine.
+/// One job's training, as its kind runs it (`Kind::train`).
 fn train_job(fig: &FigureSpec, job: &Job) -> Result<TrainLog> {
-    let input = fig.experiment.kind().prepare_job(job)?;
-    // `member_seeds` names the seed of each network: a kind that gets its length wrong would mislabel divergences.
+    let log = fig.experiment.kind().train(job)?;
     ensure!(
-        input.init.members == job.members(),
-        "the kind prepared {} networks for job {:?}, which lists {} member seeds (a bug in the kind)",
-        input.init.members,
+        log.diverged_at.len() == job.members(),
+        "job {:?} trained {} networks but lists {} member seeds (a bug in its kind)",
         job.name,
+        log.diverged_at.len(),
         job.members()
     );
-    engine::train(&input.init, &input.data, &input.cfg)
+    Ok(log)
 }
 
 /// The trainings of a job's log that produced NaN or infinity, for the

@@ -326,8 +326,7 @@ pub fn balanced_chain_escape_time(depth: u32, s: f64, z0: f64, loss: Loss, n: f6
 /// of at most `dt` (growing to 1% of t late, when the flow is slow); the
 /// logits at each of `times`.
 pub fn multiclass_logits(z0: &[f64], class: usize, s: f64, n: f64, times: &[f64], dt: f64) -> Vec<Vec<f64>> {
-    let velocity =
-        |z: &[f64]| -> Vec<f64> { softmax_minus_one_hot(z, class).iter().map(|g| -s * s / n * g).collect() };
+    let velocity = |z: &[f64]| -> Vec<f64> { softmax_minus_one_hot(z, class).iter().map(|g| -s * s / n * g).collect() };
     integrate(z0, times, dt, 0.01, velocity)
 }
 
@@ -369,7 +368,15 @@ pub fn integrate(
 ///   da/dt = -s [a > 0] v.g,   dv/dt = -s relu(a) g,
 /// which keeps a^2 - |v|^2 fixed (balanced: a = |v|). The state [a, v] at
 /// each of `times`, by RK4 from [a0, v0].
-pub fn multiclass_two_layer(a0: f64, v0: &[f64], class: usize, s: f64, n: f64, times: &[f64], dt: f64) -> Vec<Vec<f64>> {
+pub fn multiclass_two_layer(
+    a0: f64,
+    v0: &[f64],
+    class: usize,
+    s: f64,
+    n: f64,
+    times: &[f64],
+    dt: f64,
+) -> Vec<Vec<f64>> {
     let velocity = |state: &[f64]| -> Vec<f64> {
         let (a, v) = (state[0], &state[1..]);
         let g = softmax_minus_one_hot(&two_layer_logits(state, s), class);

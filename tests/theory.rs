@@ -386,7 +386,11 @@ fn multiclass_two_layer_flow_matches_its_closed_form_from_the_symmetric_start() 
             let reached = theory::multiclass_margin(&theory::two_layer_logits(&state, s), class);
             assert!((reached - m1).abs() < 1e-5, "K = {k}: margin {reached} at the closed form's time for {m1}");
             let v2: f64 = state[1..].iter().map(|v| v * v).sum();
-            assert!((state[0] * state[0] - v2).abs() < 1e-9, "K = {k}: a^2 - |v|^2 moved to {}", state[0] * state[0] - v2);
+            assert!(
+                (state[0] * state[0] - v2).abs() < 1e-9,
+                "K = {k}: a^2 - |v|^2 moved to {}",
+                state[0] * state[0] - v2
+            );
         }
     }
     // A random direction: still balanced along the way, and it gets there later.

@@ -84,11 +84,27 @@ fn run() -> Result<()> {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == fig.id()) {
             continue;
         }
+        let kind = fig.experiment.kind();
+        let jobs = learning_dynamics::kinds::numbered_jobs(kind);
+        if fig.experiment.name() == "gan" {
+            // Its own loop, not the engine's: timed whole, one job, per network-step (both networks).
+            let job = &jobs[0];
+            let start = std::time::Instant::now();
+            let log = kind.train(job)?;
+            let steps = *log.log_steps.last().unwrap_or(&1) as f64;
+            let per = start.elapsed().as_secs_f64() / (steps * job.members() as f64);
+            println!(
+                "{:<16} {:<40} {:>5} {:>11}  (its own loop: generator and discriminator, plain f32)",
+                fig.id(),
+                job.name,
+                job.members(),
+                human(per)
+            );
+            continue;
+        }
         // The job with the most work per step stands for the figure.
-        let mut prepared = learning_dynamics::kinds::numbered_jobs(fig.experiment.kind())
-            .into_iter()
-            .map(|j| Ok((fig.experiment.kind().prepare_job(&j)?, j)))
-            .collect::<Result<Vec<(TrainInput, Job)>>>()?;
+        let mut prepared =
+            jobs.into_iter().map(|j| Ok((kind.prepare_job(&j)?, j))).collect::<Result<Vec<(TrainInput, Job)>>>()?;
         prepared.sort_by_key(|(i, _)| std::cmp::Reverse(work(i)));
         if !args.every_job {
             prepared.truncate(1);

@@ -99,6 +99,7 @@ pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, c
         probe_margins: Vec::new(),
         weights: Vec::new(),
         diverged_at: vec![None; e],
+        samples: Vec::new(),
     };
     let mut step = 0;
     for &target in &cfg.log_steps {

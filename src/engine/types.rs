@@ -136,6 +136,10 @@ pub struct TrainLog {
     pub weights: Vec<(u64, EnsembleWeights)>,
     /// Per member: the first logged step at which a margin was NaN or infinite.
     pub diverged_at: Vec<Option<u64>>,
+    /// Per member: points that a kind's own training loop generated at the
+    /// end (the GAN's samples, flat (x, y) pairs); empty from the engines.
+    #[serde(default)]
+    pub samples: Vec<Vec<f32>>,
 }
 
 impl TrainLog {

@@ -2,7 +2,7 @@
 //! [`Kind`], and the registry below that names them. ARCHITECTURE.md ("How to
 //! add a figure kind") walks through adding one.
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{TrainInput, TrainLog};
@@ -32,6 +32,22 @@ pub trait Kind: Sync {
 
     /// What the engine needs to run one job: init, data and schedule.
     fn prepare_job(&self, job: &Job) -> Result<TrainInput>;
+
+    /// Runs one job. Every kind but one trains an ensemble of classifiers:
+    /// the engine runs what `prepare_job` prepared. A kind whose training is
+    /// another loop (the GAN's two networks) runs it here instead.
+    fn train(&self, job: &Job) -> Result<TrainLog> {
+        let input = self.prepare_job(job)?;
+        // `member_seeds` names the seed of each network: a kind that gets its length wrong would mislabel divergences.
+        ensure!(
+            input.init.members == job.members(),
+            "the kind prepared {} networks for job {:?}, which lists {} member seeds (a bug in the kind)",
+            input.init.members,
+            job.name,
+            job.members()
+        );
+        crate::engine::train(&input.init, &input.data, &input.cfg)
+    }
 
     /// The figure from its jobs' logs, given in the order of `jobs()`.
     /// Divergences are the pipeline's to record, from `Job::member_seeds`.
@@ -147,6 +163,7 @@ registry! {
     spectral_decoupling: SpectralDecoupling,
     discriminator: Discriminator,
     multiclass: Multiclass,
+    gan: Gan,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.
