@@ -105,6 +105,11 @@ fn final_on_mode(loss: Loss) -> String {
 fn all_modes(loss: Loss) -> String {
     format!("{}: fraction of seeds covering every mode at the end", loss.name())
 }
+/// Hinge against cross-entropy on the same seeds: the mean of the per-seed
+/// differences over its standard error (NaN with fewer than two seeds).
+const PAIRED_ON_MODE: &str =
+    "hinge minus cross-entropy, fraction on a mode at the end: paired mean over seeds, in standard errors";
+
 fn signal_growth(loss: Loss) -> String {
     format!("{}: |grad_x D| at the end over its value at the first logged step", loss.name())
 }
@@ -139,6 +144,9 @@ impl Kind for Gan {
             out.scalars.extend([final_covered(loss), final_on_mode(loss), all_modes(loss), signal_growth(loss)]);
         }
         out.series.push("real modes".into());
+        if self.compares_losses() {
+            out.scalars.push(PAIRED_ON_MODE.into());
+        }
         out
     }
 
@@ -192,6 +200,7 @@ impl Kind for Gan {
             ..Default::default()
         };
         let seeds = self.seeds().len();
+        let mut final_on_mode_per_seed = std::collections::BTreeMap::new();
         for (j, (&loss, log)) in self.losses.iter().zip(logs).enumerate() {
             let color = COLORS[j % COLORS.len()];
             // The first logged step is step 0, which a log axis cannot show.
@@ -212,12 +221,21 @@ impl Kind for Gan {
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             body.scalars.insert(final_covered(loss), mean(&last(&covered)));
             body.scalars.insert(final_on_mode(loss), mean(&last(&on_mode)));
+            final_on_mode_per_seed.insert(loss.name(), last(&on_mode));
             let every = last(&covered).iter().filter(|&&c| c as usize == modes).count();
             body.scalars.insert(all_modes(loss), every as f64 / seeds as f64);
             let (signal_mean, _, _) = mean_min_max(&signal);
             body.scalars.insert(signal_growth(loss), signal_mean.last().unwrap() / signal_mean[skip]);
             let (xs, ys) = log.samples[0].chunks(2).map(|p| (p[0] as f64, p[1] as f64)).unzip();
             body.series.push(Series::points(format!("{}: samples at the end, seed 0", loss.name()), 3, color, xs, ys));
+        }
+        if self.compares_losses() {
+            let (hinge, ce) = (&final_on_mode_per_seed["hinge"], &final_on_mode_per_seed["cross-entropy"]);
+            let d: Vec<f64> = hinge.iter().zip(ce).map(|(h, c)| h - c).collect();
+            let n = d.len() as f64;
+            let mean = d.iter().sum::<f64>() / n;
+            let sd = (d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
+            body.scalars.insert(PAIRED_ON_MODE.into(), if d.len() < 2 { f64::NAN } else { mean / (sd / n.sqrt()) });
         }
         let (cx, cy) = (0..modes).map(|k| self.centre(k)).map(|(x, y)| (x as f64, y as f64)).unzip();
         body.series.push(Series::points("real modes", 3, palette::BLACK, cx, cy));
@@ -253,20 +271,35 @@ impl Mlp {
     }
 
     /// Activations of a batch of `b` inputs: the input, each hidden layer after ReLU, the output.
+    /// Each output is bias + w[k][0] a[0] + w[k][1] a[1] + ..., summed in that
+    /// order; the loops run over k innermost (on the transposed weights) so
+    /// that the compiler can use vector registers without reordering a sum.
     fn forward(&self, x: &[f32], b: usize) -> Vec<Vec<f32>> {
         let mut acts = vec![x.to_vec()];
         let depth = self.shapes.len();
         for (l, &(o, i)) in self.shapes.iter().enumerate() {
             let (w, bias) = (&self.params[2 * l], &self.params[2 * l + 1]);
+            let mut transposed = vec![0f32; o * i];
+            for k in 0..o {
+                for j in 0..i {
+                    transposed[j * o + k] = w[k * i + j];
+                }
+            }
             let a = &acts[l];
-            let mut out = vec![0f32; b * o];
-            for n in 0..b {
-                for k in 0..o {
-                    let mut sum = bias[k];
-                    for j in 0..i {
-                        sum += w[k * i + j] * a[n * i + j];
+            let mut out = Vec::with_capacity(b * o);
+            for row in a.chunks_exact(i) {
+                let start = out.len();
+                out.extend_from_slice(bias);
+                let sums = &mut out[start..];
+                for (&input, column) in row.iter().zip(transposed.chunks_exact(o)) {
+                    for (sum, &weight) in sums.iter_mut().zip(column) {
+                        *sum += weight * input;
                     }
-                    out[n * o + k] = if l + 1 < depth { sum.max(0.0) } else { sum };
+                }
+                if l + 1 < depth {
+                    for v in sums.iter_mut() {
+                        *v = v.max(0.0);
+                    }
                 }
             }
             acts.push(out);
@@ -275,7 +308,9 @@ impl Mlp {
     }
 
     /// Given d loss / d output for each of the batch's `b` rows, the gradient
-    /// of every parameter and of the inputs (relu'(0) = 0).
+    /// of every parameter and of the inputs (relu'(0) = 0). Every gradient
+    /// entry sums over the batch rows in order (and the inputs' over the
+    /// outputs in order).
     fn backward(&self, acts: &[Vec<f32>], b: usize, d_out: Vec<f32>) -> (Vec<Vec<f32>>, Vec<f32>) {
         let mut grads: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
         let mut d = d_out;
@@ -283,13 +318,16 @@ impl Mlp {
             let (o, i) = self.shapes[l];
             let (w, a) = (&self.params[2 * l], &acts[l]);
             let mut d_in = vec![0f32; b * i];
-            for n in 0..b {
-                for k in 0..o {
-                    let g = d[n * o + k];
-                    grads[2 * l + 1][k] += g;
-                    for j in 0..i {
-                        grads[2 * l][k * i + j] += g * a[n * i + j];
-                        d_in[n * i + j] += g * w[k * i + j];
+            let (weight_grads, rest) = grads.split_at_mut(2 * l + 1);
+            let (weight_grads, bias_grads) = (&mut weight_grads[2 * l], &mut rest[0]);
+            for ((d_row, a_row), d_in_row) in d.chunks_exact(o).zip(a.chunks_exact(i)).zip(d_in.chunks_exact_mut(i)) {
+                for (k, &g) in d_row.iter().enumerate() {
+                    bias_grads[k] += g;
+                    for (gw, &av) in weight_grads[k * i..(k + 1) * i].iter_mut().zip(a_row) {
+                        *gw += g * av;
+                    }
+                    for (di, &wv) in d_in_row.iter_mut().zip(&w[k * i..(k + 1) * i]) {
+                        *di += g * wv;
                     }
                 }
             }
@@ -347,6 +385,10 @@ fn sigmoid(z: f32) -> f32 {
 }
 
 impl Gan {
+    fn compares_losses(&self) -> bool {
+        self.losses.contains(&Loss::CrossEntropy) && self.losses.contains(&Loss::Hinge)
+    }
+
     fn centre(&self, k: usize) -> (f32, f32) {
         let angle = 2.0 * std::f64::consts::PI * k as f64 / self.ring.modes.get() as f64;
         let r = self.ring.radius.get();
@@ -517,13 +559,13 @@ mod tests {
         let acts = net.forward(&x, b);
         let (grads, dx) = net.backward(&acts, b, weights.to_vec());
         let h = 1e-2f32;
-        for l in 0..net.params.len() {
-            for j in 0..net.params[l].len() {
+        for (l, layer_grads) in grads.iter().enumerate() {
+            for (j, &grad) in layer_grads.iter().enumerate() {
                 let (mut up, mut down) = (net.clone(), net.clone());
                 up.params[l][j] += h;
                 down.params[l][j] -= h;
                 let numeric = (loss(&up, &x) - loss(&down, &x)) / (2.0 * h as f64);
-                assert!((numeric - grads[l][j] as f64).abs() < 5e-3, "param {l}/{j}: {numeric} vs {}", grads[l][j]);
+                assert!((numeric - grad as f64).abs() < 5e-3, "param {l}/{j}: {numeric} vs {grad}");
             }
         }
         for j in 0..x.len() {
