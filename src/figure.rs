@@ -307,6 +307,10 @@ pub struct Provenance {
     pub config: serde_json::Value,
     pub seeds: Vec<u64>,
     pub toolchain: String,
+    /// Every hashed source file (path -> SHA-256), so that `status` can name
+    /// the files that changed since the figure was made.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// Rounds to `digits` significant digits, so that JSON files and snapshots

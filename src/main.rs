@@ -54,6 +54,11 @@ enum Command {
         /// Jobs trained side by side (default: the number of cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Train nothing and write nothing: print the plan (every job, whether
+        /// it is cached, why it would run, its estimated cost) and each figure's
+        /// status, and exit non-zero if any figure is stale or missing.
+        #[arg(long)]
+        dry_run: bool,
         /// Report progress as JSON lines on stderr, one object per event
         /// ({"event": "job_trained", "figure": .., "job": .., "key": .., ..}),
         /// for scripts, instead of the progress bar and the job lines.
@@ -70,6 +75,41 @@ enum Command {
         /// Also print the code fingerprint of the figure's jobs and each job's cache key.
         #[arg(long)]
         keys: bool,
+    },
+    /// For every figure: current, stale or missing, and why (which paper.toml
+    /// values changed, old -> new; which source files changed; which jobs are
+    /// not cached and what they would take). Exit status 1 when any figure is
+    /// stale or missing, so scripts can use it.
+    Status {
+        /// Only this figure (repeatable).
+        #[arg(long = "only", value_name = "ID")]
+        only: Vec<String>,
+        /// Where the committed figures are.
+        #[arg(long, default_value = "figures")]
+        out: PathBuf,
+        /// Where job results are cached.
+        #[arg(long, default_value = "target/figure-cache")]
+        cache_dir: PathBuf,
+        /// One JSON object per figure, one per line, instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every job of every figure: its key, networks, whether it is cached, why
+    /// it would run and its estimated cost (recorded by earlier runs, or a
+    /// model of steps x networks x points x weights).
+    Plan {
+        /// Only this figure (repeatable).
+        #[arg(long = "only", value_name = "ID")]
+        only: Vec<String>,
+        /// Where job results are cached.
+        #[arg(long, default_value = "target/figure-cache")]
+        cache_dir: PathBuf,
+        /// Plan as if every job were to be recomputed (as `figures --force` would).
+        #[arg(long)]
+        force: bool,
+        /// One JSON object per job, one per line, instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// List the figures with their titles, claims, and whether the committed
     /// data is current (made by this tree's code and paper.toml) or stale.
@@ -139,7 +179,17 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cite { id, out, keys } => cite(&paper, &id, &out, keys),
-        Command::Figures { check, force, only, out, cache_dir, jobs, json_events } => {
+        Command::Status { only, out, cache_dir, json } => status(&paper, &only, &out, &cache_dir, json),
+        Command::Plan { only, cache_dir, force, json } => {
+            print_plan(&learning_dynamics::status::plan(&paper, &only, &cache_dir, force)?, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Figures { dry_run: true, force, only, out, cache_dir, .. } => {
+            print_plan(&learning_dynamics::status::plan(&paper, &only, &cache_dir, force)?, false);
+            println!();
+            status(&paper, &only, &out, &cache_dir, false)
+        }
+        Command::Figures { check, force, only, out, cache_dir, jobs, json_events, .. } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads };
             let reporter =
@@ -181,11 +231,11 @@ impl Reporter {
                 let _ = self.bar.set(bar);
             }
             Event::TrainingStarts { .. } | Event::JobStarts { .. } => {}
-            Event::JobTrained { figure, job, networks, seconds, .. } => {
+            Event::JobTrained { figure, job, networks, seconds, why, .. } => {
                 if let Some(bar) = self.bar.get() {
                     bar.inc(networks as u64);
                 }
-                self.line(format!("  {figure:<22} {job:<28} {networks:>5} nets  {seconds:>6.2}s"));
+                self.line(format!("  {figure:<22} {job:<28} {networks:>5} nets  {seconds:>6.2}s  ({why})"));
             }
         }
     }
@@ -306,6 +356,102 @@ fn figures(
         );
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_plan(plan: &[learning_dynamics::status::JobPlan], json: bool) {
+    if json {
+        for job in plan {
+            println!("{}", serde_json::to_string(job).expect("plans serialize"));
+        }
+        return;
+    }
+    println!("{:<22} {:<30} {:>5} {:<12} {:>10}  why", "figure", "job", "nets", "key", "estimate");
+    for j in plan {
+        let estimate = match (j.cached, j.estimate_seconds) {
+            (true, _) => "cached".to_string(),
+            (false, Some(s)) => format!("{} {}", seconds(s), if j.estimate_from == "model" { "(m)" } else { "" }),
+            (false, None) => "?".to_string(),
+        };
+        println!(
+            "{:<22} {:<30} {:>5} {:<12} {:>10}  {}",
+            j.figure,
+            j.job,
+            j.networks,
+            &j.key[..12],
+            estimate,
+            j.why.as_deref().unwrap_or("")
+        );
+    }
+    let todo: Vec<_> = plan.iter().filter(|j| !j.cached).collect();
+    let total = todo.iter().filter_map(|j| j.estimate_seconds).fold(0.0, |a, b| a + b);
+    println!(
+        "{} of {} jobs to train, about {} of compute ((m): modelled, not recorded{})",
+        todo.len(),
+        plan.len(),
+        seconds(total),
+        match todo.iter().filter(|j| j.estimate_seconds.is_none()).count() {
+            0 => String::new(),
+            n => format!("; {n} without an estimate"),
+        }
+    );
+}
+
+/// A duration for people: "0.3s", "12s", "3.5 min".
+fn seconds(s: f64) -> String {
+    match s {
+        s if s < 10.0 => format!("{s:.1}s"),
+        s if s < 120.0 => format!("{s:.0}s"),
+        s => format!("{:.1} min", s / 60.0),
+    }
+}
+
+fn status(
+    paper: &spec::Paper,
+    only: &[String],
+    out: &std::path::Path,
+    cache_dir: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode> {
+    use learning_dynamics::status::State;
+    let statuses = learning_dynamics::status::statuses(paper, only, out, cache_dir)?;
+    for s in &statuses {
+        if json {
+            println!("{}", serde_json::to_string(s)?);
+            continue;
+        }
+        let state = match s.state {
+            State::Current => "current",
+            State::Stale => "STALE",
+            State::Missing => "MISSING",
+        };
+        println!("{:<22} {state}", s.id);
+        for reason in &s.reasons {
+            println!("    {reason}");
+        }
+        if s.uncached > 0 && s.state != State::Current {
+            let unknown = if s.unestimated > 0 {
+                format!(" (+{} job(s) without an estimate)", s.unestimated)
+            } else {
+                String::new()
+            };
+            println!(
+                "    regenerating trains {} job(s): about {:.0}s of compute{unknown}",
+                s.uncached, s.estimate_seconds
+            );
+        }
+    }
+    let behind = statuses.iter().filter(|s| s.state != State::Current).count();
+    if !json {
+        if behind == 0 {
+            println!("all {} figure(s) current", statuses.len());
+        } else {
+            println!(
+                "{behind} of {} figure(s) stale or missing: `cargo xtask figures` regenerates them",
+                statuses.len()
+            );
+        }
+    }
+    Ok(if behind == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn print_table(reports: &[pipeline::FigureReport]) {

@@ -16,6 +16,7 @@ use crate::cache::{Cache, Lookup};
 use crate::engine::TrainLog;
 use crate::figure::{ClaimResult, Divergence, FigureBody, FigureData, Provenance};
 use crate::kinds::{self, Job, Kind};
+use crate::records::{self, JobRecord};
 use crate::spec::{FigureSpec, Paper};
 use crate::{claims, files, provenance, render};
 
@@ -44,10 +45,11 @@ pub enum Event {
     DamagedCacheEntry { figure: String, job: String, why: String },
     /// Training begins for the jobs the cache did not have.
     TrainingStarts { jobs: usize, networks: usize },
-    /// One job starts training (no job starts once an interrupt is asked for).
-    JobStarts { figure: String, job: String },
+    /// One job starts training (no job starts once an interrupt is asked for);
+    /// `why`: "new", "forced", "config changed: learning_rate", "code changed: src/x.rs", ...
+    JobStarts { figure: String, job: String, why: String },
     /// One job is trained and cached.
-    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64 },
+    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64, why: String },
 }
 
 /// A job with its cache key.
@@ -139,6 +141,35 @@ pub fn job_key(fig: &FigureSpec, job: &Job) -> String {
         "seeds": job.seeds,
         "code": provenance::job_fingerprint(fig.experiment.files()),
     }))
+}
+
+/// What a job is now, as its record will say once it has run (`seconds` is
+/// its training time): key, config, seeds and the hashes of its key's files.
+pub fn job_record(fig: &FigureSpec, planned: &PlannedJob, seconds: f64) -> JobRecord {
+    let table = provenance::source_files();
+    let files = provenance::job_files(table, fig.experiment.files())
+        .into_iter()
+        .filter_map(|f| table.iter().find(|(p, _)| *p == f).map(|(p, h)| (p.to_string(), h.to_string())))
+        .collect();
+    JobRecord {
+        figure: fig.id().to_string(),
+        job: planned.job.name.clone(),
+        key: planned.key.clone(),
+        config: planned.job.config.clone(),
+        seeds: planned.job.seeds.clone(),
+        files,
+        networks: planned.job.members(),
+        seconds,
+    }
+}
+
+/// Why a job the cache lacks runs: "forced", or what changed since its last record.
+pub fn why_job_runs(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path, force: bool) -> String {
+    if force {
+        return "forced".into();
+    }
+    let previous = records::read(cache_dir, fig.id(), &planned.job.name);
+    records::why(previous.as_ref(), &job_record(fig, planned, 0.0))
 }
 
 pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
@@ -265,10 +296,15 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                 if interrupted() {
                     return (i, None);
                 }
-                report(Event::JobStarts { figure: fig.id().into(), job: p.job.name.clone() });
+                let why = why_job_runs(fig, p, &opts.cache_dir, opts.force);
+                report(Event::JobStarts { figure: fig.id().into(), job: p.job.name.clone(), why: why.clone() });
                 let start = Instant::now();
                 let result = train_job(fig, &p.job)
                     .and_then(|log| cache.put(&p.key, &log).map(|_| log))
+                    .and_then(|log| {
+                        let record = job_record(fig, p, start.elapsed().as_secs_f64());
+                        records::write(&opts.cache_dir, &record).map(|_| log)
+                    })
                     .with_context(|| format!("figure {:?}, job {:?}", fig.id(), p.job.name));
                 times.lock().unwrap()[i] = start.elapsed();
                 if result.is_ok() {
@@ -278,6 +314,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                         key: p.key.clone(),
                         networks: p.job.members(),
                         seconds: start.elapsed().as_secs_f64(),
+                        why,
                     });
                 }
                 (i, Some(result))
@@ -335,6 +372,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                 config: serde_json::to_value(&fig.experiment)?,
                 seeds: fig.experiment.kind().seeds(),
                 toolchain: provenance::TOOLCHAIN.to_string(),
+                files: provenance::source_files().iter().map(|(p, h)| (p.to_string(), h.to_string())).collect(),
             },
             body,
             claims: claims.clone(),

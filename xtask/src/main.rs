@@ -2,7 +2,8 @@
 //! `paper-figures` binary in release mode (training in a debug build is about
 //! 100x slower) and runs it from the repository root with the same arguments.
 //!
-//!   cargo xtask figures [--check] [--force] [--only ID]...
+//!   cargo xtask figures [--check] [--dry-run] [--force] [--only ID]...
+//!   cargo xtask status | plan
 //!   cargo xtask cite ID
 //!   cargo xtask list
 //!   cargo xtask bench [--only ID]...
@@ -16,7 +17,15 @@ USAGE:
     cargo xtask figures [--check] [--force] [--only ID]... [--jobs N] [--cache-dir DIR]
         Train (or read from the cache) every figure in paper.toml, check its
         claims, and write figures/<id>.svg and figures/<id>.json.
-        --check compares with the committed figures instead and writes nothing.
+        --check compares with the committed figures instead and writes nothing;
+        --dry-run prints the plan and the status, and trains and writes nothing.
+    cargo xtask status [--only ID]... [--json]
+        Each figure: current, stale or missing, and why (changed paper.toml
+        values, changed source files, jobs not cached and their estimated
+        compute). Exits 1 when any figure is stale or missing.
+    cargo xtask plan [--only ID]... [--force] [--json]
+        Every job: key, networks, cached or not, why it would run, and its
+        estimated cost.
     cargo xtask cite ID
         Print the exact config, cache key, code fingerprint and commit of a figure.
     cargo xtask list
@@ -34,7 +43,7 @@ fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    if !matches!(args[0].as_str(), "figures" | "cite" | "list" | "bench") {
+    if !matches!(args[0].as_str(), "figures" | "status" | "plan" | "cite" | "list" | "bench") {
         eprintln!("error: unknown command {:?}\n\n{HELP}", args[0]);
         return ExitCode::from(2);
     }

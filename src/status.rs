@@ -1,0 +1,190 @@
+//! What a run would do, without training: every job with its key, whether
+//! the cache has it and what it would cost (`plan`), and every figure as
+//! current, stale or missing with the reasons a user acts on (`statuses`).
+//!
+//! A figure is current when its committed JSON carries the key this tree's
+//! code and `paper.toml` give it; the reasons for a stale one come from
+//! comparing what that JSON recorded (config, seeds, toolchain, every source
+//! file's hash) with now. Costs come from the job records of earlier runs
+//! (`records.rs`) where there are any, and from a model of the work (steps x
+//! networks x points x weights) otherwise.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::figure::FigureData;
+use crate::pipeline::{self, PlannedJob};
+use crate::records::{self, changed_files, changed_values};
+use crate::spec::{FigureSpec, Paper};
+
+/// Floating-point operations per second that the cost model assumes for the
+/// engines on one core (a gradient step is about 6 operations per weight and
+/// point). Measured against the job records of a full cold run on a 2-core
+/// machine; it is a rough guide, shown as "model" beside recorded times.
+const MODEL_FLOPS: f64 = 4e9;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPlan {
+    pub figure: String,
+    pub job: String,
+    pub key: String,
+    pub networks: usize,
+    pub cached: bool,
+    /// Seconds of training this job needs (0 when cached), where known.
+    pub estimate_seconds: Option<f64>,
+    /// "cached", "recorded" (the last run of a job of this name), "model" or "unknown".
+    pub estimate_from: &'static str,
+    /// Why it would run ("new", "config changed: ..."); none when cached.
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Current,
+    Stale,
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FigureStatus {
+    pub id: String,
+    pub state: State,
+    /// Why it is stale or missing, in words; empty when current.
+    pub reasons: Vec<String>,
+    pub jobs: usize,
+    pub uncached: usize,
+    /// Seconds of training its uncached jobs need, summed over those with an estimate.
+    pub estimate_seconds: f64,
+    /// Uncached jobs without an estimate.
+    pub unestimated: usize,
+}
+
+/// Every job of the selected figures (all when `only` is empty).
+pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Result<Vec<JobPlan>> {
+    let figures = pipeline::select(paper, only)?;
+    let cache = Cache::open(cache_dir)?;
+    let planned = pipeline::plan(&figures);
+    Ok(planned.iter().map(|p| job_plan(figures[p.figure], p, &cache, cache_dir, force)).collect())
+}
+
+fn job_plan(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> JobPlan {
+    let cached = !force && cache.path(&p.key).exists();
+    let (estimate_seconds, estimate_from) = if cached {
+        (Some(0.0), "cached")
+    } else if let Some(r) = records::read(cache_dir, fig.id(), &p.job.name).filter(|r| r.seconds > 0.0) {
+        (Some(r.seconds * p.job.members() as f64 / r.networks.max(1) as f64), "recorded")
+    } else if let Some(s) = modelled_seconds(fig, p) {
+        (Some(s), "model")
+    } else {
+        (None, "unknown")
+    };
+    JobPlan {
+        figure: fig.id().to_string(),
+        job: p.job.name.clone(),
+        key: p.key.clone(),
+        networks: p.job.members(),
+        cached,
+        estimate_seconds,
+        estimate_from,
+        why: (!cached).then(|| pipeline::why_job_runs(fig, p, cache_dir, force)),
+    }
+}
+
+/// The cost model: 6 operations per weight, point, network and step, at `MODEL_FLOPS`.
+/// None for a kind that does not train through the engine.
+fn modelled_seconds(fig: &FigureSpec, p: &PlannedJob) -> Option<f64> {
+    let input = fig.experiment.kind().prepare_job(&p.job).ok()?;
+    let weights: usize = input.init.shapes.iter().map(|(o, i)| o * i).sum();
+    let steps = *input.cfg.log_steps.last()? as f64;
+    Some(6.0 * steps * (input.init.members * input.data.points * weights) as f64 / MODEL_FLOPS)
+}
+
+/// Every selected figure's state against its committed JSON in `out_dir`.
+pub fn statuses(paper: &Paper, only: &[String], out_dir: &Path, cache_dir: &Path) -> Result<Vec<FigureStatus>> {
+    let figures = pipeline::select(paper, only)?;
+    let planned = pipeline::plan(&figures);
+    let cache = Cache::open(cache_dir)?;
+    let mut out = Vec::new();
+    for (f, fig) in figures.iter().enumerate() {
+        let jobs: Vec<&PlannedJob> = planned.iter().filter(|p| p.figure == f).collect();
+        let plans: Vec<JobPlan> = jobs.iter().map(|p| job_plan(fig, p, &cache, cache_dir, false)).collect();
+        let key = pipeline::figure_key(fig, &jobs);
+        let path = out_dir.join(format!("{}.json", fig.id()));
+        let (state, mut reasons) = match std::fs::read_to_string(&path) {
+            Err(_) => (State::Missing, vec![format!("no {}", path.display())]),
+            Ok(text) => match serde_json::from_str::<FigureData>(&text) {
+                Err(e) => (State::Stale, vec![format!("{} does not parse: {e}", path.display())]),
+                Ok(committed) if committed.provenance.key == key => (State::Current, Vec::new()),
+                Ok(committed) => (State::Stale, stale_reasons(fig, &committed)?),
+            },
+        };
+        let uncached: Vec<&JobPlan> = plans.iter().filter(|p| !p.cached).collect();
+        if state != State::Current && !uncached.is_empty() {
+            reasons.push(format!("{} of {} jobs not cached", uncached.len(), plans.len()));
+        }
+        out.push(FigureStatus {
+            id: fig.id().to_string(),
+            state,
+            reasons,
+            jobs: plans.len(),
+            uncached: uncached.len(),
+            estimate_seconds: uncached.iter().filter_map(|p| p.estimate_seconds).fold(0.0, |a, b| a + b),
+            unestimated: uncached.iter().filter(|p| p.estimate_seconds.is_none()).count(),
+        });
+    }
+    Ok(out)
+}
+
+/// What differs between the committed figure and what this tree would make.
+fn stale_reasons(fig: &FigureSpec, committed: &FigureData) -> Result<Vec<String>> {
+    let was = &committed.provenance;
+    let mut reasons = Vec::new();
+    let config = serde_json::to_value(&fig.experiment)?;
+    let values = changed_values(&was.config, &config);
+    if !values.is_empty() {
+        let shown: Vec<String> = values.iter().map(ToString::to_string).collect();
+        reasons.push(format!("paper.toml changed: {}", listed(&shown)));
+    }
+    if was.files.is_empty() {
+        reasons.push("made by a version that did not record its files' hashes: cannot name changed files".into());
+    } else {
+        let now: BTreeMap<String, String> =
+            crate::provenance::source_files().iter().map(|(p, h)| (p.to_string(), h.to_string())).collect();
+        let files = changed_files(&was.files, &now);
+        if !files.is_empty() {
+            reasons.push(format!("code changed: {}", listed(&files)));
+        }
+    }
+    if was.seeds != fig.experiment.kind().seeds() {
+        reasons.push("seeds changed".into());
+    }
+    if was.toolchain != crate::provenance::TOOLCHAIN {
+        reasons.push(format!("toolchain changed: {} -> {}", was.toolchain, crate::provenance::TOOLCHAIN));
+    }
+    if committed.title != fig.title {
+        reasons.push("title changed".into());
+    }
+    let claims: Vec<&str> = committed.claims.iter().map(|c| c.name.as_str()).collect();
+    if claims != fig.claims.iter().map(|c| c.name.as_str()).collect::<Vec<_>>() {
+        reasons.push("claims changed".into());
+    }
+    if reasons.is_empty() {
+        reasons.push("a claim's check, the caption or the build settings changed".into());
+    }
+    Ok(reasons)
+}
+
+/// At most five items, then how many more.
+fn listed(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
