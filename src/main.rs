@@ -192,8 +192,20 @@ fn run() -> Result<ExitCode> {
         Command::Figures { check, force, only, out, cache_dir, jobs, json_events, .. } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options { out_dir: out, cache_dir, only, force, threads };
-            let reporter =
-                Reporter { json: json_events, terminal: std::io::stderr().is_terminal(), bar: OnceLock::new() };
+            // Job lines line up under the longest names of this run's figures and jobs.
+            let selected = pipeline::select(&paper, &opts.only)?;
+            let planned = pipeline::plan(&selected);
+            let widths = (
+                selected.iter().map(|f| f.id().len()).max().unwrap_or(0),
+                planned.iter().map(|p| p.job.name.len()).max().unwrap_or(0),
+            );
+            let reporter = Reporter {
+                json: json_events,
+                terminal: std::io::stderr().is_terminal(),
+                bar: OnceLock::new(),
+                widths,
+                done: std::sync::Mutex::new((0, 0)),
+            };
             stop_on_signals()?;
             figures(&paper, &cli.spec, &opts, check, &reporter)
         }
@@ -205,7 +217,13 @@ fn run() -> Result<ExitCode> {
 struct Reporter {
     json: bool,
     terminal: bool,
+    /// Filled by estimated compute (milliseconds), not by networks: the phase
+    /// grid's 1890 one-unit nets are a second's work, one GAN job a minute's.
     bar: OnceLock<ProgressBar>,
+    /// Columns of the job lines: the longest figure id and job name.
+    widths: (usize, usize),
+    /// Jobs trained, of how many.
+    done: std::sync::Mutex<(usize, usize)>,
 }
 
 impl Reporter {
@@ -218,24 +236,36 @@ impl Reporter {
             Event::DamagedCacheEntry { figure, job, why } => {
                 self.line(format!("warning: damaged cache entry for {figure} / {job}: {why}; recomputing"))
             }
-            Event::TrainingStarts { networks, .. } if self.terminal => {
-                let bar = ProgressBar::new(networks as u64);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} training {pos}/{len} networks [{bar:30}] {elapsed_precise} {msg}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                bar.enable_steady_tick(Duration::from_millis(200));
-                let _ = self.bar.set(bar);
-            }
-            Event::TrainingStarts { .. } | Event::JobStarts { .. } => {}
-            Event::JobTrained { figure, job, networks, seconds, why, .. } => {
-                if let Some(bar) = self.bar.get() {
-                    bar.inc(networks as u64);
+            Event::TrainingStarts { jobs, seconds, .. } => {
+                *self.done.lock().unwrap() = (0, jobs);
+                if self.terminal {
+                    let bar = ProgressBar::new((seconds * 1000.0).ceil() as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} training: {msg} jobs [{bar:30}] {percent:>3}% of the estimated work, \
+                             {elapsed} elapsed, about {eta} left",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("0/{jobs}"));
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    let _ = self.bar.set(bar);
                 }
-                self.line(format!("  {figure:<22} {job:<28} {networks:>5} nets  {seconds:>6.2}s  ({why})"));
+            }
+            Event::JobStarts { .. } => {}
+            Event::JobTrained { figure, job, networks, seconds, why, estimate, .. } => {
+                let (done, jobs) = {
+                    let mut done = self.done.lock().unwrap();
+                    done.0 += 1;
+                    *done
+                };
+                if let Some(bar) = self.bar.get() {
+                    bar.inc((estimate * 1000.0).ceil() as u64);
+                    bar.set_message(format!("{done}/{jobs}"));
+                }
+                let (fw, jw) = self.widths;
+                self.line(format!("  {figure:<fw$}  {job:<jw$}  {networks:>5} nets  {seconds:>7.2}s  ({why})"));
             }
         }
     }
@@ -369,7 +399,11 @@ fn print_plan(plan: &[learning_dynamics::status::JobPlan], json: bool) {
     for j in plan {
         let estimate = match (j.cached, j.estimate_seconds) {
             (true, _) => "cached".to_string(),
-            (false, Some(s)) => format!("{} {}", seconds(s), if j.estimate_from == "model" { "(m)" } else { "" }),
+            (false, Some(s)) => format!(
+                "{} {}",
+                seconds(s),
+                if j.estimate_from == Some(pipeline::Estimate::Model) { "(m)" } else { "" }
+            ),
             (false, None) => "?".to_string(),
         };
         println!(
@@ -455,7 +489,7 @@ fn status(
 }
 
 fn print_table(reports: &[pipeline::FigureReport]) {
-    println!("{:<22} {:>8} {:>8} {:>9} {:>10}  cache", "figure", "claims", "failed", "diverged", "compute");
+    let mut rows = vec![["figure", "claims", "failed", "diverged", "compute", "cache"].map(String::from)];
     for r in reports {
         let passed = r.claims.iter().filter(|c| c.passed).count();
         let unexpected = r.claims.iter().filter(|c| c.surprising()).count();
@@ -471,13 +505,32 @@ fn print_table(reports: &[pipeline::FigureReport]) {
             format!(", {} damaged entry(ies) recomputed", r.damaged.len())
         };
         let failed = if known > 0 { format!("{unexpected} (+{known} known)") } else { unexpected.to_string() };
-        println!(
-            "{:<22} {:>8} {:>8} {:>9} {:>9.2}s  {cache}{damaged}",
-            r.id,
+        rows.push([
+            r.id.clone(),
             format!("{passed}/{}", r.claims.len()),
             failed,
-            r.divergences.len(),
-            r.compute.as_secs_f64()
+            r.divergences.len().to_string(),
+            format!("{:.2}s", r.compute.as_secs_f64()),
+            format!("{cache}{damaged}"),
+        ]);
+    }
+    // Every column as wide as its widest cell: names left, numbers right.
+    let width = |c: usize| rows.iter().map(|r| r[c].len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..6).map(width).collect();
+    for r in &rows {
+        println!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4]
         );
     }
 }

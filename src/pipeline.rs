@@ -43,13 +43,15 @@ pub struct Options {
 pub enum Event {
     /// A cache entry could not be read; its job is trained again.
     DamagedCacheEntry { figure: String, job: String, why: String },
-    /// Training begins for the jobs the cache did not have.
-    TrainingStarts { jobs: usize, networks: usize },
+    /// Training begins for the jobs the cache did not have; `seconds`: their
+    /// estimated compute (`estimate_seconds`), the total a progress bar fills.
+    TrainingStarts { jobs: usize, networks: usize, seconds: f64 },
     /// One job starts training (no job starts once an interrupt is asked for);
     /// `why`: "new", "forced", "config changed: learning_rate", "code changed: src/x.rs", ...
     JobStarts { figure: String, job: String, why: String },
     /// One job is trained and cached.
-    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64, why: String },
+    /// `estimate`: its share of `TrainingStarts::seconds`.
+    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64, why: String, estimate: f64 },
 }
 
 /// A job with its cache key.
@@ -172,6 +174,36 @@ pub fn why_job_runs(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path, fo
     records::why(previous.as_ref(), &job_record(fig, planned, 0.0))
 }
 
+/// Where an estimate of a job's compute came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimate {
+    /// The recorded time of the last run of a job of this figure and name,
+    /// scaled to this job's number of networks.
+    Recorded,
+    /// A model: 6 operations per weight, point, network and step, at `MODEL_FLOPS`.
+    Model,
+}
+
+/// Floating-point operations per second that the cost model assumes for the
+/// engines on one core. A rough guide, fitted by eye to the job records of a
+/// cold run on a 2-core machine, and shown as a model beside recorded times.
+const MODEL_FLOPS: f64 = 4e9;
+
+/// Seconds of compute the job will take, and how that was estimated; None
+/// for a kind that trains outside the engine and has never been recorded.
+pub fn estimate_seconds(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path) -> Option<(f64, Estimate)> {
+    let job = &planned.job;
+    if let Some(r) = records::read(cache_dir, fig.id(), &job.name).filter(|r| r.seconds > 0.0) {
+        return Some((r.seconds * job.members() as f64 / r.networks.max(1) as f64, Estimate::Recorded));
+    }
+    let input = fig.experiment.kind().prepare_job(job).ok()?;
+    let weights: usize = input.init.shapes.iter().map(|(o, i)| o * i).sum();
+    let steps = *input.cfg.log_steps.last()? as f64;
+    let operations = 6.0 * steps * (input.init.members * input.data.points * weights) as f64;
+    Some((operations / MODEL_FLOPS, Estimate::Model))
+}
+
 pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
     figures
         .iter()
@@ -279,9 +311,18 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
         }
     }
     let todo: Vec<usize> = (0..planned.len()).filter(|&i| logs[i].is_none()).collect();
+    // For the progress bar: a job without an estimate counts as the mean of the others (1 s if none has one).
+    let known: Vec<Option<f64>> = todo
+        .iter()
+        .map(|&i| estimate_seconds(figures[planned[i].figure], &planned[i], &opts.cache_dir).map(|(s, _)| s))
+        .collect();
+    let with_estimate: Vec<f64> = known.iter().flatten().copied().collect();
+    let fallback =
+        if with_estimate.is_empty() { 1.0 } else { with_estimate.iter().sum::<f64>() / with_estimate.len() as f64 };
+    let estimates: Vec<f64> = known.iter().map(|s| s.unwrap_or(fallback)).collect();
     if !todo.is_empty() {
         let networks = todo.iter().map(|&i| planned[i].job.members()).sum();
-        report(Event::TrainingStarts { jobs: todo.len(), networks });
+        report(Event::TrainingStarts { jobs: todo.len(), networks, seconds: estimates.iter().sum() });
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -290,7 +331,8 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
     let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
     let computed: Vec<(usize, Option<Result<TrainLog>>)> = pool.install(|| {
         todo.par_iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(n, &i)| {
                 let p = &planned[i];
                 let fig = figures[p.figure];
                 if interrupted() {
@@ -315,6 +357,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
                         networks: p.job.members(),
                         seconds: start.elapsed().as_secs_f64(),
                         why,
+                        estimate: estimates[n],
                     });
                 }
                 (i, Some(result))

@@ -5,9 +5,9 @@
 //! A figure is current when its committed JSON carries the key this tree's
 //! code and `paper.toml` give it; the reasons for a stale one come from
 //! comparing what that JSON recorded (config, seeds, toolchain, every source
-//! file's hash) with now. Costs come from the job records of earlier runs
-//! (`records.rs`) where there are any, and from a model of the work (steps x
-//! networks x points x weights) otherwise.
+//! file's hash) with now. Costs are `pipeline::estimate_seconds`: the job
+//! records of earlier runs (`records.rs`) where there are any, a model of the
+//! work (steps x networks x points x weights) otherwise.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,15 +17,9 @@ use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::figure::FigureData;
-use crate::pipeline::{self, PlannedJob};
-use crate::records::{self, changed_files, changed_values};
+use crate::pipeline::{self, Estimate, PlannedJob};
+use crate::records::{changed_files, changed_values};
 use crate::spec::{FigureSpec, Paper};
-
-/// Floating-point operations per second that the cost model assumes for the
-/// engines on one core (a gradient step is about 6 operations per weight and
-/// point). Measured against the job records of a full cold run on a 2-core
-/// machine; it is a rough guide, shown as "model" beside recorded times.
-const MODEL_FLOPS: f64 = 4e9;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobPlan {
@@ -36,8 +30,8 @@ pub struct JobPlan {
     pub cached: bool,
     /// Seconds of training this job needs (0 when cached), where known.
     pub estimate_seconds: Option<f64>,
-    /// "cached", "recorded" (the last run of a job of this name), "model" or "unknown".
-    pub estimate_from: &'static str,
+    /// Where the estimate came from; none when cached or unknown.
+    pub estimate_from: Option<Estimate>,
     /// Why it would run ("new", "config changed: ..."); none when cached.
     pub why: Option<String>,
 }
@@ -74,14 +68,10 @@ pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Re
 
 fn job_plan(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> JobPlan {
     let cached = !force && cache.path(&p.key).exists();
-    let (estimate_seconds, estimate_from) = if cached {
-        (Some(0.0), "cached")
-    } else if let Some(r) = records::read(cache_dir, fig.id(), &p.job.name).filter(|r| r.seconds > 0.0) {
-        (Some(r.seconds * p.job.members() as f64 / r.networks.max(1) as f64), "recorded")
-    } else if let Some(s) = modelled_seconds(fig, p) {
-        (Some(s), "model")
-    } else {
-        (None, "unknown")
+    let (estimate_seconds, estimate_from) = match (cached, pipeline::estimate_seconds(fig, p, cache_dir)) {
+        (true, _) => (Some(0.0), None),
+        (false, Some((s, from))) => (Some(s), Some(from)),
+        (false, None) => (None, None),
     };
     JobPlan {
         figure: fig.id().to_string(),
@@ -93,15 +83,6 @@ fn job_plan(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, f
         estimate_from,
         why: (!cached).then(|| pipeline::why_job_runs(fig, p, cache_dir, force)),
     }
-}
-
-/// The cost model: 6 operations per weight, point, network and step, at `MODEL_FLOPS`.
-/// None for a kind that does not train through the engine.
-fn modelled_seconds(fig: &FigureSpec, p: &PlannedJob) -> Option<f64> {
-    let input = fig.experiment.kind().prepare_job(&p.job).ok()?;
-    let weights: usize = input.init.shapes.iter().map(|(o, i)| o * i).sum();
-    let steps = *input.cfg.log_steps.last()? as f64;
-    Some(6.0 * steps * (input.init.members * input.data.points * weights) as f64 / MODEL_FLOPS)
 }
 
 /// Every selected figure's state against its committed JSON in `out_dir`.

@@ -31,7 +31,9 @@ fn status_names_what_changed() {
     assert!(plan.iter().all(|j| j.cached && j.why.is_none()));
     // Forced, every job would run, with its recorded time as the estimate.
     let forced = status::plan(&paper, &[], dir.path(), true).unwrap();
-    assert!(forced.iter().all(|j| !j.cached && j.why.as_deref() == Some("forced") && j.estimate_from == "recorded"));
+    assert!(forced.iter().all(|j| !j.cached
+        && j.why.as_deref() == Some("forced")
+        && j.estimate_from == Some(learning_dynamics::pipeline::Estimate::Recorded)));
 
     // A changed value: the figure is stale, says which value (old -> new), and its jobs say why they run.
     let changed = common::parse(&common::small_spec_text().replacen("learning_rate = 0.25", "learning_rate = 0.5", 1));

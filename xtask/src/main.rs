@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's commands. Thin on purpose: it builds the
 //! `paper-figures` binary in release mode (training in a debug build is about
-//! 100x slower) and runs it from the repository root with the same arguments.
+//! 100x slower), showing cargo's progress, and runs it from the repository
+//! root with the same arguments.
 //!
 //!   cargo xtask figures [--check] [--dry-run] [--force] [--only ID]...
 //!   cargo xtask status | plan
@@ -55,8 +56,18 @@ fn main() -> ExitCode {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     let root = manifest_dir.parent().expect("xtask lives in the workspace");
-    let mut command = Command::new(cargo);
     let (binary, rest) = if args[0] == "bench" { ("bench", &args[1..]) } else { ("paper-figures", &args[..]) };
+    // Build first, with cargo's own progress (a first build compiles about 250
+    // crates: minutes, which a quiet build spent in silence); then run quietly.
+    match Command::new(&cargo).current_dir(root).args(["build", "--release", "--bin", binary]).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => return ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8),
+        Err(e) => {
+            eprintln!("error: cannot run cargo: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let mut command = Command::new(cargo);
     command.current_dir(root).args(["run", "--release", "--quiet", "--bin", binary, "--"]).args(rest);
     // On Unix, become `cargo run` (which in turn becomes paper-figures): a
     // Ctrl-C then reaches only paper-figures, which stops cleanly and reports
