@@ -168,13 +168,15 @@ impl Kind for PhaseDiagram {
         let mut p = Vec::new();
         let g = &self.grid;
         if self.input_dim.get() < 2 {
-            p.push("input_dim must be at least 2 (d > 1 is what tests the reduction to (z, y))".into());
+            p.push("input_dim: must be at least 2 (d > 1 is what tests the reduction to (z, y))".into());
         }
         if !(g.z_min < 0.0 && g.z_max > 0.0) {
-            p.push(format!("grid: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
+            // At the bound on the wrong side of 0 (the field to change).
+            let field = if g.z_min >= 0.0 { "z_min" } else { "z_max" };
+            p.push(format!("grid: {field}: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
         }
         if !(g.y_min.is_finite() && g.y_min < g.y_max.get()) {
-            p.push(format!("grid: expected a finite y_min < y_max, got {} and {}", g.y_min, g.y_max.get()));
+            p.push(format!("grid: y_min: expected a finite y_min < y_max, got {} and {}", g.y_min, g.y_max.get()));
         }
         if self.starts.len() > TRAJECTORY_COLORS.len() {
             p.push(format!("at most {} marked starts, got {}", TRAJECTORY_COLORS.len(), self.starts.len()));
