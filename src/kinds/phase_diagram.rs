@@ -181,10 +181,10 @@ impl Kind for PhaseDiagram {
         if self.starts.len() > TRAJECTORY_COLORS.len() {
             p.push(format!("at most {} marked starts, got {}", TRAJECTORY_COLORS.len(), self.starts.len()));
         }
-        for s in &self.starts {
+        for (i, s) in self.starts.iter().enumerate() {
             if !(s.y > 0.0 && s.y <= g.y_max.get() && s.z >= g.z_min && s.z <= g.z_max) {
                 p.push(format!(
-                    "start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0",
+                    "start[{i}]: start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0",
                     s.name, s.z, s.y
                 ));
             }
