@@ -210,19 +210,13 @@ fn stop_on_signals() -> Result<()> {
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let spec_path = cli.spec.map_or_else(|| PathBuf::from("paper.toml"), from_caller);
-    let paper = spec::load(&spec_path)?;
-    // Before anything is planned: a job too large for this machine would
-    // abort the process on allocation (no message, a core dump).
-    let (limit, source) = match cli.memory_limit {
-        Some(gb) => (gb * 1e9, "set by --memory-limit".to_string()),
-        None => match preflight::machine_memory() {
-            Some(bytes) => (bytes, "this machine's memory".to_string()),
-            None => (f64::INFINITY, String::new()),
-        },
+    // Checked before anything is planned: a job too large for this machine
+    // would abort the process on allocation (no message, a core dump).
+    let limit = match cli.memory_limit {
+        Some(gb) => Some((gb * 1e9, "set by --memory-limit")),
+        None => preflight::machine_memory().map(|bytes| (bytes, "this machine's memory")),
     };
-    if limit.is_finite() {
-        preflight::memory(&spec_path, &paper, limit, &source)?;
-    }
+    let paper = preflight::load(&spec_path, limit)?;
     match cli.command {
         Command::List { out } => {
             for (fig, _, status) in pipeline::statuses(&paper, &out_dir(out)) {
@@ -523,7 +517,7 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
             }
         }
         if how.full {
-            println!("\nresolved config ({}):\n\n{config}", "the figure's table of the spec");
+            println!("\nresolved config (the figure's table of the spec):\n\n{config}");
         }
     }
     if status != pipeline::Status::Current {

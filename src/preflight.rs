@@ -12,6 +12,20 @@ use toml::de::{DeTable, DeValue};
 
 use crate::spec::{self, Paper, SpecError, SpecErrors};
 
+/// Loads a spec to run it: parsed and validated (`spec::load`), its data
+/// files checked against their SHA-256 ([`data_files`]) and its jobs against
+/// `memory_limit` bytes ([`memory`]; `limit_source` says where the limit came
+/// from, None checks no memory). Every command loads the spec this way.
+pub fn load(path: &Path, memory_limit: Option<(f64, &str)>) -> anyhow::Result<Paper> {
+    let paper = spec::load(path)?;
+    // Data files now, at their line, not when their job runs after others trained.
+    data_files(path, &paper)?;
+    if let Some((limit, source)) = memory_limit {
+        memory(path, &paper, limit, source)?;
+    }
+    Ok(paper)
+}
+
 /// A check's problem: where (a byte span of the spec's text) and what.
 type Problem = (Range<usize>, String);
 
@@ -47,9 +61,11 @@ fn entry<'a, 'i>(table: &'a DeValue<'i>, key: &str) -> Option<&'a DeValue<'i>> {
     }
 }
 
-/// Every table under `value` (itself included) with its string and integer
-/// fields: (key, key span, value span, value) per field, for the checks below.
-fn fields<'a, 'i>(value: &'a DeValue<'i>, out: &mut Vec<Vec<(String, Range<usize>, Range<usize>, &'a DeValue<'i>)>>) {
+/// One field of a table: its key, the key's span, the value's span, the value.
+type Field<'a, 'i> = (String, Range<usize>, Range<usize>, &'a DeValue<'i>);
+
+/// Every table under `value` (itself included) with its fields, for the checks below.
+fn fields<'a, 'i>(value: &'a DeValue<'i>, out: &mut Vec<Vec<Field<'a, 'i>>>) {
     match value {
         DeValue::Table(t) => {
             out.push(t.iter().map(|(k, v)| (k.get_ref().to_string(), k.span(), v.span(), v.get_ref())).collect());

@@ -42,6 +42,11 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/main.rs",
     // The benchmark binary: times the engines, never computes a cached result.
     "src/bin/bench.rs",
+    // Checks a loaded spec against the data files and the machine's memory; refuses or lets
+    // through, never changes a config.
+    "src/preflight.rs",
+    // Nearest names for error messages; a spec it helped read past is rejected all the same.
+    "src/suggest.rs",
 ];
 
 /// Every hashed file: (path relative to the crate root, SHA-256), sorted by

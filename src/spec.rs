@@ -256,15 +256,12 @@ pub(crate) fn locate(path: &Path, text: &str, span: Range<usize>, message: Strin
     SpecError { path: path.to_path_buf(), line, column, message, source_line }
 }
 
-/// Reads and validates a figure specification file, and checks that the
-/// data files it names have their SHA-256.
+/// Reads and validates a figure specification file. (`preflight::load`
+/// also checks it against the data files and the machine.)
 pub fn load(path: &Path) -> anyhow::Result<Paper> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
-    let paper = parse_bytes(path, &bytes)?;
-    // Data files now, at their line, not when their job runs after others trained.
-    crate::preflight::data_files(path, &paper)?;
-    Ok(paper)
+    Ok(parse_bytes(path, &bytes)?)
 }
 
 /// Like [`parse`], for the raw bytes of a file: text that is not UTF-8 is
