@@ -12,10 +12,13 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+/// Value problems, each with its span in the TOML text.
+type Problems = Vec<(Range<usize>, String)>;
+
 thread_local! {
     /// While [`collecting`] runs: the value problems found so far, each with
     /// its span in the TOML text.
-    static PROBLEMS: RefCell<Option<Vec<(Range<usize>, String)>>> = const { RefCell::new(None) };
+    static PROBLEMS: RefCell<Option<Problems>> = const { RefCell::new(None) };
     /// Whether [`collecting_other`] runs: the second set of stand-ins.
     static OTHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -25,7 +28,7 @@ thread_local! {
 /// valid stand-in takes its place. Returns the result with every problem
 /// recorded, so the user sees all of a file's bad values in one round
 /// instead of one per run. Outside this function a bad value is an error.
-pub fn collecting<T>(parse: impl FnOnce() -> T) -> (T, Vec<(Range<usize>, String)>) {
+pub fn collecting<T>(parse: impl FnOnce() -> T) -> (T, Problems) {
     PROBLEMS.with(|p| *p.borrow_mut() = Some(Vec::new()));
     let result = parse();
     let problems = PROBLEMS.with(|p| p.borrow_mut().take()).unwrap_or_default();
@@ -35,7 +38,7 @@ pub fn collecting<T>(parse: impl FnOnce() -> T) -> (T, Vec<(Range<usize>, String
 /// Like [`collecting`], with another valid stand-in for each bad value: a
 /// problem between values that both readings raise does not come from a
 /// stand-in, so it can be reported beside the bad values.
-pub fn collecting_other<T>(parse: impl FnOnce() -> T) -> (T, Vec<(Range<usize>, String)>) {
+pub fn collecting_other<T>(parse: impl FnOnce() -> T) -> (T, Problems) {
     OTHER.with(|o| o.set(true));
     let result = collecting(parse);
     OTHER.with(|o| o.set(false));
