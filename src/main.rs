@@ -114,7 +114,7 @@ enum CacheAction {
 fn whole_number(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("invalid value {text:?}: expected a whole number >= 1")),
+        _ => Err("expected a whole number >= 1".to_string()),
     }
 }
 
@@ -122,7 +122,7 @@ fn whole_number(text: &str) -> std::result::Result<usize, String> {
 fn positive_number(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!("invalid value {text:?}: expected a finite number > 0 (GB)")),
+        _ => Err("expected a finite number > 0 (GB)".to_string()),
     }
 }
 
@@ -484,13 +484,15 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
         pipeline::Status::Missing => format!("missing: no figure data at {}", json.display()),
     };
     if how.bibtex {
-        let year = git_year(&commit).unwrap_or_else(|| "2018".into());
         let short = &commit[..commit.len().min(12)];
         println!("{PAPER_BIBTEX}\n");
         println!("@software{{learningdynamics_{}_{short},", fig.id().replace('-', "_"));
         println!("  title   = {{Learning dynamics of deep networks: a reproducible figure pipeline}},");
         println!("  author  = {{{{The learning-dynamics contributors}}}},");
-        println!("  year    = {{{year}}},");
+        // The year of the figure's commit (none outside a git checkout).
+        if let Some(year) = git_year(&commit) {
+            println!("  year    = {{{year}}},");
+        }
         println!("  version = {{{commit}}},");
         if let Some(url) = git_remote() {
             println!("  url     = {{{url}}},");

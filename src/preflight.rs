@@ -29,7 +29,8 @@ pub fn load(path: &Path, memory_limit: Option<(f64, &str)>) -> anyhow::Result<Pa
 /// A check's problem: where (a byte span of the spec's text) and what.
 type Problem = (Range<usize>, String);
 
-/// The spec's text and its parsed tree with spans (it parsed once already).
+/// The spec's text, read again for the spans of the values the checks name
+/// (it parsed once already, so it is valid TOML).
 fn document(path: &Path) -> anyhow::Result<(String, PathBuf)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
