@@ -331,7 +331,7 @@ fn figures(
     for r in &run.reports {
         for c in r.claims.iter().filter(|c| c.surprising()) {
             let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
-            eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
+            eprintln!("error: claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
         }
         for c in r.claims.iter().filter(|c| c.control_failed()) {
             eprintln!(
@@ -372,20 +372,24 @@ fn figures(
     if check {
         let problems = check::against_committed(&opts.out_dir, &run);
         for (id, diffs) in &problems {
-            eprintln!("figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
+            eprintln!("error: figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
             for d in diffs {
                 eprintln!("  - {d}");
             }
         }
         let orphans = check::orphans(paper, &opts.out_dir);
         for path in &orphans {
-            eprintln!("{} belongs to no figure of {} (removed or renamed?)", path.display(), spec_path.display());
+            eprintln!(
+                "error: {} belongs to no figure of {} (removed or renamed?)",
+                path.display(),
+                spec_path.display()
+            );
         }
         if problems.is_empty() && orphans.is_empty() {
             println!("check: {} figure(s) match the committed data and claims", run.figures.len());
         } else {
             eprintln!(
-                "check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit"
+                "error: check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit"
             );
             failed = true;
         }

@@ -316,3 +316,27 @@ fn a_tolerance_must_be_finite_and_not_negative() {
         check(from, &to, line_of(from), "expected a finite value and a finite tolerance >= 0");
     }
 }
+
+/// A problem with one element of a list points at that element; a kind that
+/// trains through another's table (spectral decoupling's `starvation`)
+/// points into it.
+#[test]
+fn a_problem_with_a_list_element_points_at_the_element() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml");
+    let base = std::fs::read_to_string(path).unwrap();
+    for (from, to, expect) in [
+        ("frequencies = [0.1, 0.5]", "frequencies = [0.1, 0.55]", "frequencies[1]: 0.55 is not a positive multiple"),
+        ("frequencies = [0.2]", "frequencies = [0.25]", "starvation: frequencies[0]: 0.25 is not a positive multiple"),
+        ("trajectory_norm = 1.0", "trajectory_norm = 3.0", "trajectory_norm: 3 is not one of the norms"),
+    ] {
+        let text = base.replacen(from, to, 1);
+        let errors = spec::parse(Path::new("kinds.toml"), &text).unwrap_err();
+        let e = &errors.0[0];
+        let (line_start, value) = (text.find(to).unwrap(), to.rsplit([' ', '[']).next().unwrap().trim_end_matches(']'));
+        let line = text[..line_start].matches('\n').count() + 1;
+        assert!(e.message.contains(expect) && e.line == line, "{expect}:\n{errors}");
+        if to.starts_with("frequencies") {
+            assert_eq!(e.column, to.find(value).unwrap() + 1, "at the element:\n{errors}");
+        }
+    }
+}
