@@ -29,9 +29,19 @@ thread_local! {
 /// recorded, so the user sees all of a file's bad values in one round
 /// instead of one per run. Outside this function a bad value is an error.
 pub fn collecting<T>(parse: impl FnOnce() -> T) -> (T, Problems) {
+    /// Ends collecting even if `parse` panics, so that a later parse on
+    /// this thread does not collect silently.
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            PROBLEMS.with(|p| p.borrow_mut().take());
+        }
+    }
     PROBLEMS.with(|p| *p.borrow_mut() = Some(Vec::new()));
+    let stop = Stop;
     let result = parse();
     let problems = PROBLEMS.with(|p| p.borrow_mut().take()).unwrap_or_default();
+    drop(stop);
     (result, problems)
 }
 
@@ -39,10 +49,15 @@ pub fn collecting<T>(parse: impl FnOnce() -> T) -> (T, Problems) {
 /// problem between values that both readings raise does not come from a
 /// stand-in, so it can be reported beside the bad values.
 pub fn collecting_other<T>(parse: impl FnOnce() -> T) -> (T, Problems) {
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            OTHER.with(|o| o.set(false));
+        }
+    }
     OTHER.with(|o| o.set(true));
-    let result = collecting(parse);
-    OTHER.with(|o| o.set(false));
-    result
+    let _stop = Stop;
+    collecting(parse)
 }
 
 fn is_collecting() -> bool {
