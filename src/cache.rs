@@ -46,6 +46,34 @@ impl Cache {
         self.dir.join(format!("{key}.json"))
     }
 
+    /// Every entry's key and size in bytes, by key: the files named
+    /// `<key>.json` with a 64-hex-digit key (temporary files never are).
+    pub fn entries(&self) -> Result<Vec<(String, u64)>> {
+        let mut entries = Vec::new();
+        let listing = fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))?;
+        for item in listing {
+            let item = item.with_context(|| format!("cannot list {}", self.dir.display()))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".json") else { continue };
+            if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                let size = item.metadata().map_or(0, |m| m.len());
+                entries.push((key.to_string(), size));
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// Removes one entry (gone already counts as removed).
+    pub fn remove(&self, key: &str) -> Result<()> {
+        match fs::remove_file(self.path(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", self.path(key).display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Lookup<T> {
         read_entry(&self.path(key), key)
     }

@@ -13,20 +13,26 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use learning_dynamics::figure::ClaimClass;
 use learning_dynamics::pipeline::{self, Event, Options};
-use learning_dynamics::{cache, check, engine, gallery, provenance, spec};
+use learning_dynamics::{cache, check, engine, gallery, preflight, provenance, spec};
 
 #[derive(Parser)]
 #[command(
     name = "paper-figures",
+    // Users run it as `cargo xtask ...` (see xtask/src/main.rs), so usage lines say so.
+    bin_name = "cargo xtask",
     about = "Reproducible figures for 'On the Learning Dynamics of Deep Neural Networks' (arXiv:1809.06848)",
     long_about = "Reads the figure specifications (paper.toml), trains every figure's networks with Candle \
                   (results cached under a hash of config, seeds and code), checks the paper's claims on the \
                   measured data and renders figures/<id>.svg and figures/<id>.json."
 )]
 struct Cli {
-    /// The figure specification file.
-    #[arg(long, global = true, default_value = "paper.toml")]
-    spec: PathBuf,
+    /// The figure specification file [default: paper.toml in the repository root].
+    #[arg(long, global = true, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// Refuse, when the spec is loaded, any job estimated to need more memory
+    /// than this, in GB [default: this machine's memory]. Raise it on a larger node.
+    #[arg(long, global = true, value_name = "GB", value_parser = positive_number)]
+    memory_limit: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,14 +51,14 @@ enum Command {
         /// Only this figure (repeatable).
         #[arg(long = "only", value_name = "ID")]
         only: Vec<String>,
-        /// Where figures are written.
-        #[arg(long, default_value = "figures")]
-        out: PathBuf,
-        /// Where job results are cached.
-        #[arg(long, default_value = "target/figure-cache")]
-        cache_dir: PathBuf,
-        /// Jobs trained side by side (default: the number of cores).
-        #[arg(long)]
+        /// Where figures are written [default: figures in the repository root].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where job results are cached [default: $CARGO_TARGET_DIR/figure-cache, else target/figure-cache].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Jobs trained side by side, at least 1 [default: the number of cores].
+        #[arg(long, value_name = "N", value_parser = whole_number)]
         jobs: Option<usize>,
         /// Train nothing and write nothing: print the plan (every job, whether
         /// it is cached, why it would run, its estimated cost) and each figure's
@@ -65,14 +71,23 @@ enum Command {
         #[arg(long)]
         json_events: bool,
     },
-    /// Print what a paper or lab notebook needs to cite one figure exactly.
+    /// Print what a paper or lab notebook needs to cite one figure: its key,
+    /// the commit of its committed data, whether that is stale, how to
+    /// regenerate it and a digest of its config.
     Cite {
         /// The figure id.
         id: String,
-        /// Where the committed figures are.
-        #[arg(long, default_value = "figures")]
-        out: PathBuf,
-        /// Also print the code fingerprint of the figure's jobs and each job's cache key.
+        /// Where the committed figures are [default: figures in the repository root].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also print the figure's config in full, as TOML.
+        #[arg(long)]
+        full: bool,
+        /// Print BibTeX entries instead: the paper, and this repository at the
+        /// figure's commit with the figure's key in the note.
+        #[arg(long, conflicts_with_all = ["full", "keys"])]
+        bibtex: bool,
+        /// Also print the code fingerprints and each job's cache key.
         #[arg(long)]
         keys: bool,
     },
@@ -84,12 +99,12 @@ enum Command {
         /// Only this figure (repeatable).
         #[arg(long = "only", value_name = "ID")]
         only: Vec<String>,
-        /// Where the committed figures are.
-        #[arg(long, default_value = "figures")]
-        out: PathBuf,
-        /// Where job results are cached.
-        #[arg(long, default_value = "target/figure-cache")]
-        cache_dir: PathBuf,
+        /// Where the committed figures are [default: figures in the repository root].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where job results are cached [default: as for `figures`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
         /// One JSON object per figure, one per line, instead of the table.
         #[arg(long)]
         json: bool,
@@ -101,9 +116,9 @@ enum Command {
         /// Only this figure (repeatable).
         #[arg(long = "only", value_name = "ID")]
         only: Vec<String>,
-        /// Where job results are cached.
-        #[arg(long, default_value = "target/figure-cache")]
-        cache_dir: PathBuf,
+        /// Where job results are cached [default: as for `figures`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
         /// Plan as if every job were to be recomputed (as `figures --force` would).
         #[arg(long)]
         force: bool,
@@ -114,10 +129,70 @@ enum Command {
     /// List the figures with their titles, claims, and whether the committed
     /// data is current (made by this tree's code and paper.toml) or stale.
     List {
-        /// Where the committed figures are.
-        #[arg(long, default_value = "figures")]
-        out: PathBuf,
+        /// Where the committed figures are [default: figures in the repository root].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
+    /// Show the job cache: its size and what it holds, by figure and job.
+    Cache {
+        /// The cache directory [default: as for `figures`].
+        #[arg(long, global = true, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<CacheAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Remove the entries that no job of the spec uses now (old code, old
+    /// configs). Entries of other specs sharing the cache count as unused.
+    Gc,
+}
+
+/// `--jobs`: a whole number >= 1 (0 jobs would run nothing and wait forever).
+fn whole_number(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number >= 1".to_string()),
+    }
+}
+
+/// `--memory-limit`: a finite number > 0.
+fn positive_number(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("expected a finite number > 0 (GB)".to_string()),
+    }
+}
+
+/// A path the user gave on the command line, taken from the directory they
+/// ran the command in: `cargo xtask` runs this binary from the repository
+/// root and passes that directory in `PAPER_FIGURES_CALLER_DIR`. Defaults
+/// stay relative to the repository root.
+fn from_caller(path: PathBuf) -> PathBuf {
+    match std::env::var_os("PAPER_FIGURES_CALLER_DIR") {
+        Some(dir) if path.is_relative() => PathBuf::from(dir).join(path),
+        _ => path,
+    }
+}
+
+/// The default cache: under cargo's target directory, which
+/// `CARGO_TARGET_DIR` moves (relative to where the user ran cargo, as cargo
+/// takes it), so a shared or out-of-tree target keeps the cache beside the build.
+fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => from_caller(PathBuf::from(dir)).join("figure-cache"),
+        None => PathBuf::from("target/figure-cache"),
+    }
+}
+
+fn cache_dir(given: Option<PathBuf>) -> PathBuf {
+    given.map_or_else(default_cache_dir, from_caller)
+}
+
+fn out_dir(given: Option<PathBuf>) -> PathBuf {
+    given.map_or_else(|| PathBuf::from("figures"), from_caller)
 }
 
 /// The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -133,7 +208,19 @@ fn main() -> ExitCode {
                 ExitCode::from(INTERRUPTED)
             }
             None => {
-                eprintln!("error: {e:#}");
+                match e.downcast_ref::<spec::SpecErrors>() {
+                    // Each problem its own "error:" line, then the count.
+                    Some(errors) => {
+                        for problem in &errors.0 {
+                            eprintln!("error: {problem}");
+                        }
+                        eprintln!(
+                            "error: {} problem(s) in the figure specification; nothing was run or written",
+                            errors.0.len()
+                        );
+                    }
+                    None => eprintln!("error: {e:#}"),
+                }
                 ExitCode::from(2)
             }
         },
@@ -162,10 +249,17 @@ fn stop_on_signals() -> Result<()> {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    let paper = spec::load(&cli.spec)?;
+    let spec_path = cli.spec.map_or_else(|| PathBuf::from("paper.toml"), from_caller);
+    // Checked before anything is planned: a job too large for this machine
+    // would abort the process on allocation (no message, a core dump).
+    let limit = match cli.memory_limit {
+        Some(gb) => Some((gb * 1e9, "set by --memory-limit")),
+        None => preflight::machine_memory().map(|bytes| (bytes, "this machine's memory")),
+    };
+    let paper = preflight::load(&spec_path, limit)?;
     match cli.command {
         Command::List { out } => {
-            for (fig, _, status) in pipeline::statuses(&paper, &out) {
+            for (fig, _, status) in pipeline::statuses(&paper, &out_dir(out)) {
                 println!("{}  ({}, {status})\n  {}", fig.id(), fig.experiment.name(), fig.title);
                 for c in &fig.claims {
                     let class = match c.class {
@@ -178,20 +272,26 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cite { id, out, keys } => cite(&paper, &id, &out, keys),
-        Command::Status { only, out, cache_dir, json } => status(&paper, &only, &out, &cache_dir, json),
-        Command::Plan { only, cache_dir, force, json } => {
-            print_plan(&learning_dynamics::status::plan(&paper, &only, &cache_dir, force)?, json);
+        Command::Cite { id, out, full, bibtex, keys } => {
+            cite(&paper, &id, &out_dir(out), CiteAs { full, bibtex, keys })
+        }
+        Command::Cache { cache_dir: dir, action } => show_cache(&paper, &cache_dir(dir), action.is_some()),
+        Command::Status { only, out, cache_dir: dir, json } => {
+            status(&paper, &only, &out_dir(out), &cache_dir(dir), json)
+        }
+        Command::Plan { only, cache_dir: dir, force, json } => {
+            print_plan(&learning_dynamics::status::plan(&paper, &only, &cache_dir(dir), force)?, json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Figures { dry_run: true, force, only, out, cache_dir, .. } => {
-            print_plan(&learning_dynamics::status::plan(&paper, &only, &cache_dir, force)?, false);
+        Command::Figures { dry_run: true, force, only, out, cache_dir: dir, .. } => {
+            let dir = cache_dir(dir);
+            print_plan(&learning_dynamics::status::plan(&paper, &only, &dir, force)?, false);
             println!();
-            status(&paper, &only, &out, &cache_dir, false)
+            status(&paper, &only, &out_dir(out), &dir, false)
         }
-        Command::Figures { check, force, only, out, cache_dir, jobs, json_events, .. } => {
+        Command::Figures { check, force, only, out, cache_dir: dir, jobs, json_events, .. } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = Options { out_dir: out, cache_dir, only, force, threads };
+            let opts = Options { out_dir: out_dir(out), cache_dir: cache_dir(dir), only, force, threads };
             // Job lines line up under the longest names of this run's figures and jobs.
             let selected = pipeline::select(&paper, &opts.only)?;
             let planned = pipeline::plan(&selected);
@@ -207,7 +307,7 @@ fn run() -> Result<ExitCode> {
                 done: std::sync::Mutex::new((0, 0)),
             };
             stop_on_signals()?;
-            figures(&paper, &cli.spec, &opts, check, &reporter)
+            figures(&paper, &spec_path, &opts, check, &reporter)
         }
     }
 }
@@ -314,7 +414,7 @@ fn figures(
     for r in &run.reports {
         for c in r.claims.iter().filter(|c| c.surprising()) {
             let what = if c.passed { "now HOLDS but paper.toml marks it as not holding" } else { "FAILED" };
-            eprintln!("claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
+            eprintln!("error: claim {what}: {} / {}: {} (expected {})", r.id, c.name, c.detail, c.expected);
         }
         for c in r.claims.iter().filter(|c| c.control_failed()) {
             eprintln!(
@@ -355,20 +455,24 @@ fn figures(
     if check {
         let problems = check::against_committed(&opts.out_dir, &run);
         for (id, diffs) in &problems {
-            eprintln!("figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
+            eprintln!("error: figure {id} differs from the committed {}/{id}.json:", opts.out_dir.display());
             for d in diffs {
                 eprintln!("  - {d}");
             }
         }
         let orphans = check::orphans(paper, &opts.out_dir);
         for path in &orphans {
-            eprintln!("{} belongs to no figure of {} (removed or renamed?)", path.display(), spec_path.display());
+            eprintln!(
+                "error: {} belongs to no figure of {} (removed or renamed?)",
+                path.display(),
+                spec_path.display()
+            );
         }
         if problems.is_empty() && orphans.is_empty() {
             println!("check: {} figure(s) match the committed data and claims", run.figures.len());
         } else {
             eprintln!(
-                "check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit"
+                "error: check failed: regenerate with `cargo xtask figures`, review with `git diff figures/`, and commit"
             );
             failed = true;
         }
@@ -446,7 +550,7 @@ fn status(
     cache_dir: &std::path::Path,
     json: bool,
 ) -> Result<ExitCode> {
-    use learning_dynamics::status::State;
+    use learning_dynamics::pipeline::Status as State;
     let statuses = learning_dynamics::status::statuses(paper, only, out, cache_dir)?;
     for s in &statuses {
         if json {
@@ -535,39 +639,158 @@ fn print_table(reports: &[pipeline::FigureReport]) {
     }
 }
 
-fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, keys: bool) -> Result<ExitCode> {
+/// What `cite` prints besides the short form.
+struct CiteAs {
+    full: bool,
+    bibtex: bool,
+    keys: bool,
+}
+
+/// The paper this repository reproduces, as BibTeX.
+const PAPER_BIBTEX: &str = "\
+@article{tachetdescombes2018learning,
+  title         = {On the Learning Dynamics of Deep Neural Networks},
+  author        = {Tachet des Combes, R{\\'e}mi and Pezeshki, Mohammad and Shabanian, Samira and Courville, Aaron and Bengio, Yoshua},
+  journal       = {arXiv preprint arXiv:1809.06848},
+  year          = {2018},
+  eprint        = {1809.06848},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.LG},
+  doi           = {10.48550/arXiv.1809.06848},
+  url           = {https://arxiv.org/abs/1809.06848}
+}";
+
+/// Short by default: the figure, its key, the commit of its committed data,
+/// whether that is stale, how to regenerate it and a digest of its config,
+/// all read from the figure's JSON and the key the code gives it now
+/// (`pipeline::status`). `--full` adds the config; `--bibtex` prints citations.
+fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Result<ExitCode> {
     let fig = pipeline::select(paper, &[id.to_string()])?[0];
-    let jobs = pipeline::plan(&[fig]);
-    let key = pipeline::figure_key(fig, &jobs.iter().collect::<Vec<_>>());
-    let fingerprint = provenance::figure_fingerprint();
-    let (commit, dirty) = provenance::git_state();
+    let (committed, status, key) = pipeline::status(fig, out);
+    let (head, dirty) = provenance::git_state();
+    // The commit and key of the committed data; the tree's own where there is none.
+    let (commit, cited_key) = match &committed {
+        Some(d) => (d.provenance.commit.clone(), d.provenance.key.clone()),
+        None => (head.clone(), key.clone()),
+    };
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
         figure: [&'a spec::FigureSpec; 1],
     }
     let config = toml::to_string(&Resolved { figure: [fig] })?;
-    println!("figure:           {} ({})", fig.id(), fig.title);
-    println!("cache key:        {key}");
-    println!("code fingerprint: {fingerprint}");
-    println!("commit:           {commit}{}", if dirty { " (work tree dirty: commit before citing)" } else { "" });
-    println!("toolchain:        {}", provenance::TOOLCHAIN);
-    println!("seeds:            {:?}", fig.experiment.kind().seeds());
-    if keys {
-        println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.files()));
-        for job in &jobs {
-            println!("job key:          {}  {}", job.key, job.job.name);
+    let digest = provenance::hash_json(&serde_json::Value::String(config.clone()));
+    let regenerate = format!("git checkout {commit} && cargo xtask figures --only {}", fig.id());
+    let json = out.join(format!("{}.json", fig.id()));
+    let state = match status {
+        pipeline::Status::Current => "current (its data is what this tree's code and spec compute)".to_string(),
+        pipeline::Status::Stale => format!(
+            "STALE: {} was made by other code, config or claims than this tree's (key now {key})",
+            json.display()
+        ),
+        pipeline::Status::Missing => format!("missing: no figure data at {}", json.display()),
+    };
+    if how.bibtex {
+        let short = &commit[..commit.len().min(12)];
+        println!("{PAPER_BIBTEX}\n");
+        println!("@software{{learningdynamics_{}_{short},", fig.id().replace('-', "_"));
+        println!("  title   = {{Learning dynamics of deep networks: a reproducible figure pipeline}},");
+        println!("  author  = {{{{The learning-dynamics contributors}}}},");
+        // The year of the figure's commit (none outside a git checkout).
+        if let Some(year) = git_year(&commit) {
+            println!("  year    = {{{year}}},");
+        }
+        println!("  version = {{{commit}}},");
+        if let Some(url) = git_remote() {
+            println!("  url     = {{{url}}},");
+        }
+        println!(
+            "  note    = {{Figure {} ({}), figure key {cited_key}; regenerate with: git checkout {short} \\&\\& cargo xtask figures --only {}}}",
+            fig.id(),
+            fig.title,
+            fig.id()
+        );
+        println!("}}");
+    } else {
+        println!("figure:     {} ({})", fig.id(), fig.title);
+        println!("key:        {cited_key}");
+        println!("commit:     {commit}");
+        println!("status:     {state}");
+        println!("regenerate: {regenerate}");
+        println!("config:     sha256 {digest} (print it with --full)");
+        if how.keys {
+            println!("code fingerprint: {}", provenance::figure_fingerprint());
+            println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.files()));
+            for job in pipeline::plan(&[fig]) {
+                println!("job key:          {}  {}", job.key, job.job.name);
+            }
+        }
+        if how.full {
+            println!("\nresolved config (the figure's table of the spec):\n\n{config}");
         }
     }
-    let committed = out.join(format!("{}.json", fig.id()));
-    match std::fs::read_to_string(&committed).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
-        Some(v) if v["provenance"]["key"] == key => println!("committed data:   {} (same key)", committed.display()),
-        Some(_) => println!("committed data:   {} is STALE (different key): regenerate it", committed.display()),
-        None => println!("committed data:   none at {}", committed.display()),
+    if status != pipeline::Status::Current {
+        eprintln!("warning: {} is {state}; regenerate it before citing", fig.id());
+    } else if dirty && committed.is_none() {
+        eprintln!("warning: the work tree is dirty: commit before citing");
     }
-    println!("regenerate:       git checkout {commit} && cargo xtask figures --only {}", fig.id());
-    println!("\nresolved config (paper.toml):\n\n{config}");
-    if dirty {
-        eprintln!("warning: the work tree is dirty: the commit above does not hold the code that would run");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The year of a commit (for BibTeX), from git.
+fn git_year(commit: &str) -> Option<String> {
+    let out = std::process::Command::new("git").args(["show", "-s", "--format=%cs", commit]).output().ok()?;
+    let date = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && date.len() >= 4).then(|| date[..4].to_string())
+}
+
+/// Where this repository is published, if its git remote says.
+fn git_remote() -> Option<String> {
+    let out = std::process::Command::new("git").args(["remote", "get-url", "origin"]).output().ok()?;
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !url.is_empty()).then_some(url)
+}
+
+/// `cache`: its size and what it holds, by figure and job; with `gc`, first
+/// removes every entry that no job of the spec uses (keys are planned from
+/// the spec and this tree's code, as a run would).
+fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<ExitCode> {
+    let cache = cache::Cache::open(dir)?;
+    let figures: Vec<&spec::FigureSpec> = paper.figures.iter().collect();
+    let planned = pipeline::plan(&figures);
+    let used = |key: &str| planned.iter().any(|p| p.key == key);
+    let entries = cache.entries()?;
+    let mb = |b: u64| preflight::bytes(b as f64);
+    if gc {
+        let (mut removed, mut freed) = (0, 0);
+        for (key, size) in entries.iter().filter(|(k, _)| !used(k)) {
+            cache.remove(key)?;
+            removed += 1;
+            freed += size;
+        }
+        println!("removed {removed} unused entr(ies), {}, from {}", mb(freed), dir.display());
+    }
+    let entries = cache.entries()?;
+    let size = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
+    let total: u64 = entries.iter().map(|(_, s)| s).sum();
+    println!("cache {}: {} entr(ies), {}", dir.display(), entries.len(), mb(total));
+    for (f, fig) in figures.iter().enumerate() {
+        let jobs: Vec<_> = planned.iter().filter(|p| p.figure == f).collect();
+        let cached: Vec<u64> = jobs.iter().filter_map(|p| size(&p.key)).collect();
+        println!("{}: {}/{} job(s) cached, {}", fig.id(), cached.len(), jobs.len(), mb(cached.iter().sum()));
+        for p in jobs {
+            match size(&p.key) {
+                Some(s) => println!("  {:>9}  {}  {}", mb(s), &p.key[..12], p.job.name),
+                None => println!("  {:>9}  {}  {}", "missing", &p.key[..12], p.job.name),
+            }
+        }
+    }
+    let unused: Vec<u64> = entries.iter().filter(|(k, _)| !used(k)).map(|(_, s)| *s).collect();
+    if !unused.is_empty() {
+        println!(
+            "unused by any job of the spec: {} entr(ies), {} (old code or configs; remove with `cargo xtask cache gc`)",
+            unused.len(),
+            mb(unused.iter().sum())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

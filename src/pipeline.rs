@@ -126,7 +126,9 @@ pub fn select<'a>(paper: &'a Paper, only: &[String]) -> Result<Vec<&'a FigureSpe
     for id in only {
         if !paper.figures.iter().any(|f| f.id() == id) {
             let known: Vec<&str> = paper.figures.iter().map(|f| f.id()).collect();
-            bail!("no figure with id {id:?}; the figures are: {}", known.join(", "));
+            let hint = crate::suggest::nearest(id, known.iter().copied())
+                .map_or(String::new(), |near| format!(" (did you mean `{near}`?)"));
+            bail!("no figure with id {id:?}{hint}; the figures are: {}", known.join(", "));
         }
     }
     Ok(paper.figures.iter().filter(|f| only.is_empty() || only.iter().any(|id| id == f.id())).collect())
@@ -467,7 +469,8 @@ pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
 }
 
 /// Whether a figure's committed data is what the current code and spec compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Its JSON carries the key that the current code and spec give it.
     Current,
@@ -487,6 +490,22 @@ impl fmt::Display for Status {
     }
 }
 
+/// One figure's committed data (if any), whether it is current, and the key
+/// the code and spec give it now. Computes keys only; trains nothing.
+pub fn status(fig: &FigureSpec, out_dir: &Path) -> (Option<FigureData>, Status, String) {
+    let text = std::fs::read_to_string(out_dir.join(format!("{}.json", fig.id()))).ok();
+    // A file in an older schema is stale, not missing.
+    let data = text.as_deref().and_then(|t| serde_json::from_str::<FigureData>(t).ok());
+    let planned = plan(&[fig]);
+    let key = figure_key(fig, &planned.iter().collect::<Vec<_>>());
+    let status = match (&text, &data) {
+        (None, _) => Status::Missing,
+        (_, Some(d)) if d.provenance.key == key => Status::Current,
+        _ => Status::Stale,
+    };
+    (data, status, key)
+}
+
 /// Every figure of the spec, with its committed data (if any) and whether
 /// that data is current: its key against the key the code and spec give now.
 /// Computes keys only; trains nothing.
@@ -495,16 +514,7 @@ pub fn statuses<'a>(paper: &'a Paper, out_dir: &Path) -> Vec<(&'a FigureSpec, Op
         .figures
         .iter()
         .map(|fig| {
-            let text = std::fs::read_to_string(out_dir.join(format!("{}.json", fig.id()))).ok();
-            // A file in an older schema is stale, not missing.
-            let data = text.as_deref().and_then(|t| serde_json::from_str::<FigureData>(t).ok());
-            let planned = plan(&[fig]);
-            let key = figure_key(fig, &planned.iter().collect::<Vec<_>>());
-            let status = match (&text, &data) {
-                (None, _) => Status::Missing,
-                (_, Some(d)) if d.provenance.key == key => Status::Current,
-                _ => Status::Stale,
-            };
+            let (data, status, _) = status(fig, out_dir);
             (fig, data, status)
         })
         .collect()

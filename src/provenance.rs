@@ -47,6 +47,11 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/records.rs",
     // `status` and `plan`: read the cache, the records and the committed figures; train nothing.
     "src/status.rs",
+    // Checks a loaded spec against the data files and the machine's memory; refuses or lets
+    // through, never changes a config.
+    "src/preflight.rs",
+    // Nearest names for error messages; a spec it helped read past is rejected all the same.
+    "src/suggest.rs",
 ];
 
 /// Every hashed file: (path relative to the crate root, SHA-256), sorted by

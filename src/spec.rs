@@ -246,7 +246,7 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
-fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecError {
+pub(crate) fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecError {
     let start = span.start.min(text.len());
     let before = &text[..start];
     let line = before.matches('\n').count() + 1;
@@ -256,7 +256,8 @@ fn locate(path: &Path, text: &str, span: Range<usize>, message: String) -> SpecE
     SpecError { path: path.to_path_buf(), line, column, message, source_line }
 }
 
-/// Reads and validates a figure specification file.
+/// Reads and validates a figure specification file. (`preflight::load`
+/// also checks it against the data files and the machine.)
 pub fn load(path: &Path) -> anyhow::Result<Paper> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("cannot read the figure specification {}: {e}", path.display()))?;
@@ -277,129 +278,324 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Paper, SpecErrors> {
 }
 
 /// Parses and validates `text` (read from `path`, used in messages).
-pub fn parse(path: &Path, text: &str) -> Result<Paper, SpecErrors> {
-    let paper: Paper = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let message = explain_kind_count(text, &span, e.message().trim());
-        SpecErrors(vec![locate(path, text, span, message)])
-    })?;
+pub fn parse(path: &Path, original: &str) -> Result<Paper, SpecErrors> {
+    let Parsed { paper, errors: mut found, text, edits } = deserialize(path, original);
+    let Some(paper) = paper else {
+        return Err(SpecErrors(found));
+    };
+    // From here on `text` is the file with its misspelt keys read as their
+    // nearest names (each on its own line, so lines are the file's), and
+    // every problem is moved back onto the original text at the end.
+    let text = text.as_str();
+    // The line each figure starts on, so that a figure with a bad value is
+    // not checked further (its stand-in values would raise false problems).
+    let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+    let starts: Vec<usize> = paper.figures.iter().map(|f| line_of(f.id.span().start)).collect();
+    let spoilt: Vec<usize> = found.iter().map(|e| starts.iter().rposition(|&s| s <= e.line).unwrap_or(0)).collect();
+    // The document with spans, to point a problem between fields at the field to change.
+    let doc = toml::de::DeTable::parse(text).ok();
     let mut errors = Vec::new();
-    let mut error = |span: Range<usize>, message: String| errors.push(locate(path, text, span, message));
     if paper.figures.is_empty() {
-        error(0..0, "no figures: expected at least one [[figure]] table".into());
+        errors.push(locate(path, text, 0..0, "no figures: expected at least one [[figure]] table".into()));
     }
-    for (i, fig) in paper.figures.iter().enumerate() {
-        if let Some(first) = paper.figures[..i].iter().find(|f| f.id() == fig.id()) {
-            let first_line = locate(path, text, first.id.span(), String::new()).line;
-            error(fig.id.span(), format!("duplicate figure id {:?} (first defined on line {first_line})", fig.id()));
+    // With bad values: the file read again with other stand-ins for them.
+    let other = if spoilt.is_empty() { None } else { reparse_with_other_stand_ins(text) };
+    for i in 0..paper.figures.len() {
+        let problems = figure_problems(path, text, doc.as_ref().map(|d| d.get_ref()), &paper, i);
+        if !spoilt.contains(&i) {
+            errors.extend(problems.into_iter().map(|(span, m)| locate(path, text, span, m)));
+            continue;
         }
-        for problem in fig.experiment.kind().problems() {
-            error(fig.id.span(), format!("figure {:?}: {problem}", fig.id()));
+        // A figure with a bad value holds a stand-in for it: report only the
+        // problems that the other set of stand-ins raises too, which do not
+        // depend on the bad values.
+        let Some(other) = &other else { continue };
+        let again = figure_problems(path, text, doc.as_ref().map(|d| d.get_ref()), other, i);
+        for (span, m) in problems.into_iter().filter(|p| again.contains(p)) {
+            errors.push(locate(path, text, span, m));
         }
-        let outputs = fig.experiment.kind().outputs();
-        let config = crate::caption::experiment_config(&fig.experiment);
-        let caption_span = fig.caption.span();
-        let raw_caption = &text[caption_span.clone()];
-        // Where to look for the next placeholder in the raw text: past the
-        // previous one, so that a repeated one is found at its own place.
-        let mut cursor = 0;
-        for (range, placeholder) in crate::caption::placeholders(fig.caption.get_ref()) {
-            // The placeholder's text up to anything an escape or a line
-            // continuation could have changed in the raw TOML.
-            let needle = &fig.caption.get_ref()[range];
-            let verbatim = &needle[..needle.find(['\\', '\n', '"']).unwrap_or(needle.len())];
-            let found = raw_caption.get(cursor..).and_then(|rest| rest.find(verbatim)).map(|i| cursor + i);
-            if let Some(at) = found {
-                cursor = at + verbatim.len();
-            }
-            let problem = match placeholder {
-                Err(problem) => Some(problem),
-                Ok(p) => crate::caption::problem(&p, &config, &outputs.scalars),
-            };
-            if let Some(problem) = problem {
-                // At the placeholder itself where the raw text holds it, else at the caption.
-                let at = found.map_or(caption_span.start, |i| caption_span.start + i);
-                error(at..at, format!("figure {:?}: caption: {problem}", fig.id()));
-            }
+    }
+    for e in errors {
+        let at = original_offset(&edits, offset_of(text, e.line, e.column));
+        found.push(locate(path, original, at..at, e.message));
+    }
+    if found.is_empty() {
+        Ok(paper)
+    } else {
+        found.sort_by_key(|e| (e.line, e.column));
+        Err(SpecErrors(found))
+    }
+}
+
+/// The problems of figure `i` of `paper` that parsing could not find: a
+/// duplicate id, rules between values, captions, claims and controls.
+fn figure_problems(
+    path: &Path,
+    text: &str,
+    doc: Option<&toml::de::DeTable>,
+    paper: &Paper,
+    i: usize,
+) -> Vec<(Range<usize>, String)> {
+    let fig = &paper.figures[i];
+    let mut problems = Vec::new();
+    let mut error = |span: Range<usize>, message: String| problems.push((span, message));
+    if let Some(first) = paper.figures[..i].iter().find(|f| f.id() == fig.id()) {
+        let first_line = locate(path, text, first.id.span(), String::new()).line;
+        error(fig.id.span(), format!("duplicate figure id {:?} (first defined on line {first_line})", fig.id()));
+    }
+    for problem in fig.experiment.kind().problems() {
+        // At the field the problem names first (`model[0].width: ...`), else at the figure.
+        let at = doc.and_then(|d| field_span(d, i, fig.experiment.name(), &problem));
+        error(at.unwrap_or(fig.id.span()), format!("figure {:?}: {problem}", fig.id()));
+    }
+    let outputs = fig.experiment.kind().outputs();
+    let config = crate::caption::experiment_config(&fig.experiment);
+    let caption_span = fig.caption.span();
+    let raw_caption = &text[caption_span.clone()];
+    // Where to look for the next placeholder in the raw text: past the
+    // previous one, so that a repeated one is found at its own place.
+    let mut cursor = 0;
+    for (range, placeholder) in crate::caption::placeholders(fig.caption.get_ref()) {
+        // The placeholder's text up to anything an escape or a line
+        // continuation could have changed in the raw TOML.
+        let needle = &fig.caption.get_ref()[range];
+        let verbatim = &needle[..needle.find(['\\', '\n', '"']).unwrap_or(needle.len())];
+        let found = raw_caption.get(cursor..).and_then(|rest| rest.find(verbatim)).map(|i| cursor + i);
+        if let Some(at) = found {
+            cursor = at + verbatim.len();
         }
-        for claim in &fig.claims {
-            let check = claim.check.get_ref();
-            let named =
-                [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
-            for (what, names, known) in named {
-                for name in names.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
-                    error(
-                        claim.check.span(),
-                        format!(
-                            "claim {:?} names {what} {name:?}, which figure {:?} does not produce; expected one of: {}",
-                            claim.name,
-                            fig.id(),
-                            quoted(known)
-                        ),
-                    );
-                }
-            }
-            if matches!(check, Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } if series.is_empty())
-            {
-                error(claim.check.span(), format!("claim {:?}: expected at least one series", claim.name));
-            }
-            if let Check::Between { min, max, .. } = check {
-                if min.partial_cmp(max) != Some(std::cmp::Ordering::Less) {
-                    error(
-                        claim.check.span(),
-                        format!("claim {:?}: expected min < max, got {min} and {max}", claim.name),
-                    );
-                }
-            }
-            if let Check::Matches { relative_tolerance, .. } = check {
-                if !(relative_tolerance.is_finite() && *relative_tolerance >= 0.0) {
-                    error(
-                        claim.check.span(),
-                        format!("claim {:?}: expected a finite relative_tolerance >= 0", claim.name),
-                    );
-                }
-            }
-            match &claim.control {
-                None => error(
-                    claim.check.span(),
-                    format!(
-                        "claim {:?} has no negative control: expected `control.<kind>` (one of {}), a counterfactual \
-                         of the data under which the check must {}",
-                        claim.name,
-                        kinds::<Control>().unwrap_or_default(),
-                        if claim.holds { "fail" } else { "pass" }
-                    ),
-                ),
-                Some(control) => {
-                    for problem in control_problems(check, control.get_ref(), &outputs) {
-                        error(control.span(), format!("claim {:?}: control: {problem}", claim.name));
-                    }
-                }
-            }
-            if matches!(check, Check::Increasing { scalars } | Check::Decreasing { scalars } if scalars.len() < 2) {
-                error(claim.check.span(), format!("claim {:?}: expected at least two scalars to order", claim.name));
-            }
-            if let Check::Near { tolerance, value, .. } = check {
-                if !(tolerance.is_finite() && *tolerance >= 0.0 && value.is_finite()) {
-                    error(
-                        claim.check.span(),
-                        format!("claim {:?}: expected a finite value and a finite tolerance >= 0", claim.name),
-                    );
-                }
-            }
-            if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
+        let problem = match placeholder {
+            Err(problem) => Some(problem),
+            Ok(p) => crate::caption::problem(&p, &config, &outputs.scalars),
+        };
+        if let Some(problem) = problem {
+            // At the placeholder itself where the raw text holds it, else at the caption.
+            let at = found.map_or(caption_span.start, |i| caption_span.start + i);
+            error(at..at, format!("figure {:?}: caption: {problem}", fig.id()));
+        }
+    }
+    for claim in &fig.claims {
+        let check = claim.check.get_ref();
+        let named =
+            [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
+        for (what, names, known) in named {
+            for name in names.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
                 error(
                     claim.check.span(),
-                    format!("claim {:?} is marked `holds = false`: expected a `reason` saying why", claim.name),
+                    format!(
+                        "claim {:?} names {what} {name:?}, which figure {:?} does not produce; expected one of: {}",
+                        claim.name,
+                        fig.id(),
+                        quoted(known)
+                    ),
                 );
             }
         }
+        if matches!(check, Check::LogisticBeatsExponential { series, .. } | Check::DropWidth { series, .. } if series.is_empty())
+        {
+            error(claim.check.span(), format!("claim {:?}: expected at least one series", claim.name));
+        }
+        if let Check::Between { min, max, .. } = check {
+            if min.partial_cmp(max) != Some(std::cmp::Ordering::Less) {
+                error(claim.check.span(), format!("claim {:?}: expected min < max, got {min} and {max}", claim.name));
+            }
+        }
+        if let Check::Matches { relative_tolerance, .. } = check {
+            if !(relative_tolerance.is_finite() && *relative_tolerance >= 0.0) {
+                error(claim.check.span(), format!("claim {:?}: expected a finite relative_tolerance >= 0", claim.name));
+            }
+        }
+        match &claim.control {
+            None => error(
+                claim.check.span(),
+                format!(
+                    "claim {:?} has no negative control: expected `control.<kind>` (one of {}), a counterfactual \
+                     of the data under which the check must {}",
+                    claim.name,
+                    kinds::<Control>().unwrap_or_default(),
+                    if claim.holds { "fail" } else { "pass" }
+                ),
+            ),
+            Some(control) => {
+                for problem in control_problems(check, control.get_ref(), &outputs) {
+                    error(control.span(), format!("claim {:?}: control: {problem}", claim.name));
+                }
+            }
+        }
+        if matches!(check, Check::Increasing { scalars } | Check::Decreasing { scalars } if scalars.len() < 2) {
+            error(claim.check.span(), format!("claim {:?}: expected at least two scalars to order", claim.name));
+        }
+        if let Check::Near { tolerance, value, .. } = check {
+            if !(tolerance.is_finite() && *tolerance >= 0.0 && value.is_finite()) {
+                error(
+                    claim.check.span(),
+                    format!("claim {:?}: expected a finite value and a finite tolerance >= 0", claim.name),
+                );
+            }
+        }
+        if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
+            error(
+                claim.check.span(),
+                format!("claim {:?} is marked `holds = false`: expected a `reason` saying why", claim.name),
+            );
+        }
     }
-    if errors.is_empty() {
-        Ok(paper)
-    } else {
-        Err(SpecErrors(errors))
+    problems
+}
+
+/// What `deserialize` read: the paper where the file (with misspelt keys
+/// read as their nearest names) parsed, the problems located in the original
+/// text, that text as read, and the edits that made it.
+struct Parsed {
+    paper: Option<Paper>,
+    errors: Vec<SpecError>,
+    text: String,
+    edits: Vec<(usize, usize, usize)>,
+}
+
+/// An offset of the edited text in the original: `edits` are (start, old
+/// length, new length) in the order they were made.
+fn original_offset(edits: &[(usize, usize, usize)], mut at: usize) -> usize {
+    for &(start, old, new) in edits.iter().rev() {
+        if at >= start + new {
+            at = at - new + old;
+        } else if at > start {
+            at = start;
+        }
     }
+    at
+}
+
+/// Rounds of reading past a misspelt key (see `deserialize`).
+const ROUNDS: usize = 32;
+
+/// Deserializes the whole file, reporting as many problems as one round
+/// can find: every value that breaks its type's rule (see
+/// `values::collecting`), and past each unknown key that is a near miss of a
+/// known one, read as that one, the problems after it. The paper, if there
+/// was no problem besides bad values (whose stand-ins are in it).
+fn deserialize(path: &Path, text: &str) -> Parsed {
+    // The text as read so far: each misspelt key replaced by its nearest
+    // name; `edits` (start, old length, new length) map offsets back.
+    let mut edited = text.to_string();
+    let mut edits: Vec<(usize, usize, usize)> = Vec::new();
+    let original = original_offset;
+    let mut found: Vec<(usize, String)> = Vec::new();
+    let mut add = |at: usize, message: String| {
+        if !found.iter().any(|(a, m)| *a == at && *m == message) {
+            found.push((at, message));
+        }
+    };
+    let mut paper = None;
+    for _ in 0..ROUNDS {
+        let (result, bad_values) = crate::values::collecting(|| toml::from_str::<Paper>(&edited));
+        for (span, message) in bad_values {
+            add(original(&edits, span.start), message);
+        }
+        match result {
+            Ok(p) => {
+                paper = Some(p);
+                break;
+            }
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let raw = e.message().trim();
+                let mut message = explain_kind_count(&edited, &span, raw);
+                let near = crate::suggest::serde_unknown(raw)
+                    .and_then(|(unknown, known)| Some((unknown, crate::suggest::nearest(unknown, known)?)));
+                if let Some((_, name)) = near {
+                    message += &format!("; did you mean `{name}`?");
+                }
+                add(original(&edits, span.start), message);
+                // Read an unknown key as its near name and go on; stop at
+                // anything else (the rest of the file may not parse sensibly).
+                match near {
+                    Some((unknown, name))
+                        if raw.starts_with("unknown field") && edited.get(span.clone()) == Some(unknown) =>
+                    {
+                        edited.replace_range(span.clone(), name);
+                        edits.push((span.start, span.len(), name.len()));
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(at, _)| *at);
+    let errors = found.into_iter().map(|(at, message)| locate(path, text, at..at, message)).collect();
+    Parsed { paper, errors, text: edited, edits }
+}
+
+/// The file (as read, misspelt keys replaced) with the other set of
+/// stand-ins for its bad values (see `values::collecting`).
+fn reparse_with_other_stand_ins(text: &str) -> Option<Paper> {
+    crate::values::collecting_other(|| toml::from_str::<Paper>(text)).0.ok()
+}
+
+/// The byte offset of a 1-based line and column (in characters) of `text`.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum();
+    let in_line: usize = text[line_start..].chars().take(column - 1).map(char::len_utf8).sum();
+    line_start + in_line
+}
+
+/// Where, in figure `figure`'s `[figure.experiment.<kind>]` table, the field
+/// that a problem names is: a problem in words starts with the path of the
+/// field to change, `model[0].width: ...` or `starvation: frequencies: ...`
+/// (a kind that trains through another prefixes the other's table). The key
+/// of the deepest field found; None when the problem names none.
+pub(crate) fn field_span(doc: &toml::de::DeTable, figure: usize, kind: &str, problem: &str) -> Option<Range<usize>> {
+    let figures = match doc.iter().find(|(k, _)| k.get_ref() == "figure")?.1.get_ref() {
+        toml::de::DeValue::Array(a) => a,
+        _ => return None,
+    };
+    let experiment = table_entry(figures.get(figure)?.get_ref(), "experiment")?.1;
+    let mut node = table_entry(experiment.get_ref(), kind)?.1.get_ref();
+    let mut found = None;
+    let mut rest = problem;
+    while let Some((head, tail)) = rest.split_once(": ") {
+        if head.is_empty() || !head.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) {
+            break;
+        }
+        let Some((span, value)) = walk(node, head) else { break };
+        found = Some(span);
+        node = value;
+        rest = tail;
+    }
+    found
+}
+
+fn table_entry<'a, 'i>(
+    value: &'a toml::de::DeValue<'i>,
+    key: &str,
+) -> Option<(Range<usize>, &'a Spanned<toml::de::DeValue<'i>>)> {
+    match value {
+        toml::de::DeValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == key).map(|(k, v)| (k.span(), v)),
+        _ => None,
+    }
+}
+
+/// Follows a path such as `model[0].width` from `node`: the span of the last
+/// key (or item) and its value.
+fn walk<'a, 'i>(mut node: &'a toml::de::DeValue<'i>, path: &str) -> Option<(Range<usize>, &'a toml::de::DeValue<'i>)> {
+    let mut span = None;
+    for part in path.split('.') {
+        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
+        let (key_span, value) = table_entry(node, key)?;
+        span = Some(key_span);
+        node = value.get_ref();
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            let i: usize = index.trim_end_matches(']').parse().ok()?;
+            let item = match node {
+                toml::de::DeValue::Array(a) => a.get(i)?,
+                _ => return None,
+            };
+            // An item of an array of tables spans its header; a field of it, its key.
+            span = Some(item.span());
+            node = item.get_ref();
+        }
+    }
+    Some((span?, node))
 }
 
 /// Why a control cannot be a counterfactual of this check: it must change

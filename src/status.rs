@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::figure::FigureData;
-use crate::pipeline::{self, Estimate, PlannedJob};
+use crate::pipeline::{self, Estimate, PlannedJob, Status};
 use crate::records::{changed_files, changed_values};
 use crate::spec::{FigureSpec, Paper};
 
@@ -36,18 +36,10 @@ pub struct JobPlan {
     pub why: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Current,
-    Stale,
-    Missing,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct FigureStatus {
     pub id: String,
-    pub state: State,
+    pub state: Status,
     /// Why it is stale or missing, in words; empty when current.
     pub reasons: Vec<String>,
     pub jobs: usize,
@@ -94,18 +86,16 @@ pub fn statuses(paper: &Paper, only: &[String], out_dir: &Path, cache_dir: &Path
     for (f, fig) in figures.iter().enumerate() {
         let jobs: Vec<&PlannedJob> = planned.iter().filter(|p| p.figure == f).collect();
         let plans: Vec<JobPlan> = jobs.iter().map(|p| job_plan(fig, p, &cache, cache_dir, false)).collect();
-        let key = pipeline::figure_key(fig, &jobs);
         let path = out_dir.join(format!("{}.json", fig.id()));
-        let (state, mut reasons) = match std::fs::read_to_string(&path) {
-            Err(_) => (State::Missing, vec![format!("no {}", path.display())]),
-            Ok(text) => match serde_json::from_str::<FigureData>(&text) {
-                Err(e) => (State::Stale, vec![format!("{} does not parse: {e}", path.display())]),
-                Ok(committed) if committed.provenance.key == key => (State::Current, Vec::new()),
-                Ok(committed) => (State::Stale, stale_reasons(fig, &committed)?),
-            },
+        let (committed, state, _) = pipeline::status(fig, out_dir);
+        let mut reasons = match (state, committed) {
+            (Status::Current, _) => Vec::new(),
+            (Status::Missing, _) => vec![format!("no {}", path.display())],
+            (Status::Stale, Some(committed)) => stale_reasons(fig, &committed)?,
+            (Status::Stale, None) => vec![format!("{} does not parse (made by an older version?)", path.display())],
         };
         let uncached: Vec<&JobPlan> = plans.iter().filter(|p| !p.cached).collect();
-        if state != State::Current && !uncached.is_empty() {
+        if state != Status::Current && !uncached.is_empty() {
             reasons.push(format!("{} of {} jobs not cached", uncached.len(), plans.len()));
         }
         out.push(FigureStatus {

@@ -64,7 +64,13 @@ fn a_rejected_spec_exits_2_with_a_location_and_writes_nothing() {
     let mistakes: &[(&str, &str, &str, &str)] = &[
         ("syntax", "input_dim = 2", "input_dim = = 2", "expected"),
         ("unknown key", "input_dim = 2", "input_dims = 2", "unknown field `input_dims`, expected one of"),
-        ("wrong type", "input_norm = 1.0", "input_norm = \"one\"", "invalid type: string \"one\", expected"),
+        ("negative count", "seed_count = 3", "seed_count = -3", "invalid value -3: expected a whole number >= 1"),
+        (
+            "wrong type",
+            "input_norm = 1.0",
+            "input_norm = \"one\"",
+            "invalid value \"one\": expected a finite number > 0",
+        ),
         ("missing value", "input_norm = 1.0\n", "", "missing field `input_norm`"),
         ("out of range", "depth = 3", "depth = 9", "expected a depth between 1 and 8"),
         ("duplicate id", "id = \"sigmoid-error\"", "id = \"phase-diagram\"", "duplicate figure id"),

@@ -3,8 +3,9 @@
 
 mod common;
 
+use learning_dynamics::pipeline::Status as State;
 use learning_dynamics::pipeline::{self, Event};
-use learning_dynamics::status::{self, State};
+use learning_dynamics::status;
 
 /// After a run every figure is current and every job cached; then each kind
 /// of change is named: a paper.toml value (with old and new), a source file,

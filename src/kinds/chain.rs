@@ -147,7 +147,7 @@ impl Kind for Chain {
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.depths.is_empty() {
-            p.push("expected at least one depth".into());
+            p.push("depths: expected at least one depth".into());
         }
         for (i, d) in self.depths.iter().enumerate() {
             if self.depths[..i].contains(d) {
@@ -155,14 +155,14 @@ impl Kind for Chain {
             }
         }
         if self.depth_view() && self.inits.len() > 1 {
-            p.push("with a single norm (the depth view) expected exactly one init".into());
+            p.push("init: with a single norm (the depth view) expected exactly one init".into());
         }
         if self.inits.is_empty() {
             p.push("expected at least one [[figure.experiment.chain.init]]".into());
         }
         for (i, init) in self.inits.iter().enumerate() {
             if self.inits[..i].iter().any(|o| o.name == init.name) {
-                p.push(format!("duplicate init name {:?}", init.name));
+                p.push(format!("init[{i}].name: duplicate init name {:?}", init.name));
             }
         }
         if self.norms.min.get() > self.norms.max.get() {
@@ -173,18 +173,18 @@ impl Kind for Chain {
         }
         if self.trajectory_member().is_none() {
             p.push(format!(
-                "trajectory_norm {} is not one of the norms {:?}",
+                "trajectory_norm: {} is not one of the norms {:?}",
                 self.trajectory_norm.get(),
                 self.norm_values()
             ));
         }
         if self.depth_view() {
             let s = self.norms.min.get();
-            for init in &self.inits {
+            for (i, init) in self.inits.iter().enumerate() {
                 for d in &self.depths {
                     let z0 = s * init.start.weight(s, d.get()).powi(d.get() as i32);
                     if z0 >= 0.1 * self.target_margin.get() {
-                        p.push(format!("init {:?}, depth {}: the rise width needs an initial margin below 10% of target_margin, got {z0}", init.name, d.get()));
+                        p.push(format!("init[{i}]: init {:?}, depth {}: the rise width needs an initial margin below 10% of target_margin, got {z0}", init.name, d.get()));
                     }
                 }
             }

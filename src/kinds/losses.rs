@@ -227,10 +227,10 @@ impl Kind for Losses {
 
     fn problems(&self) -> Vec<String> {
         let mut p = sigmoid::model_problems(self.data.points, &self.models, "losses");
-        for m in &self.models {
+        for (i, m) in self.models.iter().enumerate() {
             if m.depth.get() > 1 && matches!(m.init, Init::Random { .. }) {
                 p.push(format!(
-                    "model {:?}: a random init of a deep net has no exact theory; use an aligned or balanced init",
+                    "model[{i}].init: a random init of a deep net has no exact theory; use an aligned or balanced init (model {:?})",
                     m.name
                 ));
             }

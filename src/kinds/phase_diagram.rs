@@ -168,21 +168,23 @@ impl Kind for PhaseDiagram {
         let mut p = Vec::new();
         let g = &self.grid;
         if self.input_dim.get() < 2 {
-            p.push("input_dim must be at least 2 (d > 1 is what tests the reduction to (z, y))".into());
+            p.push("input_dim: must be at least 2 (d > 1 is what tests the reduction to (z, y))".into());
         }
         if !(g.z_min < 0.0 && g.z_max > 0.0) {
-            p.push(format!("grid: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
+            // At the bound on the wrong side of 0 (the field to change).
+            let field = if g.z_min >= 0.0 { "z_min" } else { "z_max" };
+            p.push(format!("grid: {field}: expected z_min < 0 < z_max, got {} and {}", g.z_min, g.z_max));
         }
         if !(g.y_min.is_finite() && g.y_min < g.y_max.get()) {
-            p.push(format!("grid: expected a finite y_min < y_max, got {} and {}", g.y_min, g.y_max.get()));
+            p.push(format!("grid: y_min: expected a finite y_min < y_max, got {} and {}", g.y_min, g.y_max.get()));
         }
         if self.starts.len() > TRAJECTORY_COLORS.len() {
             p.push(format!("at most {} marked starts, got {}", TRAJECTORY_COLORS.len(), self.starts.len()));
         }
-        for s in &self.starts {
+        for (i, s) in self.starts.iter().enumerate() {
             if !(s.y > 0.0 && s.y <= g.y_max.get() && s.z >= g.z_min && s.z <= g.z_max) {
                 p.push(format!(
-                    "start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0",
+                    "start[{i}]: start {:?} at (z, y) = ({}, {}) is outside the viewed box with y > 0",
                     s.name, s.z, s.y
                 ));
             }

@@ -346,43 +346,45 @@ pub(crate) fn model_problems(points: Count, models: &[Model], table: &str) -> Ve
     if models.is_empty() {
         p.push(format!("expected at least one [[figure.experiment.{table}.model]]"));
     }
+    // Each problem starts with the path of the field to change, where the
+    // spec's error points (see `spec::field_span`).
     for (i, m) in models.iter().enumerate() {
+        let at = |field: &str, problem: String| format!("model[{i}]{field}: {problem} (model {:?})", m.name);
         if models[..i].iter().any(|o| o.name == m.name) {
-            p.push(format!("duplicate model name {:?}", m.name));
+            p.push(at(".name", format!("duplicate model name {:?}", m.name)));
         }
         let depth = m.depth.get();
         match (depth, m.width) {
-            (1, Some(_)) => p.push(format!("model {:?}: a linear model (depth 1) has no hidden width", m.name)),
-            (d, None) if d > 1 => p.push(format!("model {:?}: depth {d} needs a hidden `width`", m.name)),
+            (1, Some(_)) => p.push(at(".width", "a linear model (depth 1) has no hidden width".into())),
+            (d, None) if d > 1 => p.push(at(".depth", format!("depth {d} needs a hidden `width`"))),
             _ => {}
         }
         if matches!(m.init, Init::Balanced { .. }) {
             if depth == 1 {
-                p.push(format!("model {:?}: balanced init needs depth >= 2", m.name));
+                p.push(at(".depth", "balanced init needs depth >= 2".into()));
             }
-            if m.width.is_some_and(|w| w.get() != points.get()) {
-                p.push(format!("model {:?}: balanced init needs width = points = {}", m.name, points.get()));
+            if let Some(w) = m.width.filter(|w| w.get() != points.get()) {
+                p.push(at(".width", format!("balanced init needs width = points = {}, got {}", points.get(), w.get())));
             }
         }
         if let Init::Aligned { output_ratio_min, output_ratio_max, .. } = m.init {
             if depth == 1 {
-                p.push(format!(
-                    "model {:?}: aligned init needs depth >= 2 (the linear model is always decoupled)",
-                    m.name
-                ));
+                p.push(at(".depth", "aligned init needs depth >= 2 (the linear model is always decoupled)".into()));
             }
-            if m.width.is_some_and(|w| w.get() != points.get()) {
-                p.push(format!("model {:?}: aligned init needs width = points = {}", m.name, points.get()));
+            if let Some(w) = m.width.filter(|w| w.get() != points.get()) {
+                p.push(at(".width", format!("aligned init needs width = points = {}, got {}", points.get(), w.get())));
             }
             if !(0.0 < output_ratio_min.get()
                 && output_ratio_min.get() <= output_ratio_max.get()
                 && output_ratio_max.get() < 1.0)
             {
-                p.push(format!(
-                    "model {:?}: expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
-                    m.name,
-                    output_ratio_min.get(),
-                    output_ratio_max.get()
+                p.push(at(
+                    ".init",
+                    format!(
+                        "expected 0 < output_ratio_min <= output_ratio_max < 1, got {} and {}",
+                        output_ratio_min.get(),
+                        output_ratio_max.get()
+                    ),
                 ));
             }
         }

@@ -249,25 +249,26 @@ impl Kind for Starvation {
         if self.frequencies.is_empty() {
             p.push("frequencies: expected at least one".into());
         }
-        for f in &self.frequencies {
+        // At the frequency to change (`frequencies[i]`, see `spec::field_span`).
+        for (i, f) in self.frequencies.iter().enumerate() {
             let n = f.get() * self.per_class.get() as f64;
             if (n - n.round()).abs() > 1e-9 || n < 1.0 {
                 p.push(format!(
-                    "frequencies: {} is not a positive multiple of 1 / per_class = 1/{}",
+                    "frequencies[{i}]: {} is not a positive multiple of 1 / per_class = 1/{}",
                     f.get(),
                     self.per_class.get()
                 ));
             }
             if f.get() >= 1.0 {
                 p.push(format!(
-                    "frequencies: {} leaves no point with the common feature alone; expected p < 1",
+                    "frequencies[{i}]: {} leaves no point with the common feature alone; expected p < 1",
                     f.get()
                 ));
             }
         }
         for (i, f) in self.frequencies.iter().enumerate() {
             if self.frequencies[..i].contains(f) {
-                p.push(format!("frequencies: {} is listed twice", f.get()));
+                p.push(format!("frequencies[{i}]: {} is listed twice", f.get()));
             }
         }
         p

@@ -5,9 +5,13 @@
 //!
 //!   cargo xtask figures [--check] [--dry-run] [--force] [--only ID]...
 //!   cargo xtask status | plan
-//!   cargo xtask cite ID
+//!   cargo xtask cite ID [--full | --bibtex]
 //!   cargo xtask list
+//!   cargo xtask cache [gc]
 //!   cargo xtask bench [--only ID]...
+//!
+//! Relative paths in the arguments are the user's: the directory this was
+//! run in goes to the binary in `PAPER_FIGURES_CALLER_DIR`.
 
 use std::process::{Command, ExitCode};
 
@@ -27,10 +31,14 @@ USAGE:
     cargo xtask plan [--only ID]... [--force] [--json]
         Every job: key, networks, cached or not, why it would run, and its
         estimated cost.
-    cargo xtask cite ID
-        Print the exact config, cache key, code fingerprint and commit of a figure.
+    cargo xtask cite ID [--full | --bibtex]
+        Print what cites a figure: its key, commit, whether it is stale, the
+        command that regenerates it and a digest of its config (--full: the
+        config itself; --bibtex: BibTeX for the paper and this repository).
     cargo xtask list
         List the figures and their claims.
+    cargo xtask cache [gc]
+        Show the job cache by figure and job; gc removes entries no job uses.
     cargo xtask bench [--only ID]... [--repeats N] [--no-python]
         Time per network-step of every figure's workload: the fused engine, the
         batched Candle program, a hand-written loop, and the JAX and PyTorch
@@ -44,10 +52,8 @@ fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    if !matches!(args[0].as_str(), "figures" | "status" | "plan" | "cite" | "list" | "bench") {
-        eprintln!("error: unknown command {:?}\n\n{HELP}", args[0]);
-        return ExitCode::from(2);
-    }
+    // Any other command goes to paper-figures, whose parser names the
+    // nearest command for a misspelt one and lists them all.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // The checkout this was run from: `cargo run` sets CARGO_MANIFEST_DIR at
     // run time. The compile-time value names the clone that compiled this
@@ -69,6 +75,11 @@ fn main() -> ExitCode {
     }
     let mut command = Command::new(cargo);
     command.current_dir(root).args(["run", "--release", "--quiet", "--bin", binary, "--"]).args(rest);
+    // Run from the repository root (paper.toml's data paths are relative to
+    // it), but relative paths the user typed are taken from where they are.
+    if let Ok(here) = std::env::current_dir() {
+        command.env("PAPER_FIGURES_CALLER_DIR", here);
+    }
     // On Unix, become `cargo run` (which in turn becomes paper-figures): a
     // Ctrl-C then reaches only paper-figures, which stops cleanly and reports
     // what it kept, instead of this wrapper dying first and leaving it behind.
