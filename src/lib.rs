@@ -17,6 +17,7 @@ pub mod gallery;
 pub mod kinds;
 pub mod pipeline;
 pub mod provenance;
+pub mod publication;
 pub mod render;
 pub mod rng;
 pub mod shapes;
