@@ -31,7 +31,7 @@ const FONT_FILE: &[u8] = include_bytes!("../data/fonts/DejaVuSans.ttf");
 const FONT_FAMILY: &str = "DejaVu Sans";
 
 /// Canvas units per point (1/72 in): 0.2 pt steps.
-const UNITS_PER_PT: f64 = 5.0;
+pub const UNITS_PER_PT: f64 = 5.0;
 /// Pixels per inch of the PNG.
 pub const DPI: f64 = 300.0;
 
@@ -139,8 +139,8 @@ fn wrap(text: &str, pt: f64, width: f64) -> Vec<String> {
 // Layout, in points.
 const MARGIN_PT: f64 = 3.0;
 const MARGIN_RIGHT_PT: f64 = 9.0;
-/// Room for the y tick labels (\"0.0001\" at 7 pt is 27 pt wide).
-const Y_TICKS_PT: f64 = 27.0;
+/// Room for the y tick labels ("0.001" at 7.2 pt is 22 pt wide).
+const Y_TICKS_PT: f64 = 25.0;
 /// Room for the tick marks and the x tick labels.
 const X_TICKS_PT: f64 = 2.0 + 3.0 + TICK_PT * 1.2;
 const LINE_SPACING: f64 = 1.2;
@@ -148,7 +148,7 @@ const LEGEND_SWATCH_PT: f64 = 14.0;
 const LEGEND_LINE_PT: f64 = LEGEND_PT * LINE_SPACING;
 
 /// The sizes of a publication panel, in canvas units.
-fn look(x_label_area_pt: f64, y_label_area_pt: f64) -> Look {
+fn look(x_label_area_pt: f64, y_label_area_pt: f64, ticks: (usize, usize)) -> Look {
     let u = |pt: f64| units(pt).round() as u32;
     Look {
         title: None,
@@ -159,7 +159,7 @@ fn look(x_label_area_pt: f64, y_label_area_pt: f64) -> Look {
         margin_right: u(MARGIN_RIGHT_PT),
         x_label_area: u(x_label_area_pt),
         y_label_area: u(y_label_area_pt),
-        ticks: 5,
+        ticks,
         axis: Some((u(0.6), u(2.0) as i32)),
         line: u(1.0),
         thin_line: u(0.6),
@@ -173,11 +173,12 @@ fn look(x_label_area_pt: f64, y_label_area_pt: f64) -> Look {
     }
 }
 
-/// Panels per row: two in a column; across the page three, and four as two
-/// rows of two (four in a row would leave each too narrow to read).
+/// Panels per row: one in a column; across the page three, and four as two
+/// rows of two (four in a row, or two in a column, leave each too narrow for
+/// its labels).
 fn columns(width: PublicationWidth, panels: usize) -> usize {
     match (width, panels) {
-        (PublicationWidth::Column, n) => n.clamp(1, 2),
+        (PublicationWidth::Column, _) => 1,
         (PublicationWidth::Page, 4) => 2,
         (PublicationWidth::Page, n) => n.clamp(1, 3),
     }
@@ -187,8 +188,9 @@ fn columns(width: PublicationWidth, panels: usize) -> usize {
 struct PanelText {
     title: Vec<String>,
     x_label: Vec<String>,
+    x_pt: f64,
     y_label: Vec<String>,
-    axis_pt: f64,
+    y_pt: f64,
 }
 
 /// The publication variant as SVG, in canvas units (`UNITS_PER_PT` per point).
@@ -199,34 +201,41 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
     let rows = panels.len().div_ceil(cols).max(1);
     let cell_pt = width_pt / cols as f64;
     // Axes a little wider than tall, within what a page can give a row.
-    let chart_pt = (cell_pt * 0.62).clamp(110.0, 160.0);
+    let chart_pt = (cell_pt * 0.62).clamp(120.0, 160.0);
 
     // Titles wrapped to their cell, lettered when there are several; axis
     // labels wrapped to their axis, at 8 pt, or 7 pt where 8 needs more than two lines.
-    let texts: Vec<PanelText> = panels
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let title =
-                if panels.len() > 1 { format!("({}) {}", (b'a' + i as u8) as char, p.title) } else { p.title.clone() };
-            let x_room = cell_pt - MARGIN_PT - MARGIN_RIGHT_PT - Y_TICKS_PT - 2.0 * AXIS_PT * LINE_SPACING;
-            let y_room = chart_pt - 2.0 * MARGIN_PT - X_TICKS_PT - 2.0 * AXIS_PT * LINE_SPACING;
-            let at = |pt: f64| (wrap(&p.x_label, pt, x_room), wrap(&p.y_label, pt, y_room));
-            let ((x_label, y_label), axis_pt) = match at(AXIS_PT) {
-                (x, y) if x.len() <= 2 && y.len() <= 2 => ((x, y), AXIS_PT),
-                _ => (at(AXIS_SMALL_PT), AXIS_SMALL_PT),
-            };
-            PanelText { title: wrap(&title, PANEL_TITLE_PT, cell_pt - 6.0), x_label, y_label, axis_pt }
-        })
-        .collect();
-    let row = |r: usize| texts.iter().skip(r * cols).take(cols);
-    let title_line_pt = PANEL_TITLE_PT * LINE_SPACING;
-    let row_title_pt: Vec<f64> =
-        (0..rows).map(|r| row(r).map(|t| t.title.len()).max().unwrap_or(0) as f64 * title_line_pt + 2.0).collect();
-    // Axes of one row share their bottom: room for the most x label lines in the row.
+    // Titles wrapped to their cell, lettered when there are several; axis
+    // labels wrapped to their axis, at 8 pt, or 7 pt where 8 needs more than
+    // two lines. The x labels first: the row's tallest sets its axes' height.
+    let fit = |text: &str, room: f64| match wrap(text, AXIS_PT, room) {
+        lines if lines.len() <= 2 => (lines, AXIS_PT),
+        _ => (wrap(text, AXIS_SMALL_PT, room), AXIS_SMALL_PT),
+    };
+    let x_room = cell_pt - MARGIN_PT - MARGIN_RIGHT_PT - Y_TICKS_PT - 2.0 * AXIS_PT * LINE_SPACING;
+    let x_labels: Vec<(Vec<String>, f64)> = panels.iter().map(|p| fit(&p.x_label, x_room)).collect();
     let row_x_area_pt: Vec<f64> = (0..rows)
         .map(|r| {
-            X_TICKS_PT + row(r).map(|t| t.x_label.len() as f64 * t.axis_pt * LINE_SPACING).fold(0.0, f64::max) + 1.0
+            let lines = x_labels.iter().skip(r * cols).take(cols);
+            X_TICKS_PT + lines.map(|(l, pt)| l.len() as f64 * pt * LINE_SPACING).fold(0.0, f64::max) + 1.0
+        })
+        .collect();
+    let texts: Vec<PanelText> = panels
+        .iter()
+        .zip(x_labels)
+        .enumerate()
+        .map(|(i, (p, (x_label, x_pt)))| {
+            let title =
+                if panels.len() > 1 { format!("({}) {}", (b'a' + i as u8) as char, p.title) } else { p.title.clone() };
+            let (y_label, y_pt) = fit(&p.y_label, chart_pt - 2.0 * MARGIN_PT - row_x_area_pt[i / cols]);
+            PanelText { title: wrap(&title, PANEL_TITLE_PT, cell_pt - 6.0), x_label, x_pt, y_label, y_pt }
+        })
+        .collect();
+    let title_line_pt = PANEL_TITLE_PT * LINE_SPACING;
+    let row_title_pt: Vec<f64> = (0..rows)
+        .map(|r| {
+            let lines = texts.iter().skip(r * cols).take(cols).map(|t| t.title.len()).max().unwrap_or(0);
+            lines as f64 * title_line_pt + 2.0
         })
         .collect();
 
@@ -266,8 +275,7 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
                 let i = r * cols + c;
                 let (Some(panel), Some(text)) = (panels.get(i), texts.get(i)) else { break };
                 let left_pt = c as f64 * cell_pt;
-                let axis_line_pt = text.axis_pt * LINE_SPACING;
-                let y_area_pt = 2.0 + text.y_label.len() as f64 * axis_line_pt + Y_TICKS_PT;
+                let y_area_pt = 2.0 + text.y_label.len() as f64 * text.y_pt * LINE_SPACING + Y_TICKS_PT;
                 let x_area_pt = row_x_area_pt[r];
                 // The plotting area, as plotters lays it out inside the cell.
                 let (plot_left, plot_right) = (left_pt + MARGIN_PT + y_area_pt, left_pt + cell_pt - MARGIN_RIGHT_PT);
@@ -275,28 +283,21 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
                     (chart_top_pt + MARGIN_PT, chart_top_pt + chart_pt - MARGIN_PT - x_area_pt);
                 let centred =
                     |pt: f64| (FONT, font_size(pt)).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+                // Centred on the cell it was wrapped to, so it never runs into the next.
                 for (k, line) in text.title.iter().enumerate() {
                     let y_pt = top_pt + 1.0 + k as f64 * title_line_pt;
-                    root.draw(&Text::new(
-                        line.clone(),
-                        at((plot_left + plot_right) / 2.0, y_pt),
-                        centred(PANEL_TITLE_PT),
-                    ))
-                    .map_err(draw_err)?;
+                    root.draw(&Text::new(line.clone(), at(left_pt + cell_pt / 2.0, y_pt), centred(PANEL_TITLE_PT)))
+                        .map_err(draw_err)?;
                 }
                 for (k, line) in text.x_label.iter().enumerate() {
-                    let y_pt = plot_bottom + X_TICKS_PT + k as f64 * axis_line_pt;
-                    root.draw(&Text::new(
-                        line.clone(),
-                        at((plot_left + plot_right) / 2.0, y_pt),
-                        centred(text.axis_pt),
-                    ))
-                    .map_err(draw_err)?;
+                    let y_pt = plot_bottom + X_TICKS_PT + k as f64 * text.x_pt * LINE_SPACING;
+                    root.draw(&Text::new(line.clone(), at((plot_left + plot_right) / 2.0, y_pt), centred(text.x_pt)))
+                        .map_err(draw_err)?;
                 }
                 for (k, line) in text.y_label.iter().enumerate() {
                     // Read bottom to top; the first line outermost.
-                    let x_pt = left_pt + MARGIN_PT + 1.0 + k as f64 * axis_line_pt;
-                    let style = centred(text.axis_pt).transform(FontTransform::Rotate270);
+                    let x_pt = left_pt + MARGIN_PT + 1.0 + k as f64 * text.y_pt * LINE_SPACING;
+                    let style = centred(text.y_pt).transform(FontTransform::Rotate270);
                     root.draw(&Text::new(line.clone(), at(x_pt, (plot_top + plot_bottom) / 2.0), style))
                         .map_err(draw_err)?;
                 }
@@ -304,7 +305,12 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
                     .clone()
                     .shrink(at(left_pt, chart_top_pt), (units(cell_pt).round() as u32, units(chart_pt).round() as u32));
                 let series: Vec<&Series> = fig.body.series.iter().filter(|s| s.panel == i).collect();
-                draw_panel(&area, panel, &series, &mut arrowheads, &look(x_area_pt, y_area_pt))?;
+                // Tick labels about 26 pt apart across, 20 pt up.
+                let ticks = (
+                    ((plot_right - plot_left) / 26.0).clamp(3.0, 7.0) as usize,
+                    ((plot_bottom - plot_top) / 20.0).clamp(4.0, 7.0) as usize,
+                );
+                draw_panel(&area, panel, &series, &mut arrowheads, &look(x_area_pt, y_area_pt, ticks))?;
             }
             top_pt = chart_top_pt + chart_pt;
         }
@@ -419,7 +425,50 @@ fn pdf(tree: &usvg::Tree, fig: &FigureData) -> Result<Vec<u8>> {
         .subject(TextStr(&subject))
         .keywords(TextStr(&keywords))
         .creator(TextStr("learning-dynamics publication export"));
-    Ok(doc.finish())
+    let mut bytes = doc.finish();
+    sort_reference_entries(&mut bytes);
+    Ok(bytes)
+}
+
+/// svg2pdf writes a form's resource dictionaries (`/gs0 12 0 R` ...) from a
+/// HashMap, in an order that changes from run to run. Sorting each run of
+/// such lines (outside streams) fixes the bytes without changing the
+/// document: a dictionary has no order, and a permutation of lines within
+/// one object keeps every byte offset of the cross-reference table.
+fn sort_reference_entries(pdf: &mut [u8]) {
+    let is_entry = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.trim_start_matches(' ').split(' ');
+        let name = words.next().is_some_and(|w| w.starts_with('/') && w.len() > 1);
+        let number = words.next().is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));
+        name && number && words.next() == Some("0") && words.next() == Some("R") && words.next().is_none()
+    };
+    let mut start = 0;
+    let mut run: Vec<(usize, usize)> = Vec::new(); // (start, end) of consecutive entry lines
+    let mut in_stream = false;
+    while start < pdf.len() {
+        let end = pdf[start..].iter().position(|&b| b == b'\n').map_or(pdf.len(), |i| start + i);
+        let line = pdf[start..end].to_vec();
+        let entry = !in_stream && is_entry(&line);
+        if !entry && run.len() > 1 {
+            let mut lines: Vec<Vec<u8>> = run.iter().map(|&(a, b)| pdf[a..b].to_vec()).collect();
+            lines.sort();
+            let from = run[0].0;
+            let joined = lines.join(&b'\n');
+            pdf[from..from + joined.len()].copy_from_slice(&joined);
+        }
+        if entry {
+            run.push((start, end));
+        } else {
+            run.clear();
+        }
+        if line == b"stream" {
+            in_stream = true;
+        } else if line == b"endstream" {
+            in_stream = false;
+        }
+        start = end + 1;
+    }
 }
 
 /// The figure at `DPI`, opaque RGB, with its resolution and the provenance

@@ -32,8 +32,8 @@ pub(crate) struct Look {
     pub margin_right: u32,
     pub x_label_area: u32,
     pub y_label_area: u32,
-    /// Tick labels per axis (at most).
-    pub ticks: usize,
+    /// Tick labels on the x and y axes (at most).
+    pub ticks: (usize, usize),
     /// Width of the axes and tick marks, and the tick marks' length; `None`
     /// keeps plotters' defaults.
     pub axis: Option<(u32, i32)>,
@@ -60,7 +60,7 @@ pub(crate) const SCREEN: Look = Look {
     margin_right: 24,
     x_label_area: 44,
     y_label_area: 64,
-    ticks: 8,
+    ticks: (8, 8),
     axis: None,
     line: 2,
     thin_line: 1,
@@ -276,8 +276,8 @@ where
     }
     mesh.x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .x_labels(look.ticks)
-        .y_labels(look.ticks)
+        .x_labels(look.ticks.0)
+        .y_labels(look.ticks.1)
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .label_style((FONT, look.tick_font))

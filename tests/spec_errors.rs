@@ -208,3 +208,13 @@ fn a_tolerance_must_be_finite_and_not_negative() {
         check(from, &to, line_of(from), "expected a finite value and a finite tolerance >= 0");
     }
 }
+
+#[test]
+fn a_publication_width_is_column_or_page() {
+    check(
+        "[figure.render]",
+        "[figure.publication]\nwidth = \"half\"\n\n[figure.render]",
+        line_of("[figure.render]") + 1,
+        "expected `column` or `page`",
+    );
+}
