@@ -358,10 +358,12 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
     Ok(out)
 }
 
-/// Creates the output directory if needed and checks that it can be written
-/// to, so that a run fails before training rather than after it.
+/// Creates the output directory and its `paper/` if needed and checks that
+/// they can be written to, so that a run fails before training rather than
+/// after it.
 pub fn prepare_out_dir(out_dir: &Path) -> Result<()> {
-    files::prepare_dir(out_dir, "output directory")
+    files::prepare_dir(out_dir, "output directory")?;
+    files::prepare_dir(&out_dir.join("paper"), "publication directory")
 }
 
 /// Where a figure's publication files go: `<out>/paper/<id>.pdf` and `.png`.
@@ -374,7 +376,6 @@ pub fn publication_paths(out_dir: &Path, id: &str) -> [PathBuf; 2] {
 /// figures/paper/<id>.pdf and .png (each atomically).
 pub fn write(out_dir: &Path, run: &Run) -> Result<()> {
     prepare_out_dir(out_dir)?;
-    files::prepare_dir(&out_dir.join("paper"), "output directory")?;
     // Drawn from the JSON text: the publication files show only what is
     // committed, and --check redraws them from the committed JSON. A tenth
     // to a third of a second each, so side by side on every core (rayon's
