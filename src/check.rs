@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::figure::{FigureData, Series};
-use crate::pipeline::Run;
-use crate::spec::Paper;
+use crate::pipeline::{publication_paths, Run};
+use crate::publication;
+use crate::spec::{Paper, PublicationSpec};
 
 /// Numbers match within a relative 1e-4 (absolute near zero): values are
 /// already rounded to 6 significant digits, and the last bits of a float may
@@ -112,6 +113,34 @@ pub fn figures(committed: &FigureData, now: &FigureData) -> Vec<String> {
     out
 }
 
+/// The committed figures/paper/<id>.pdf and .png against what the committed
+/// JSON draws now, byte for byte (same data, same bytes): a stale file, a
+/// changed size in paper.toml or changed drawing code shows here. Drawn
+/// from the committed JSON, not from this run's numbers, so the last bits
+/// of another CPU (within `close`) do not count.
+fn publication_files(out_dir: &Path, id: &str, committed_json: &str, spec: &PublicationSpec) -> Vec<String> {
+    let export = match publication::from_json(committed_json, spec) {
+        Ok(export) => export,
+        Err(e) => return vec![format!("its publication variant cannot be drawn: {e:#}")],
+    };
+    let mut out = Vec::new();
+    for (path, now) in publication_paths(out_dir, id).iter().zip([&export.pdf, &export.png]) {
+        match std::fs::read(path) {
+            Err(e) => {
+                out.push(format!("cannot read {}: {e} (run `cargo xtask figures` and commit it)", path.display()))
+            }
+            Ok(committed) if committed != *now => out.push(format!(
+                "{} differs from what its JSON draws now ({} bytes committed, {} now)",
+                path.display(),
+                committed.len(),
+                now.len()
+            )),
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
 fn verdict(passed: bool) -> &'static str {
     if passed {
         "passed"
@@ -160,17 +189,22 @@ fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     }
 }
 
-/// Compares each regenerated figure with the committed JSON. Returns the
+/// Compares each regenerated figure with the committed JSON, and the
+/// committed publication files with what that JSON draws. Returns the
 /// differences, per figure; empty when everything matches.
 pub fn against_committed(out_dir: &Path, run: &Run) -> BTreeMap<String, Vec<String>> {
     let mut problems = BTreeMap::new();
-    for (data, _) in &run.figures {
+    for ((data, _), spec) in run.figures.iter().zip(&run.publication) {
         let path = out_dir.join(format!("{}.json", data.id));
         let diffs = match std::fs::read_to_string(&path) {
             Err(e) => vec![format!("cannot read {}: {e} (run `cargo xtask figures` and commit it)", path.display())],
             Ok(text) => match serde_json::from_str::<FigureData>(&text) {
                 Err(e) => vec![format!("{} does not parse as figure data: {e}", path.display())],
-                Ok(committed) => figures(&committed, data),
+                Ok(committed) => {
+                    let mut diffs = figures(&committed, data);
+                    diffs.extend(publication_files(out_dir, &data.id, &text, spec));
+                    diffs
+                }
             },
         };
         if !diffs.is_empty() {
@@ -182,10 +216,23 @@ pub fn against_committed(out_dir: &Path, run: &Run) -> BTreeMap<String, Vec<Stri
 
 /// Figure files in `out_dir` that no figure of the spec produces (a figure
 /// removed or renamed in paper.toml): `<id>.json` files that parse as figure
-/// data, and the `<id>.svg` beside them. Other files are not ours to judge.
+/// data, and the `<id>.svg` beside them, and `paper/<id>.pdf` and `.png`
+/// (that folder is ours). Other files are not ours to judge.
 pub fn orphans(paper: &Paper, out_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(out_dir) else { return Vec::new() };
     let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(out_dir.join("paper")) {
+        for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let ours = path.extension().is_some_and(|e| e == "pdf" || e == "png");
+            if ours && !paper.figures.iter().any(|f| f.id() == stem) {
+                out.push(path);
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        out.sort();
+        return out;
+    };
     for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
         if path.extension().is_none_or(|e| e != "json") || paper.figures.iter().any(|f| f.id() == stem) {

@@ -18,6 +18,7 @@ pub mod kinds;
 pub mod pipeline;
 pub mod preflight;
 pub mod provenance;
+pub mod publication;
 pub mod records;
 pub mod render;
 pub mod rng;

@@ -22,6 +22,10 @@ pub use generated::{TARGET, TOOLCHAIN};
 pub const AFTER_TRAINING: &[&str] = &[
     // Draws the SVG from the assembled figure data.
     "src/render.rs",
+    // Draws the publication PDF and PNG from the written figure data, with the shipped font.
+    "src/publication.rs",
+    "data/fonts/DejaVuSans.ttf",
+    "data/fonts/LICENSE",
     // Evaluates the claims on the assembled figure data.
     "src/claims.rs",
     // Curve-shape fits, run by the claims and by `assemble`, never while a job is prepared or trained.

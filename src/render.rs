@@ -12,9 +12,66 @@ use plotters::prelude::*;
 use crate::figure::{ClaimClass, FigureData, Panel, Series, Source, Style};
 use crate::spec::RenderSpec;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const LEGEND_WIDTH: u32 = 270;
 const LINE_HEIGHT: u32 = 17;
+
+/// The sizes a panel is drawn with, in the canvas's units: the screen SVG's
+/// (pixels, [`SCREEN`]) or the publication variant's (see publication.rs).
+/// Font sizes are plotters' (it writes `font-size` as size / 1.24).
+pub(crate) struct Look {
+    /// The panel's title above its axes, if the chart draws it (the
+    /// publication variant draws its own, wrapped).
+    pub title: Option<f64>,
+    /// Whether the chart draws the axis labels (the publication variant
+    /// draws its own, wrapped).
+    pub axis_labels: bool,
+    pub tick_font: f64,
+    pub axis_font: f64,
+    pub margin: u32,
+    pub margin_right: u32,
+    pub x_label_area: u32,
+    pub y_label_area: u32,
+    /// Tick labels on the x and y axes (at most).
+    pub ticks: (usize, usize),
+    /// Width of the axes and tick marks, and the tick marks' length; `None`
+    /// keeps plotters' defaults.
+    pub axis: Option<(u32, i32)>,
+    pub line: u32,
+    /// Grey theory lines (streamlines): background.
+    pub thin_line: u32,
+    /// Dash and gap of theory lines.
+    pub dash: (u32, u32),
+    pub point: u32,
+    pub labelled_point: u32,
+    pub point_label_font: f64,
+    pub point_label_bold: bool,
+    pub point_label_offset: (i32, i32),
+    /// Length and half width of arrowheads.
+    pub arrowhead: (f64, f64),
+}
+
+pub(crate) const SCREEN: Look = Look {
+    title: Some(14.0),
+    axis_labels: true,
+    tick_font: 12.0,
+    axis_font: 13.0,
+    margin: 8,
+    margin_right: 24,
+    x_label_area: 44,
+    y_label_area: 64,
+    ticks: (8, 8),
+    axis: None,
+    line: 2,
+    thin_line: 1,
+    dash: (7, 5),
+    point: 3,
+    labelled_point: 5,
+    point_label_font: 16.0,
+    point_label_bold: true,
+    point_label_offset: (7, -20),
+    arrowhead: (9.0, 4.0),
+};
 
 /// Renders a figure as SVG: same data, same bytes.
 pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
@@ -79,7 +136,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         let mut arrowheads = Vec::new();
         for (i, (panel, area)) in fig.body.panels.iter().zip(&areas).enumerate() {
             let series: Vec<&Series> = fig.body.series.iter().filter(|s| s.panel == i).collect();
-            draw_panel(area, panel, &series, &mut arrowheads)?;
+            draw_panel(area, panel, &series, &mut arrowheads, &SCREEN)?;
         }
         for head in arrowheads {
             root.draw(&Polygon::new(head, rgb("#777777").filled())).map_err(draw_err)?;
@@ -108,11 +165,11 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
     Ok(embed_metadata(&out, fig))
 }
 
-fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
-fn rgb(hex: &str) -> RGBColor {
+pub(crate) fn rgb(hex: &str) -> RGBColor {
     let v = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0);
     RGBColor((v >> 16) as u8, (v >> 8) as u8, v as u8)
 }
@@ -182,11 +239,12 @@ fn runs(pts: &[Option<(f64, f64)>]) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
-fn draw_panel<DB: DrawingBackend>(
+pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     series: &[&Series],
     arrowheads: &mut Vec<Vec<(i32, i32)>>,
+    look: &Look,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -199,30 +257,35 @@ where
     });
     let xr = range(panel.x_range, all_x, xl);
     let yr = range(panel.y_range, all_y, yl);
-    let mut chart = ChartBuilder::on(area)
-        .caption(&panel.title, (FONT, 14))
-        .margin(8)
-        .margin_right(24)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
+    let mut builder = ChartBuilder::on(area);
+    if let Some(size) = look.title {
+        builder.caption(&panel.title, (FONT, size));
+    }
+    let mut chart = builder
+        .margin(look.margin)
+        .margin_right(look.margin_right)
+        .x_label_area_size(look.x_label_area)
+        .y_label_area_size(look.y_label_area)
         .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
         .map_err(draw_err)?;
     let x_fmt = |v: &f64| tick_label(*v, xl);
     let y_fmt = |v: &f64| tick_label(*v, yl);
-    chart
-        .configure_mesh()
-        .x_desc(&panel.x_label)
-        .y_desc(&panel.y_label)
-        .x_label_formatter(&x_fmt)
+    let mut mesh = chart.configure_mesh();
+    if look.axis_labels {
+        mesh.x_desc(&panel.x_label).y_desc(&panel.y_label);
+    }
+    mesh.x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .x_labels(8)
-        .y_labels(8)
+        .x_labels(look.ticks.0)
+        .y_labels(look.ticks.1)
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
-        .draw()
-        .map_err(draw_err)?;
+        .label_style((FONT, look.tick_font))
+        .axis_desc_style((FONT, look.axis_font));
+    if let Some((width, tick)) = look.axis {
+        mesh.axis_style(BLACK.stroke_width(width)).set_all_tick_mark_size(tick);
+    }
+    mesh.draw().map_err(draw_err)?;
     // Areas first, then bands, then lines and points on top.
     let order = |s: &&&Series| match s.style {
         Style::Area => 0,
@@ -253,7 +316,11 @@ where
                         .map_err(draw_err)?;
                 }
                 // Grey theory lines are background (streamlines): thin.
-                let width = if s.source == Source::Theory && s.color == crate::figure::palette::GREY { 1 } else { 2 };
+                let width = if s.source == Source::Theory && s.color == crate::figure::palette::GREY {
+                    look.thin_line
+                } else {
+                    look.line
+                };
                 for run in runs(&pts) {
                     match s.source {
                         Source::Measured => {
@@ -261,21 +328,30 @@ where
                         }
                         Source::Theory => {
                             chart
-                                .draw_series(DashedLineSeries::new(run, 7, 5, color.stroke_width(width)))
+                                .draw_series(DashedLineSeries::new(
+                                    run,
+                                    look.dash.0,
+                                    look.dash.1,
+                                    color.stroke_width(width),
+                                ))
                                 .map_err(draw_err)?;
                         }
                     }
                 }
             }
             Style::Points => {
-                let radius = if s.labels.is_some() { 5 } else { 3 };
+                let radius = if s.labels.is_some() { look.labelled_point } else { look.point };
                 chart
                     .draw_series(pts.iter().flatten().map(|&p| Circle::new(p, radius, color.filled())))
                     .map_err(draw_err)?;
                 for (p, label) in pts.iter().zip(s.labels.iter().flatten()) {
                     if let Some(p) = p {
-                        let font = (FONT, 16).into_font().style(FontStyle::Bold).color(&color);
-                        let element = EmptyElement::at(*p) + Text::new(label.clone(), (7, -20), font);
+                        let mut font = (FONT, look.point_label_font).into_font();
+                        if look.point_label_bold {
+                            font = font.style(FontStyle::Bold);
+                        }
+                        let font = font.color(&color);
+                        let element = EmptyElement::at(*p) + Text::new(label.clone(), look.point_label_offset, font);
                         chart.draw_series(std::iter::once(element)).map_err(draw_err)?;
                     }
                 }
@@ -283,7 +359,11 @@ where
             Style::Arrows => {
                 for pair in pts.chunks(2) {
                     if let [Some(tail), Some(head)] = pair {
-                        arrowheads.push(arrowhead(chart.backend_coord(tail), chart.backend_coord(head)));
+                        arrowheads.push(arrowhead(
+                            chart.backend_coord(tail),
+                            chart.backend_coord(head),
+                            look.arrowhead,
+                        ));
                     }
                 }
             }
@@ -293,11 +373,10 @@ where
 }
 
 /// A small filled triangle pointing from `tail` to `head`, in pixels.
-fn arrowhead(tail: (i32, i32), head: (i32, i32)) -> Vec<(i32, i32)> {
+fn arrowhead(tail: (i32, i32), head: (i32, i32), (size, half): (f64, f64)) -> Vec<(i32, i32)> {
     let (dx, dy) = ((head.0 - tail.0) as f64, (head.1 - tail.1) as f64);
     let len = dx.hypot(dy).max(1e-9);
     let (ux, uy) = (dx / len, dy / len);
-    let (size, half) = (9.0, 4.0);
     let base = (head.0 as f64 - ux * size, head.1 as f64 - uy * size);
     vec![
         head,

@@ -37,6 +37,9 @@ pub struct FigureSpec {
     /// Exactly one experiment kind, as a sub-table: `[figure.experiment.<kind>]`.
     pub experiment: ExperimentSpec,
     pub render: RenderSpec,
+    /// The publication variant's size (`[figure.publication]`, optional).
+    #[serde(default)]
+    pub publication: PublicationSpec,
     #[serde(rename = "claim", default)]
     pub claims: Vec<ClaimSpec>,
 }
@@ -76,6 +79,25 @@ pub struct RenderSpec {
     /// Height of the title and panels, in pixels; the caption and claims
     /// below add their own.
     pub height: Pixels,
+}
+
+/// The publication variant of a figure (figures/paper/<id>.pdf and .png).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicationSpec {
+    /// `"column"` (about 3.3 in) or `"page"` (the full text width, about 6.8 in).
+    #[serde(default)]
+    pub width: PublicationWidth,
+}
+
+/// How wide a publication figure is set. The full page is the default: every
+/// figure fits it; one that also reads at one column's width says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicationWidth {
+    Column,
+    #[default]
+    Page,
 }
 
 /// One claim of the paper, checked against the figure's data.

@@ -28,13 +28,14 @@ const LAYERS: &[(&str, usize)] = &[
     ("claims", 5),
     ("render", 5),
     ("preflight", 5),
-    ("pipeline", 6),
-    ("check", 7),
-    ("gallery", 7),
-    ("status", 7),
-    ("main", 8),
-    ("bin", 8),
-    ("lib", 9),
+    ("publication", 6),
+    ("pipeline", 7),
+    ("check", 8),
+    ("gallery", 8),
+    ("status", 8),
+    ("main", 9),
+    ("bin", 9),
+    ("lib", 10),
 ];
 
 /// The module a source file belongs to: `src/kinds/sigmoid.rs` -> `kinds`.

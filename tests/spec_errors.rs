@@ -340,3 +340,13 @@ fn a_problem_with_a_list_element_points_at_the_element() {
         }
     }
 }
+
+#[test]
+fn a_publication_width_is_column_or_page() {
+    check(
+        "[figure.render]",
+        "[figure.publication]\nwidth = \"half\"\n\n[figure.render]",
+        line_of("[figure.render]") + 1,
+        "expected `column` or `page`",
+    );
+}
