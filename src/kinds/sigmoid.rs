@@ -22,6 +22,10 @@ use crate::values::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
 
+/// What every black dashed curve of the sigmoid figure and the figures built
+/// from it means, in their legends.
+pub const THEORY_LABEL: &str = "theory";
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sigmoid {
@@ -278,7 +282,12 @@ impl Kind for Sigmoid {
             let measured: Vec<Vec<f64>> = (0..seeds.len())
                 .map(|k| log.margins.iter().map(|m| error_fraction(&m[k * n..(k + 1) * n])).collect())
                 .collect();
-            body.series.push(Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured));
+            // A colour is a depth in both panels (their titles say the init).
+            let label =
+                if model.depth.get() == 1 { "linear".to_string() } else { format!("depth {}", model.depth.get()) };
+            body.series.push(
+                Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured).legend_label(label),
+            );
             if !model.has_theory() {
                 continue;
             }
@@ -317,7 +326,7 @@ impl Kind for Sigmoid {
                 .fold(0.0, f64::max);
             body.scalars.insert(model.gap_scalar(), gap);
             let (mean, _, _) = mean_min_max(&theory_curves);
-            body.series.push(Series::theory(model.theory_series(), panel, times, mean));
+            body.series.push(Series::theory(model.theory_series(), panel, times, mean).legend_label(THEORY_LABEL));
         }
         // The shape of every measured curve, for the caption (the claims
         // compute the same from the series, so that their controls can

@@ -286,7 +286,9 @@ impl Kind for SpectralDecoupling {
                         let panel = usize::from(model == Model::TwoLayer);
                         let line =
                             Series::mean_over_seeds(run.name(), panel, color_of(penalty), times.clone(), &curves)
-                                .keep_band_if(members > 1);
+                                .keep_band_if(members > 1)
+                                // A colour is a lambda in both panels; their titles say the model.
+                                .legend_label(format!("lambda = {penalty}"));
                         body.scalars.insert(run.ratio_scalar(), line.y[line.y.len() - 1]);
                         body.series.push(line.skipping(skip));
                         if model == Model::Linear {
@@ -311,6 +313,7 @@ impl Kind for SpectralDecoupling {
                                     times[skip..].to_vec(),
                                     ratio,
                                 )
+                                .legend_label("ODE (linear model)")
                                 .in_legend(penalty == 0.0),
                             );
                             if Some(&penalty) == lambdas.last() {
