@@ -370,7 +370,7 @@ impl Kind for Chain {
                 body.series.push(
                     Series::theory(theory_series, traj_panel, x, theory_margins[skip..].to_vec())
                         .legend_label(ODE_LABEL)
-                        .in_legend(depth == self.depths[0].get()),
+                        .in_legend(self.depths.last().is_some_and(|d| d.get() == depth)),
                 );
                 if depth_view {
                     let m = margins_of(traj);

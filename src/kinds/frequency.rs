@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::rng::random_layers;
 use crate::stats::{crossing_time, loglog_slope, max_or_nan};
 use crate::theory::Mode;
@@ -296,14 +296,16 @@ impl Kind for Frequency {
                     let skip = crate::stats::leading_zero_times(&times);
                     for k in 0..self.counts.len() {
                         // An ordered quantity: a ramp (viridis, without its
-                        // near-black and pale ends, so that every colour shows
-                        // between the black theory dashes), apart from the
-                        // nets' colours in the left panel.
+                        // near-black and pale ends), apart from the nets'
+                        // colours in the left panel. Drawn as markers, wider
+                        // than the black theory dashes on top: a line as wide
+                        // as the dashes shows only in their gaps.
                         let ramp = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
                         let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
                         let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
                         body.series.push(
                             Series::mean_over_seeds(name, 1, color, times.clone(), &curves[k])
+                                .styled(Style::Points)
                                 .skipping(skip)
                                 .keep_band_if(members > 1),
                         );

@@ -167,7 +167,8 @@ impl Kind for Modes {
                 if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(),
                 rank_correlation(&norms, &learned),
             );
-            for (rank, &i) in self.shown(&norms).iter().enumerate() {
+            let shown = self.shown(&norms);
+            for (rank, &i) in shown.iter().enumerate() {
                 let color = POINT_COLORS[rank];
                 let per_seed: Vec<Vec<f64>> = (0..seeds.len())
                     .map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect())
@@ -184,7 +185,8 @@ impl Kind for Modes {
                 body.series.push(
                     Series::theory(ode_name, panel, times[skip..].to_vec(), theory[i][skip..].to_vec())
                         .legend_label("mode ODE")
-                        .in_legend(panel == 0 && rank == 0),
+                        // Listed after the points, whose colours come first.
+                        .in_legend(panel == 0 && rank + 1 == shown.len()),
                 );
             }
         }

@@ -418,7 +418,8 @@ impl Kind for Multiclass {
                 let (mean, _, _) = mean_min_max(curves);
                 Series::theory(name, panel, times[skip..].to_vec(), mean[skip..].to_vec()).legend_label(FLOW_LABEL)
             };
-            body.series.push(theory_line(format!("{name} (theory): error"), 0, &theory_errors).in_legend(j == 0));
+            body.series
+                .push(theory_line(format!("{name} (theory): error"), 0, &theory_errors).in_legend(j + 1 == ks.len()));
             body.series.push(
                 Series::mean_over_seeds(format!("{name}: mean margin"), 1, color, times.clone(), &means)
                     .skipping(skip)

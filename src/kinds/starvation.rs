@@ -423,7 +423,7 @@ impl Kind for Starvation {
                     body.series.push(
                         Series::theory(format!("{short} ODE, p = {p}"), panel, times[skip..].to_vec(), ratio)
                             .legend_label("ODE (linear model)")
-                            .in_legend(panel == 0 && j == 0),
+                            .in_legend(panel == 0 && j + 1 == ps.len()),
                     );
                 }
             }
