@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::rng::random_layers;
 use crate::stats::{crossing_time, loglog_slope, max_or_nan};
 use crate::theory::Mode;
@@ -297,23 +297,29 @@ impl Kind for Frequency {
                     for k in 0..self.counts.len() {
                         // An ordered quantity: a ramp (viridis, without its
                         // near-black and pale ends), apart from the nets'
-                        // colours in the left panel. Drawn as markers, wider
-                        // than the black theory dashes on top: a line as wide
-                        // as the dashes shows only in their gaps.
+                        // colours in the left panel. The theory lies on the
+                        // curves, so it is drawn in thin grey dashes: black
+                        // ones, as wide as the curves, hid them but for the gaps.
                         let ramp = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
                         let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
                         let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
                         body.series.push(
                             Series::mean_over_seeds(name, 1, color, times.clone(), &curves[k])
-                                .styled(Style::Points)
                                 .skipping(skip)
                                 .keep_band_if(members > 1),
                         );
                         let y = (skip..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect();
                         body.series.push(
-                            Series::theory(format!("feature {} (theory)", k + 1), 1, times[skip..].to_vec(), y)
-                                .legend_label("theory (linear model)")
-                                .in_legend(k == 0),
+                            Series::line(
+                                format!("feature {} (theory)", k + 1),
+                                1,
+                                Source::Theory,
+                                palette::GREY,
+                                times[skip..].to_vec(),
+                                y,
+                            )
+                            .legend_label("theory (linear model)")
+                            .in_legend(k + 1 == self.counts.len()),
                         );
                     }
                 }
