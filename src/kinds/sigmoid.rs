@@ -274,7 +274,16 @@ impl Kind for Sigmoid {
         if self.models.iter().any(|m| !m.has_theory()) {
             body.panels.push(panel("plain random Gaussian init (no exact theory)"));
         }
-        for (model, log) in self.models.iter().zip(logs) {
+        // Bands of each panel's first and last model only: three or more,
+        // translucent over each other, blend into one block of colour.
+        let in_panel = |theory: bool| -> Vec<usize> {
+            (0..self.models.len()).filter(|&i| self.models[i].has_theory() == theory).collect()
+        };
+        let banded = |i: usize| {
+            let same = in_panel(self.models[i].has_theory());
+            same.first() == Some(&i) || same.last() == Some(&i)
+        };
+        for (i, (model, log)) in self.models.iter().zip(logs).enumerate() {
             let times = log.times();
             let panel = if model.has_theory() { 0 } else { 1 };
             let color = palette::depth(model.depth.get());
@@ -286,7 +295,9 @@ impl Kind for Sigmoid {
             let label =
                 if model.depth.get() == 1 { "linear".to_string() } else { format!("depth {}", model.depth.get()) };
             body.series.push(
-                Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured).legend_label(label),
+                Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured)
+                    .legend_label(label)
+                    .keep_band_if(banded(i)),
             );
             if !model.has_theory() {
                 continue;
