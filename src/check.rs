@@ -151,10 +151,10 @@ fn verdict(passed: bool) -> &'static str {
 
 fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     let name = &old.name;
-    if (old.panel, old.source, old.style, old.legend, &old.color, &old.labels)
-        != (new.panel, new.source, new.style, new.legend, &new.color, &new.labels)
+    if (old.panel, old.source, old.style, old.legend, &old.color, &old.legend_label, &old.labels)
+        != (new.panel, new.source, new.style, new.legend, &new.color, &new.legend_label, &new.labels)
     {
-        out.push(format!("series {name:?}: panel, source, style, colour, legend or labels changed"));
+        out.push(format!("series {name:?}: panel, source, style, colour, legend, legend label or labels changed"));
     }
     let mut listed = 0;
     let mut more = 0;

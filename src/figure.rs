@@ -117,8 +117,15 @@ pub struct Series {
     pub style: Style,
     /// "#rrggbb".
     pub color: String,
-    /// Shown in the legend.
+    /// Shown in the legend. Entries drawn alike with the same `legend_label` are shown once.
     pub legend: bool,
+    /// What the series means to a reader: its text in the legend. Unlike `name`
+    /// (unique, what claims refer to), series that mean one thing share it, e.g.
+    /// "K = 2" for a class count's error and margin in two panels, or "theory"
+    /// for every black dashed line. Every series drawn alike (`Series::look`)
+    /// must carry the same one (`FigureBody::legend_problem`).
+    #[serde(default)]
+    pub legend_label: String,
     pub x: Vec<f64>,
     pub y: Vec<f64>,
     pub band: Option<Band>,
@@ -147,8 +154,10 @@ impl Series {
         x: Vec<f64>,
         y: Vec<f64>,
     ) -> Series {
+        let name = name.into();
         Series {
-            name: name.into(),
+            legend_label: name.clone(),
+            name,
             panel,
             source,
             style: Style::Line,
@@ -194,6 +203,28 @@ impl Series {
     pub fn in_legend(mut self, legend: bool) -> Series {
         self.legend = legend;
         self
+    }
+
+    /// With `label` in the legend instead of its name: what it shares with the
+    /// other series drawn alike (the builders start from the unique name).
+    pub fn legend_label(mut self, label: impl Into<String>) -> Series {
+        self.legend_label = label.into();
+        self
+    }
+
+    /// How a reader tells the series apart from others: its colour and the kind
+    /// of mark it is drawn with (a measured line is solid, a theory line dashed;
+    /// points with text are drawn larger). Bands and widths are not part of it.
+    pub fn look(&self) -> (String, &'static str) {
+        let mark = match (self.style, self.source) {
+            (Style::Line, Source::Measured) => "solid line",
+            (Style::Line, Source::Theory) => "dashed line",
+            (Style::Points, _) if self.labels.is_some() => "labelled points",
+            (Style::Points, _) => "points",
+            (Style::Area, _) => "area",
+            (Style::Arrows, _) => "arrows",
+        };
+        (self.color.to_ascii_lowercase(), mark)
     }
 
     /// With a band around the line.
@@ -377,6 +408,43 @@ impl FigureBody {
     pub fn duplicate_series(&self) -> Option<&str> {
         let mut seen = std::collections::BTreeSet::new();
         self.series.iter().map(|s| s.name.as_str()).find(|name| !seen.insert(*name))
+    }
+
+    /// Where the legend would mislead, in words: one look (`Series::look`:
+    /// colour and mark) used for series with different legend labels, a drawn
+    /// series whose look and label no legend entry shows, or an entry without
+    /// text. A reader tells series apart only by colour and mark, so one look
+    /// must mean one thing across the whole figure, and the legend must say what.
+    pub fn legend_problem(&self) -> Option<String> {
+        // A series without points draws nothing (a grid class that no point fell in).
+        let drawn: Vec<&Series> = self.series.iter().filter(|s| !s.x.is_empty()).collect();
+        let mut meaning: BTreeMap<(String, &str), &Series> = BTreeMap::new();
+        for &s in &drawn {
+            let first = *meaning.entry(s.look()).or_insert(s);
+            if first.legend_label != s.legend_label {
+                let (color, mark) = s.look();
+                return Some(format!(
+                    "series {:?} and {:?} are both drawn as {mark} in {color} but labelled {:?} and {:?}: \
+                     one colour and mark must mean one thing (give them other colours or marks, or one legend label)",
+                    first.name, s.name, first.legend_label, s.legend_label
+                ));
+            }
+        }
+        for &s in &drawn {
+            let shown = |e: &&Series| e.legend && e.look() == s.look() && e.legend_label == s.legend_label;
+            if !drawn.iter().any(shown) {
+                let (color, mark) = s.look();
+                return Some(format!(
+                    "series {:?} ({mark} in {color}, {:?}) has no legend entry: \
+                     show it or a series drawn alike with the same label (`in_legend(true)`)",
+                    s.name, s.legend_label
+                ));
+            }
+            if s.legend && s.legend_label.trim().is_empty() {
+                return Some(format!("series {:?} is in the legend with no label", s.name));
+            }
+        }
+        None
     }
 
     /// Rounds every number to `digits` significant digits.

@@ -263,7 +263,8 @@ fn divergences(job: &Job, log: &TrainLog) -> Vec<Divergence> {
 
 /// A figure's data from its jobs' logs (in the order of `kind.jobs()`): the
 /// kind assembles it, the pipeline adds the diverged trainings, checks that
-/// every plotted number is finite and every series name unique, and rounds.
+/// every plotted number is finite, every series name unique and the legend
+/// true to the drawing (`FigureBody::legend_problem`), and rounds.
 pub fn figure_body(kind: &dyn Kind, jobs: &[&Job], logs: &[TrainLog]) -> Result<FigureBody> {
     ensure!(jobs.len() == logs.len(), "{} jobs, {} logs", jobs.len(), logs.len());
     for (job, log) in jobs.iter().zip(logs) {
@@ -274,6 +275,11 @@ pub fn figure_body(kind: &dyn Kind, jobs: &[&Job], logs: &[TrainLog]) -> Result<
     body.divergences = jobs.iter().zip(logs).flat_map(|(job, log)| divergences(job, log)).collect();
     if let Some(name) = body.duplicate_series() {
         bail!("two series are named {name:?} (a bug in its kind)");
+    }
+    // A figure whose legend misleads is not written: one colour and mark
+    // means one thing, and every series drawn can be told from the legend.
+    if let Some(why) = body.legend_problem() {
+        bail!("{why} (a bug in its kind)");
     }
     if !body.divergences.is_empty() {
         // Diverged trainings are recorded (and shown); their non-finite

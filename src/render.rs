@@ -391,25 +391,43 @@ where
 {
     let mut y = 40;
     let style = (FONT, 12).into_font().color(&BLACK);
+    // Series drawn alike with one label are one thing: one entry.
+    let mut shown = Vec::new();
+    // Data written before legend labels existed has none: its name stands in.
+    let text = |s: &Series| if s.legend_label.is_empty() { s.name.clone() } else { s.legend_label.clone() };
     for s in fig.body.series.iter().filter(|s| s.legend) {
+        let label = text(s);
+        if shown.contains(&(s.look(), label.clone())) {
+            continue;
+        }
+        shown.push((s.look(), label.clone()));
+        // A band drawn around any of them is explained here too.
+        let band =
+            fig.body.series.iter().filter(|e| e.look() == s.look() && text(e) == label).find_map(|e| e.band.as_ref());
         let c = rgb(&s.color);
         let (x0, x1) = (6, 34);
         match s.style {
             Style::Area => area.draw(&Rectangle::new([(x0, y - 6), (x1, y + 6)], c.mix(0.25).filled())),
-            Style::Points => area.draw(&Circle::new(((x0 + x1) / 2, y), 4, c.filled())),
+            Style::Points => {
+                area.draw(&Circle::new(((x0 + x1) / 2, y), if s.labels.is_some() { 5 } else { 4 }, c.filled()))
+            }
+            Style::Arrows => {
+                let head = arrowhead(((x0 + x1) / 2 - 8, y), ((x0 + x1) / 2 + 4, y));
+                area.draw(&Polygon::new(head, rgb("#777777").filled()))
+            }
             Style::Line if s.source == Source::Theory => {
                 area.draw(&plotters::element::DashedPathElement::new(vec![(x0, y), (x1, y)], 6, 4, c.stroke_width(2)))
             }
-            _ => {
-                if s.band.is_some() {
+            Style::Line => {
+                if band.is_some() {
                     area.draw(&Rectangle::new([(x0, y - 6), (x1, y + 6)], c.mix(0.18).filled())).map_err(draw_err)?;
                 }
                 area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2)))
             }
         }
         .map_err(draw_err)?;
-        let mut label = s.name.clone();
-        if let Some(b) = &s.band {
+        let mut label = label;
+        if let Some(b) = band {
             label.push_str(&format!(" (band: {})", b.what));
         }
         let lines = wrap(&label, 30);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use learning_dynamics::claims;
-use learning_dynamics::figure::{ClaimResult, FigureBody, FigureData, Series, Source, Style};
+use learning_dynamics::figure::{ClaimResult, FigureBody, FigureData, Series, Source};
 use learning_dynamics::shapes::{exponential_like, logistic_over_exponential, transition_width};
 use learning_dynamics::spec::{self, ClaimSpec};
 
@@ -18,18 +18,7 @@ use learning_dynamics::spec::{self, ClaimSpec};
 // Hand-built figure data
 
 fn series(name: &str, x: &[f64], y: &[f64]) -> Series {
-    Series {
-        name: name.into(),
-        panel: 0,
-        source: Source::Measured,
-        style: Style::Line,
-        color: "#000000".into(),
-        legend: true,
-        x: x.to_vec(),
-        y: y.to_vec(),
-        band: None,
-        labels: None,
-    }
+    Series::line(name, 0, Source::Measured, "#000000", x.to_vec(), y.to_vec())
 }
 
 /// t = 0, then 81 points log-spaced from 1e-2 to 1e6: a training log's times.

@@ -21,7 +21,7 @@ fn digest(fig: &FigureData) -> Value {
         .iter()
         .map(|s| {
             let drawn = json!({
-                "panel": s.panel, "style": s.style, "color": s.color, "legend": s.legend,
+                "panel": s.panel, "style": s.style, "color": s.color, "legend": s.legend, "legend_label": s.legend_label,
                 "band": s.band.as_ref().map(|b| &b.what), "labels": s.labels,
             });
             match s.source {

@@ -1,7 +1,7 @@
 //! The theory functions, checked against numerical integration of the ODEs
 //! they solve, and against the reference numbers in the project's notes.
 
-use learning_dynamics::figure::{Series, Source, Style};
+use learning_dynamics::figure::{Series, Source};
 use learning_dynamics::shapes::{fit_logistic_in_log_x, transition_width};
 use learning_dynamics::theory::{self, Mode};
 use learning_dynamics::values::Loss;
@@ -184,18 +184,7 @@ fn error_curve_counts_points_not_yet_crossed() {
 }
 
 fn curve(x: Vec<f64>, y: Vec<f64>) -> Series {
-    Series {
-        name: "c".into(),
-        panel: 0,
-        source: Source::Measured,
-        style: Style::Line,
-        color: "#000000".into(),
-        legend: true,
-        x,
-        y,
-        band: None,
-        labels: None,
-    }
+    Series::line("c", 0, Source::Measured, "#000000", x, y)
 }
 
 #[test]

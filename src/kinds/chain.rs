@@ -88,6 +88,12 @@ fn measured_name(init: &str, depth: u64) -> String {
 fn theory_name(init: &str, depth: u64) -> String {
     format!("{init}, depth {depth} (ODE)")
 }
+/// What a depth's colour means in the legend (the panels' titles say the init).
+fn depth_label(depth: u64) -> String {
+    format!("depth {depth}")
+}
+/// Every black dashed line of these figures.
+const ODE_LABEL: &str = "ODE";
 fn escape_scalar(depth: u64) -> String {
     format!("depth {depth}: t* at the trajectory norm")
 }
@@ -328,12 +334,16 @@ impl Kind for Chain {
                 );
                 let (tx, ty): (Vec<f64>, Vec<f64>) =
                     norms.iter().zip(&theory).filter_map(|(&s, t)| t.map(|t| (s, t))).unzip();
+                // A colour is a depth in every panel (the titles say the init).
                 let legend = init_index == 0;
                 body.series.push(
-                    Series::points(measured_name(&init.name, depth), init_index, color, xs, ys).in_legend(legend),
+                    Series::points(measured_name(&init.name, depth), init_index, color, xs, ys)
+                        .legend_label(depth_label(depth))
+                        .in_legend(legend),
                 );
                 body.series.push(
                     Series::line(theory_name(&init.name, depth), init_index, Source::Theory, color, tx, ty)
+                        .legend_label(format!("{}, ODE", depth_label(depth)))
                         .in_legend(legend),
                 );
             }
@@ -353,14 +363,14 @@ impl Kind for Chain {
                 };
                 let skip = crate::stats::leading_zero_times(&times);
                 let (x, traj_margins) = (times[skip..].to_vec(), margins_of(traj)[skip..].to_vec());
-                // In the depth view these are the only per-depth series.
                 body.series.push(
                     Series::line(name, traj_panel, Source::Measured, color, x.clone(), traj_margins)
-                        .in_legend(depth_view),
+                        .legend_label(depth_label(depth)),
                 );
                 body.series.push(
                     Series::theory(theory_series, traj_panel, x, theory_margins[skip..].to_vec())
-                        .in_legend(depth_view && depth == self.depths[0].get()),
+                        .legend_label(ODE_LABEL)
+                        .in_legend(self.depths.last().is_some_and(|d| d.get() == depth)),
                 );
                 if depth_view {
                     let m = margins_of(traj);
@@ -391,6 +401,7 @@ impl Kind for Chain {
             let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
                 depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()
             };
+            // Black: these points are no one depth, and the ODE is black dashed throughout.
             for (panel, name, source, (xs, y)) in [
                 (traj_panel + 1, "t* measured", Source::Measured, column(|p| p.1)),
                 (traj_panel + 1, "t* ODE", Source::Theory, column(|p| p.2)),
@@ -398,8 +409,8 @@ impl Kind for Chain {
                 (traj_panel + 2, "rise width ODE", Source::Theory, column(|p| p.4)),
             ] {
                 body.series.push(match source {
-                    Source::Measured => Series::points(name, panel, palette::ORANGE, xs, y),
-                    Source::Theory => Series::theory(name, panel, xs, y),
+                    Source::Measured => Series::points(name, panel, palette::BLACK, xs, y).legend_label("measured"),
+                    Source::Theory => Series::theory(name, panel, xs, y).legend_label(ODE_LABEL),
                 });
             }
         }

@@ -107,6 +107,9 @@ impl Run {
 /// Samples a side at most: `max_margin` takes O(n^3) (every pair, each checked against every sample).
 const MAX_PER_SIDE: u64 = 256;
 
+/// Every black dashed curve, in the legend.
+const FLOW_LABEL: &str = "the linear flow (theory)";
+
 const GAP: &str = "linear: largest gap of norm(w) to its flow (% of norm(w), t >= 1)";
 const SLOPE_RATIO: &str = "linear, cross-entropy: slope of norm(w) in ln t over the last decade / norm(w_hat)";
 const ANGLE_TO_MAX_MARGIN: &str = "linear, cross-entropy: angle of w to w_hat at the end (degrees)";
@@ -358,7 +361,9 @@ impl Kind for Discriminator {
                 times.clone(),
                 &norms,
             )
-            .keep_band_if(several);
+            .keep_band_if(several)
+            // A colour is a loss in all four panels; their titles say the model.
+            .legend_label(run.loss().name());
             body.scalars.insert(run.change_scalar(), last_decade_change(&norm_line.x, &norm_line.y));
             body.series.push(norm_line.skipping(skip));
             body.series.push(
@@ -370,7 +375,8 @@ impl Kind for Discriminator {
                     times.clone(),
                     mean_direction,
                 )
-                .skipping(skip),
+                .skipping(skip)
+                .legend_label(run.loss().name()),
             );
             if let Run::Linear(loss) = run {
                 let flow = linear_flow(&samples, loss, &times, self.theory_dt.get());
@@ -381,18 +387,24 @@ impl Kind for Discriminator {
                 }
                 let later = &flow[skip..];
                 let x = times[skip..].to_vec();
-                body.series.push(Series::theory(
-                    format!("linear flow, {}: norm(w)", loss.name()),
-                    0,
-                    x.clone(),
-                    later.iter().map(|&w| norm(w)).collect(),
-                ));
-                body.series.push(Series::theory(
-                    format!("linear flow, {}: direction", loss.name()),
-                    1,
-                    x.clone(),
-                    later.iter().map(|&w| angle_degrees(w)).collect(),
-                ));
+                body.series.push(
+                    Series::theory(
+                        format!("linear flow, {}: norm(w)", loss.name()),
+                        0,
+                        x.clone(),
+                        later.iter().map(|&w| norm(w)).collect(),
+                    )
+                    .legend_label(FLOW_LABEL),
+                );
+                body.series.push(
+                    Series::theory(
+                        format!("linear flow, {}: direction", loss.name()),
+                        1,
+                        x.clone(),
+                        later.iter().map(|&w| angle_degrees(w)).collect(),
+                    )
+                    .legend_label(FLOW_LABEL),
+                );
                 if loss == Loss::CrossEntropy {
                     // d|w|/d ln t over the last decade, against |w_hat|.
                     let slope = last_decade(&times).map_or(f64::NAN, |(start, end)| {

@@ -295,9 +295,12 @@ impl Kind for Frequency {
                 if net == Net::Linear {
                     let skip = crate::stats::leading_zero_times(&times);
                     for k in 0..self.counts.len() {
-                        // An ordered quantity: a light-to-dark ramp of one hue,
-                        // apart from the nets' colours in the left panel.
-                        let ramp = ["#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b"];
+                        // An ordered quantity: a ramp (viridis, without its
+                        // near-black and pale ends), apart from the nets'
+                        // colours in the left panel. The theory lies on the
+                        // curves, so it is drawn in thin grey dashes: black
+                        // ones, as wide as the curves, hid them but for the gaps.
+                        let ramp = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
                         let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
                         let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
                         body.series.push(
@@ -307,8 +310,16 @@ impl Kind for Frequency {
                         );
                         let y = (skip..times.len()).map(|t| feature_mean(&|i| theory[i][t], k)).collect();
                         body.series.push(
-                            Series::theory(format!("feature {} (theory)", k + 1), 1, times[skip..].to_vec(), y)
-                                .in_legend(k == 0),
+                            Series::line(
+                                format!("feature {} (theory)", k + 1),
+                                1,
+                                Source::Theory,
+                                palette::GREY,
+                                times[skip..].to_vec(),
+                                y,
+                            )
+                            .legend_label("theory (linear model)")
+                            .in_legend(k + 1 == self.counts.len()),
                         );
                     }
                 }

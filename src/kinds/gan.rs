@@ -214,7 +214,12 @@ impl Kind for Gan {
                 (on_mode_series(loss), 1, &on_mode),
                 (signal_series(loss), 2, &signal),
             ] {
-                body.series.push(Series::mean_over_seeds(name, panel, color, steps.clone(), curves).skipping(skip));
+                // A colour is a loss in every panel; the titles say the measure.
+                body.series.push(
+                    Series::mean_over_seeds(name, panel, color, steps.clone(), curves)
+                        .skipping(skip)
+                        .legend_label(loss.name()),
+                );
             }
             let last = |curves: &[Vec<f64>]| -> Vec<f64> { curves.iter().map(|c| *c.last().unwrap()).collect() };
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

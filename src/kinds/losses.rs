@@ -307,6 +307,7 @@ impl Kind for Losses {
                 s.name = s.name.replacen(&model.name, &name, 1);
                 if s.source == Source::Measured {
                     s.color = color.into();
+                    s.legend_label.clone_from(&name);
                 }
                 s.panel = 0;
                 // One legend entry for all the (black, dashed) theory curves.
@@ -351,12 +352,14 @@ impl Kind for Losses {
                 body.series.push(
                     Series::mean_over_seeds(format!("{name}: {quantity}"), panel, color, times.clone(), measured)
                         .skipping(skip)
+                        .legend_label(&name)
                         .in_legend(false),
                 );
                 let (theory_mean, _, _) = mean_min_max(theory);
                 body.series.push(
                     Series::theory(format!("{name}: {quantity} (theory)"), panel, times.clone(), theory_mean)
                         .skipping(skip)
+                        .legend_label(super::sigmoid::THEORY_LABEL)
                         .in_legend(false),
                 );
             }

@@ -167,22 +167,26 @@ impl Kind for Modes {
                 if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(),
                 rank_correlation(&norms, &learned),
             );
-            for (rank, &i) in self.shown(&norms).iter().enumerate() {
+            let shown = self.shown(&norms);
+            for (rank, &i) in shown.iter().enumerate() {
                 let color = POINT_COLORS[rank];
                 let per_seed: Vec<Vec<f64>> = (0..seeds.len())
                     .map(|k| log.margins.iter().skip(skip).map(|m| m[k * n + i] as f64).collect())
                     .collect();
+                // A colour is a point (its norm s) in both panels; their titles say the init.
                 let measured_name = format!("s = {:.2}, {name}", norms[i]);
                 body.series.push(
                     Series::mean_over_seeds(measured_name, panel, color, times[skip..].to_vec(), &per_seed)
-                        .in_legend(panel == 0 || rank == 0)
+                        .legend_label(format!("s = {:.2}", norms[i]))
                         .keep_band_if(panel == 1),
                 );
                 let ode_name =
                     format!("mode ODE, s = {:.2}{}", norms[i], if panel == 0 { "" } else { " (for reference)" });
                 body.series.push(
                     Series::theory(ode_name, panel, times[skip..].to_vec(), theory[i][skip..].to_vec())
-                        .in_legend(panel == 0 && rank == 0),
+                        .legend_label("mode ODE")
+                        // Listed after the points, whose colours come first.
+                        .in_legend(panel == 0 && rank + 1 == shown.len()),
                 );
             }
         }

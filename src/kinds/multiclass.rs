@@ -94,7 +94,12 @@ pub struct Multiclass {
     pub target_margin: Positive,
 }
 
-const COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION];
+/// A colour per class count K, in every panel. Black is the flows', sky blue
+/// and grey the guides', vermillion the closed form's: a fourth K would repeat
+/// blue, and the figure's legend check would refuse it.
+const COLORS: [&str; 3] = [palette::BLUE, palette::ORANGE, palette::GREEN];
+/// Every black dashed curve: the theory of the first two panels.
+const FLOW_LABEL: &str = "each point's flow (theory)";
 
 fn k_name(k: usize) -> String {
     format!("K = {k}")
@@ -404,16 +409,22 @@ impl Kind for Multiclass {
             }
             let name = k_name(k);
             body.series.push(
-                Series::mean_over_seeds(format!("{name}: error"), 0, color, times.clone(), &errors).skipping(skip),
+                Series::mean_over_seeds(format!("{name}: error"), 0, color, times.clone(), &errors)
+                    .skipping(skip)
+                    .legend_label(&name),
             );
             // The theory, averaged over seeds like the measurement.
             let theory_line = |name: String, panel: usize, curves: &[Vec<f64>]| {
                 let (mean, _, _) = mean_min_max(curves);
-                Series::theory(name, panel, times[skip..].to_vec(), mean[skip..].to_vec())
+                Series::theory(name, panel, times[skip..].to_vec(), mean[skip..].to_vec()).legend_label(FLOW_LABEL)
             };
-            body.series.push(theory_line(format!("{name} (theory): error"), 0, &theory_errors).in_legend(j == 0));
+            body.series
+                .push(theory_line(format!("{name} (theory): error"), 0, &theory_errors).in_legend(j + 1 == ks.len()));
             body.series.push(
-                Series::mean_over_seeds(format!("{name}: mean margin"), 1, color, times.clone(), &means).skipping(skip),
+                Series::mean_over_seeds(format!("{name}: mean margin"), 1, color, times.clone(), &means)
+                    .skipping(skip)
+                    .legend_label(&name)
+                    .in_legend(false),
             );
             body.series.push(theory_line(format!("{name} (theory): mean margin"), 1, &theory_means).in_legend(false));
 
@@ -468,7 +479,7 @@ impl Kind for Multiclass {
                 .collect();
             let (xs, ys) = per_point_median.into_iter().unzip();
             body.series
-                .push(Series::points(format!("{name}: time against the norm"), 3, color, xs, ys).in_legend(false));
+                .push(Series::points(format!("{name}: time against the norm"), 3, color, xs, ys).legend_label(&name));
         }
         let kx: Vec<f64> = ks.iter().map(|&k| k as f64).collect();
         // A time is undefined (NaN, in its scalar) where some point never reached the margin: not drawn.
@@ -479,10 +490,18 @@ impl Kind for Multiclass {
         body.series.push(Series::points("time to the target margin", 2, palette::PURPLE, reached_k, reached_t));
         let (flow_k, flow_t) = finite(&flow_times);
         body.series.push(Series::theory("on each point's flow", 2, flow_k, flow_t).styled(Style::Points));
-        body.series.push(Series::line(self.closed_form_series(), 2, Source::Theory, palette::GREY, kx, closed_forms));
+        body.series.push(Series::line(
+            self.closed_form_series(),
+            2,
+            Source::Theory,
+            palette::VERMILLION,
+            kx,
+            closed_forms,
+        ));
         // Guides of slope -1 and -2 through the largest K's median at s = 1 (where
         // t / N is the time in the flow's units), over the norms' range: which one
-        // the points follow is the norm claim; the model's own is drawn black.
+        // the points follow is the norm claim; the model's own is drawn sky blue
+        // (black and grey mean the flows and the other guide).
         let (lo, hi) = norms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         let anchor = *measured_times.last().unwrap_or(&f64::NAN);
         for (name, p) in [("power 1 / s", 1), ("power 1 / s^2", 2)] {
@@ -491,7 +510,7 @@ impl Kind for Multiclass {
             } else {
                 (Vec::new(), Vec::new())
             };
-            let color = if p == power { palette::BLACK } else { palette::GREY };
+            let color = if p == power { palette::SKY_BLUE } else { palette::GREY };
             body.series.push(Series::line(name, 3, Source::Theory, color, xs, ys));
         }
         body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));

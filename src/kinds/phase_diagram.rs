@@ -148,12 +148,15 @@ impl PhaseDiagram {
             let name =
                 if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
             let (x, y) = path.into_iter().unzip();
-            body.series.push(Series::line(name, 0, Source::Theory, palette::GREY, x, y).in_legend(k == 0));
+            body.series.push(
+                Series::line(name, 0, Source::Theory, palette::GREY, x, y)
+                    .legend_label("streamlines (theory)")
+                    .in_legend(k == 0),
+            );
         }
         body.series.push(
             Series::line("flow direction (theory)", 0, Source::Theory, palette::GREY, arrows.0, arrows.1)
-                .styled(Style::Arrows)
-                .in_legend(false),
+                .styled(Style::Arrows),
         );
     }
 }
@@ -370,14 +373,12 @@ impl Kind for PhaseDiagram {
             }
             let (x, y): (Vec<f64>, Vec<f64>) =
                 theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
-            body.series.push(
-                Series::line(format!("{} (theory)", start.name), 0, Source::Theory, color, x, y).in_legend(false),
-            );
+            body.series.push(Series::line(format!("{} (theory)", start.name), 0, Source::Theory, color, x, y));
         }
         body.scalars.insert("largest hyperbola drift".into(), drift);
         let (x, y) = self.starts.iter().map(|s| (s.z, s.y)).unzip();
         let labels = self.starts.iter().map(|s| s.name.clone()).collect();
-        body.series.push(Series::points("marked starts", 0, palette::BLACK, x, y).in_legend(false).with_labels(labels));
+        body.series.push(Series::points("marked starts", 0, palette::BLACK, x, y).with_labels(labels));
         Ok(body)
     }
 }

@@ -172,6 +172,7 @@ impl Kind for ShortcutStrength {
         for (j, (run, log)) in runs.iter().zip(logs).enumerate() {
             let color = digits::COLORS[j % digits::COLORS.len()];
             let (line, finals) = digits::accuracy_over_time(run.name(), color, log, seeds.len())?;
+            let line = line.keep_band_if(digits::band_shown(j, runs.len() - 1));
             let last = line.y[line.y.len() - 1];
             body.scalars.insert(run.final_scalar(), last);
             body.series.push(line);
@@ -185,13 +186,19 @@ impl Kind for ShortcutStrength {
             }
         }
         let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
-        let finals =
-            Series::mean_over_seeds("clean test accuracy at the end", 1, palette::PURPLE, values, &finals_per_seed);
+        let finals = Series::mean_over_seeds(
+            digits::END_OF_TRAINING,
+            1,
+            digits::END_OF_TRAINING_COLOR,
+            values,
+            &finals_per_seed,
+        );
         let (weakest, strongest) = (finals.y[0], finals.y[finals.y.len() - 1]);
         // The control as a level across the right panel, to read the shortcut runs against.
         let span = vec![finals.x[0], finals.x[finals.x.len() - 1]];
         body.series.push(
             Series::line(CONTROL_LEVEL, 1, Source::Measured, palette::BLACK, span, vec![control_final; 2])
+                .legend_label(Run::Control.name())
                 .in_legend(false),
         );
         body.scalars.insert(WEAKEST_MINUS_STRONGEST.into(), weakest - strongest);

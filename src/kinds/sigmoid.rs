@@ -22,6 +22,10 @@ use crate::values::{Count, Depth, Fraction, Loss, NonNegative, Outputs, Positive
 /// This kind's source files (see `kinds::files`).
 pub const FILES: &[&str] = &[file!()];
 
+/// What every black dashed curve of the sigmoid figure and the figures built
+/// from it means, in their legends.
+pub const THEORY_LABEL: &str = "theory";
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sigmoid {
@@ -270,7 +274,16 @@ impl Kind for Sigmoid {
         if self.models.iter().any(|m| !m.has_theory()) {
             body.panels.push(panel("plain random Gaussian init (no exact theory)"));
         }
-        for (model, log) in self.models.iter().zip(logs) {
+        // Bands of each panel's first and last model only: three or more,
+        // translucent over each other, blend into one block of colour.
+        let in_panel = |theory: bool| -> Vec<usize> {
+            (0..self.models.len()).filter(|&i| self.models[i].has_theory() == theory).collect()
+        };
+        let banded = |i: usize| {
+            let same = in_panel(self.models[i].has_theory());
+            same.first() == Some(&i) || same.last() == Some(&i)
+        };
+        for (i, (model, log)) in self.models.iter().zip(logs).enumerate() {
             let times = log.times();
             let panel = if model.has_theory() { 0 } else { 1 };
             let color = palette::depth(model.depth.get());
@@ -278,7 +291,14 @@ impl Kind for Sigmoid {
             let measured: Vec<Vec<f64>> = (0..seeds.len())
                 .map(|k| log.margins.iter().map(|m| error_fraction(&m[k * n..(k + 1) * n])).collect())
                 .collect();
-            body.series.push(Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured));
+            // A colour is a depth in both panels (their titles say the init).
+            let label =
+                if model.depth.get() == 1 { "linear".to_string() } else { format!("depth {}", model.depth.get()) };
+            body.series.push(
+                Series::mean_over_seeds(model.name.clone(), panel, color, times.clone(), &measured)
+                    .legend_label(label)
+                    .keep_band_if(banded(i)),
+            );
             if !model.has_theory() {
                 continue;
             }
@@ -317,7 +337,7 @@ impl Kind for Sigmoid {
                 .fold(0.0, f64::max);
             body.scalars.insert(model.gap_scalar(), gap);
             let (mean, _, _) = mean_min_max(&theory_curves);
-            body.series.push(Series::theory(model.theory_series(), panel, times, mean));
+            body.series.push(Series::theory(model.theory_series(), panel, times, mean).legend_label(THEORY_LABEL));
         }
         // The shape of every measured curve, for the caption (the claims
         // compute the same from the series, so that their controls can

@@ -286,7 +286,13 @@ impl Kind for SpectralDecoupling {
                         let panel = usize::from(model == Model::TwoLayer);
                         let line =
                             Series::mean_over_seeds(run.name(), panel, color_of(penalty), times.clone(), &curves)
-                                .keep_band_if(members > 1);
+                                // Bands of the extreme lambdas only: four, translucent
+                                // over each other, blend into one block of colour.
+                                .keep_band_if(
+                                    members > 1 && (penalty == lambdas[0] || Some(&penalty) == lambdas.last()),
+                                )
+                                // A colour is a lambda in both panels; their titles say the model.
+                                .legend_label(format!("lambda = {penalty}"));
                         body.scalars.insert(run.ratio_scalar(), line.y[line.y.len() - 1]);
                         body.series.push(line.skipping(skip));
                         if model == Model::Linear {
@@ -311,7 +317,8 @@ impl Kind for SpectralDecoupling {
                                     times[skip..].to_vec(),
                                     ratio,
                                 )
-                                .in_legend(penalty == 0.0),
+                                .legend_label("ODE (linear model)")
+                                .in_legend(Some(&penalty) == lambdas.last()),
                             );
                             if Some(&penalty) == lambdas.last() {
                                 let a_end = strengths[0].last().map_or(f64::NAN, |s| s.1);

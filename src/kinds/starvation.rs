@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{self, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source};
+use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
 use crate::rng;
 use crate::rng::random_layers;
 use crate::stats::mean_min_max;
@@ -402,10 +402,12 @@ impl Kind for Starvation {
                     _ => None,
                 };
                 let Some(panel) = panel else { continue };
+                // A colour is a frequency p in all three panels (their titles say the model).
                 let color = colors[j % colors.len()];
                 body.series.push(
                     Series::mean_over_seeds(format!("{short}, p = {p}"), panel, color, times.clone(), &curves)
                         .skipping(skip)
+                        .legend_label(format!("p = {p}"))
                         .in_legend(panel == 0)
                         .keep_band_if(per_p > 1),
                 );
@@ -421,20 +423,21 @@ impl Kind for Starvation {
                     let ratio = theory[skip..].iter().map(|(a, b)| b / a).collect();
                     body.series.push(
                         Series::theory(format!("{short} ODE, p = {p}"), panel, times[skip..].to_vec(), ratio)
-                            .in_legend(panel == 0 && j == 0),
+                            .legend_label("ODE (linear model)")
+                            .in_legend(panel == 0 && j + 1 == ps.len()),
                     );
                 }
             }
             finals.push(run_finals);
             if run.loss == Loss::CrossEntropy {
-                let color = match (run.model, run.control) {
-                    (Model::Linear, false) => palette::BLUE,
-                    (Model::Linear, true) => palette::SKY_BLUE,
-                    (Model::TwoLayer, false) => palette::VERMILLION,
-                    (Model::TwoLayer, true) => palette::ORANGE,
-                };
-                let name = format!("{short}, {}", if run.control { "control (B alone)" } else { "starved (A + B)" });
-                body.series.push(Series::line(name, 3, Source::Measured, color, ps.clone(), accuracies));
+                // The frequencies' colours are taken: the model is black or grey
+                // here, the starved net a line and its control points.
+                let color = if run.model == Model::Linear { palette::BLACK } else { palette::GREY };
+                let what = if run.control { "control (B alone)" } else { "starved (A + B)" };
+                let name = format!("{short}, {what}");
+                let label = format!("{}, {what}", if run.model == Model::Linear { "linear" } else { "two-layer" });
+                let series = Series::line(name, 3, Source::Measured, color, ps.clone(), accuracies).legend_label(label);
+                body.series.push(if run.control { series.styled(Style::Points) } else { series });
             }
         }
         body.scalars.insert(gap_scalar(Loss::CrossEntropy), gaps[0]);

@@ -35,6 +35,9 @@ pub struct OnePoint {
 }
 
 /// Names are part of the figure's interface: claims and captions use them.
+/// One colour per norm: a colour (with its mark) must mean one thing in the figure.
+const COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION];
+
 fn measured_name(norm: f64) -> String {
     format!("s = {norm}")
 }
@@ -56,6 +59,8 @@ impl Kind for OnePoint {
     fn problems(&self) -> Vec<String> {
         if self.norms.is_empty() {
             vec!["expected at least one input norm".into()]
+        } else if self.norms.len() > COLORS.len() {
+            vec![format!("at most {} input norms (one colour each)", COLORS.len())]
         } else {
             Vec::new()
         }
@@ -105,22 +110,19 @@ impl Kind for OnePoint {
             ..Default::default()
         };
         let mut gap: f64 = 0.0;
-        for (norm, log) in self.norms.iter().zip(logs) {
+        // One colour per norm, and every series drawn alike shares one legend
+        // label (`FigureBody::legend_problem`, checked by the pipeline).
+        for (j, (norm, log)) in self.norms.iter().zip(logs).enumerate() {
             let s = norm.get();
             let times = log.times();
             let measured: Vec<f64> = log.margins.iter().map(|m| m[0] as f64).collect();
             let theory = gradient_flow(s, &times);
             gap = measured.iter().zip(&theory).map(|(a, b)| (a - b).abs()).fold(gap, f64::max);
             // One network, so no band; a kind with seeds draws `Series::mean_over_seeds`.
-            body.series.push(Series::line(
-                measured_name(s),
-                0,
-                Source::Measured,
-                palette::BLUE,
-                times.clone(),
-                measured,
-            ));
-            body.series.push(Series::theory(theory_name(s), 0, times, theory));
+            body.series.push(Series::line(measured_name(s), 0, Source::Measured, COLORS[j], times.clone(), measured));
+            // Every black dashed curve is one thing: one legend entry.
+            body.series
+                .push(Series::theory(theory_name(s), 0, times, theory).legend_label("gradient flow").in_legend(j == 0));
         }
         body.scalars.insert(gap_scalar(), gap);
         Ok(body)
