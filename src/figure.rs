@@ -410,6 +410,25 @@ impl FigureBody {
         self.series.iter().map(|s| s.name.as_str()).find(|name| !seen.insert(*name))
     }
 
+    /// The legend: one entry per (look, label), in the order of the series,
+    /// each with the first series drawn so and a band that any of them has.
+    pub fn legend_entries(&self) -> Vec<LegendEntry<'_>> {
+        // Data written before legend labels existed has none: its name stands in.
+        let text = |s: &Series| if s.legend_label.is_empty() { s.name.clone() } else { s.legend_label.clone() };
+        let mut entries: Vec<LegendEntry> = Vec::new();
+        for s in self.series.iter().filter(|s| s.legend) {
+            let label = text(s);
+            if entries.iter().any(|e| e.series.look() == s.look() && e.label == label) {
+                continue;
+            }
+            // A band drawn around any series drawn alike is explained here too.
+            let band =
+                self.series.iter().filter(|e| e.look() == s.look() && text(e) == label).find_map(|e| e.band.as_ref());
+            entries.push(LegendEntry { series: s, label, band });
+        }
+        entries
+    }
+
     /// Where the legend would mislead, in words: one look (`Series::look`:
     /// colour and mark) used for series with different legend labels, a drawn
     /// series whose look and label no legend entry shows, or an entry without
@@ -509,4 +528,11 @@ mod nan_as_null {
         let map = BTreeMap::<String, Option<f64>>::deserialize(d)?;
         Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
     }
+}
+
+/// One line of a legend: the swatch is drawn like `series`, the text is `label`.
+pub struct LegendEntry<'a> {
+    pub series: &'a Series,
+    pub label: String,
+    pub band: Option<&'a Band>,
 }

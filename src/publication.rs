@@ -21,7 +21,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use svg2pdf::usvg;
 
-use crate::figure::{FigureData, Series, Source, Style};
+use crate::figure::{FigureData, LegendEntry, Series, Source, Style};
 use crate::render::{draw_err, draw_panel, rgb, Look, FONT};
 use crate::spec::{PublicationSpec, PublicationWidth};
 
@@ -240,9 +240,9 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
         .collect();
 
     // The legend below the panels, in as many columns as its widest entry allows.
-    let entries: Vec<&Series> = fig.body.series.iter().filter(|s| s.legend).collect();
+    let entries = fig.body.legend_entries();
     let label_room = width_pt - LEGEND_SWATCH_PT - 4.0;
-    let labels: Vec<Vec<String>> = entries.iter().map(|s| wrap(&s.name, LEGEND_PT, label_room)).collect();
+    let labels: Vec<Vec<String>> = entries.iter().map(|e| wrap(&e.label, LEGEND_PT, label_room)).collect();
     let widest = labels.iter().flatten().map(|l| text_width(l, LEGEND_PT)).fold(0.0, f64::max);
     let entry_pt = LEGEND_SWATCH_PT + 4.0 + widest + 10.0;
     let legend_cols = ((width_pt / entry_pt).floor() as usize).clamp(1, entries.len().max(1));
@@ -325,7 +325,7 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
 
 fn draw_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
-    entries: &[&Series],
+    entries: &[LegendEntry],
     labels: &[Vec<String>],
     columns: &[Vec<usize>],
     top_pt: f64,
@@ -339,7 +339,7 @@ where
     for (c, column) in columns.iter().enumerate() {
         let mut y_pt = top_pt;
         for &i in column {
-            let s = entries[i];
+            let s = entries[i].series;
             let color = rgb(&s.color);
             let (x0, x1) = (c as f64 * column_pt + 1.0, c as f64 * column_pt + 1.0 + LEGEND_SWATCH_PT);
             let mid = y_pt + LEGEND_LINE_PT / 2.0;
@@ -356,7 +356,7 @@ where
                     ))
                 }
                 _ => {
-                    if s.band.is_some() {
+                    if entries[i].band.is_some() {
                         root.draw(&Rectangle::new(swatch, color.mix(0.18).filled())).map_err(draw_err)?;
                     }
                     root.draw(&PathElement::new(vec![at(x0, mid), at(x1, mid)], color.stroke_width(line_width)))

@@ -392,18 +392,8 @@ where
     let mut y = 40;
     let style = (FONT, 12).into_font().color(&BLACK);
     // Series drawn alike with one label are one thing: one entry.
-    let mut shown = Vec::new();
-    // Data written before legend labels existed has none: its name stands in.
-    let text = |s: &Series| if s.legend_label.is_empty() { s.name.clone() } else { s.legend_label.clone() };
-    for s in fig.body.series.iter().filter(|s| s.legend) {
-        let label = text(s);
-        if shown.contains(&(s.look(), label.clone())) {
-            continue;
-        }
-        shown.push((s.look(), label.clone()));
-        // A band drawn around any of them is explained here too.
-        let band =
-            fig.body.series.iter().filter(|e| e.look() == s.look() && text(e) == label).find_map(|e| e.band.as_ref());
+    for entry in fig.body.legend_entries() {
+        let (s, label, band) = (entry.series, entry.label, entry.band);
         let c = rgb(&s.color);
         let (x0, x1) = (6, 34);
         match s.style {
@@ -412,7 +402,7 @@ where
                 area.draw(&Circle::new(((x0 + x1) / 2, y), if s.labels.is_some() { 5 } else { 4 }, c.filled()))
             }
             Style::Arrows => {
-                let head = arrowhead(((x0 + x1) / 2 - 8, y), ((x0 + x1) / 2 + 4, y));
+                let head = arrowhead(((x0 + x1) / 2 - 8, y), ((x0 + x1) / 2 + 4, y), SCREEN.arrowhead);
                 area.draw(&Polygon::new(head, rgb("#777777").filled()))
             }
             Style::Line if s.source == Source::Theory => {
