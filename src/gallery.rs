@@ -32,8 +32,11 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
             ),
         };
         md.push_str(&format!(
-            "\n## {}\n\n_{status}_\n\n![{}]({}.svg)\n\n{}\n",
+            "\n## {}\n\n_{status}_\n\n![{}]({}.svg)\n\nFor a paper: [PDF](paper/{}.pdf), [PNG at 300 dpi](paper/{}.png); data: [JSON]({}.json).\n\n{}\n",
             data.title,
+            data.id,
+            data.id,
+            data.id,
             data.id,
             data.id,
             data.caption.replace(" \\\n", " ")
