@@ -81,6 +81,7 @@ def replot(path, out_dir):
             ax.set_ylim(*numbers(p["y_range"], f"{where}: y_range"))
 
     drawn = [0] * len(panels)
+    shown = set()
     for s in series:
         name = need(s, "name", f"{path}: a series")
         where = f"{path}: series {name!r}"
@@ -95,7 +96,13 @@ def replot(path, out_dir):
         if len(x) != len(y):
             raise Unplottable(f"{where}: {len(x)} x values, {len(y)} y values")
         color = need(s, "color", where)
-        label = name if need(s, "legend", where) else None
+        # One legend entry per colour, mark and label, as the figure's own legend has it
+        # (data written before legend labels existed has none: the name stands in).
+        text = s.get("legend_label") or name
+        look = (color.lower(), style, source, bool(s.get("labels")))
+        label = text if need(s, "legend", where) and (look, text) not in shown else None
+        if label:
+            shown.add((look, text))
         dashed = source == "theory"
         ax = axes[panel]
         if style == "line":
@@ -126,7 +133,8 @@ def replot(path, out_dir):
             drawn[panel] += 1
     for i, count in enumerate(drawn):
         if count == 0:
-            raise Unplottable(f"{path}: panel {i} has nothing finite to draw")
+            # Valid data (a measurement that never reached its target draws nothing), but say so.
+            print(f"note: {path}: panel {i} has nothing to draw", file=sys.stderr)
 
     handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
     labels = [l for ax in axes for l in ax.get_legend_handles_labels()[1]]

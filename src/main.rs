@@ -668,9 +668,13 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
     let fig = pipeline::select(paper, &[id.to_string()])?[0];
     let (committed, status, key) = pipeline::status(fig, out);
     let (head, dirty) = provenance::git_state();
-    // The commit and key of the committed data; the tree's own where there is none.
+    let json = out.join(format!("{}.json", fig.id()));
+    // The commit to cite holds both the code and the data: this tree's HEAD when the data is
+    // current and the tree clean; else the last commit of the data file (the commit recorded
+    // inside it is where it was made, usually from a work tree not yet committed).
     let (commit, cited_key) = match &committed {
-        Some(d) => (d.provenance.commit.clone(), d.provenance.key.clone()),
+        Some(_) if status == pipeline::Status::Current && !dirty => (head.clone(), key.clone()),
+        Some(d) => (git_last_commit(&json).unwrap_or_else(|| d.provenance.commit.clone()), d.provenance.key.clone()),
         None => (head.clone(), key.clone()),
     };
     #[derive(serde::Serialize)]
@@ -680,7 +684,6 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
     let config = toml::to_string(&Resolved { figure: [fig] })?;
     let digest = provenance::hash_json(&serde_json::Value::String(config.clone()));
     let regenerate = format!("git checkout {commit} && cargo xtask figures --only {}", fig.id());
-    let json = out.join(format!("{}.json", fig.id()));
     let state = match status {
         pipeline::Status::Current => "current (its data is what this tree's code and spec compute)".to_string(),
         pipeline::Status::Stale => format!(
@@ -706,7 +709,7 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
         println!(
             "  note    = {{Figure {} ({}), figure key {cited_key}; regenerate with: git checkout {short} \\&\\& cargo xtask figures --only {}}}",
             fig.id(),
-            fig.title,
+            bibtex_escape(&fig.title),
             fig.id()
         );
         println!("}}");
@@ -743,11 +746,42 @@ fn git_year(commit: &str) -> Option<String> {
     (out.status.success() && date.len() >= 4).then(|| date[..4].to_string())
 }
 
-/// Where this repository is published, if its git remote says.
+/// The last commit that changed `path`, if git knows it.
+fn git_last_commit(path: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("git").args(["log", "-1", "--format=%H", "--"]).arg(path).output().ok()?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+/// Where this repository is published, if its git remote says: as an https
+/// address, without any user name or token an address may carry
+/// (`https://user:token@host/...`), and `git@host:owner/repo` made https.
 fn git_remote() -> Option<String> {
     let out = std::process::Command::new("git").args(["remote", "get-url", "origin"]).output().ok()?;
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !url.is_empty()).then_some(url)
+    if !out.status.success() || url.is_empty() {
+        return None;
+    }
+    Some(public_url(&url))
+}
+
+fn public_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let rest = rest.split_once('@').filter(|(user, _)| !user.contains('/')).map_or(rest, |(_, host)| host);
+        return format!("{scheme}://{rest}");
+    }
+    // scp-like: user@host:path
+    match url.split_once('@').and_then(|(_, r)| r.split_once(':')) {
+        Some((host, path)) => format!("https://{host}/{path}"),
+        None => url.to_string(),
+    }
+}
+
+/// BibTeX's special characters escaped.
+fn bibtex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| if matches!(c, '&' | '%' | '_' | '#' | '$') { format!("\\{c}") } else { c.to_string() })
+        .collect()
 }
 
 /// `cache`: its size and what it holds, by figure and job; with `gc`, first
@@ -793,4 +827,17 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cited_address_carries_no_credentials() {
+        assert_eq!(public_url("https://user:token@github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(public_url("https://github.com/o/r"), "https://github.com/o/r");
+        assert_eq!(public_url("git@github.com:o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(bibtex_escape("a & b_c 50%"), "a \\& b\\_c 50\\%");
+    }
 }

@@ -182,8 +182,8 @@ pub fn why_job_runs(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path, fo
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Estimate {
-    /// The recorded time of the last run of a job of this figure and name,
-    /// scaled to this job's number of networks.
+    /// The recorded time of the last run of a job of this figure, name and
+    /// config, scaled to this job's number of networks.
     Recorded,
     /// A model: 6 operations per weight, point, network and step, at `MODEL_FLOPS`.
     Model,
@@ -198,7 +198,10 @@ const MODEL_FLOPS: f64 = 4e9;
 /// for a kind that trains outside the engine and has never been recorded.
 pub fn estimate_seconds(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path) -> Option<(f64, Estimate)> {
     let job = &planned.job;
-    if let Some(r) = records::read(cache_dir, fig.id(), &job.name).filter(|r| r.seconds > 0.0) {
+    // A record of the same config (steps, sizes) only: other seeds scale its time by the
+    // network count; another config, by something the model knows better.
+    let record = records::read(cache_dir, fig.id(), &job.name).filter(|r| r.seconds > 0.0 && r.config == job.config);
+    if let Some(r) = record {
         return Some((r.seconds * job.members() as f64 / r.networks.max(1) as f64, Estimate::Recorded));
     }
     let input = fig.experiment.kind().prepare_job(job).ok()?;
@@ -233,6 +236,9 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
         // The text too: a figure whose caption changed is not current.
         "title": fig.title,
         "caption": fig.caption.get_ref(),
+        // And the publication width: --check compares the PDF and PNG byte for byte,
+        // so a figure whose width changed is not current either.
+        "publication": fig.publication,
     }))
 }
 

@@ -126,12 +126,18 @@ pub fn data_files(path: &Path, paper: &Paper) -> anyhow::Result<()> {
     Ok(report(&path, &text, problems)?)
 }
 
-/// This machine's memory in bytes (Linux: MemTotal), if known.
+/// This machine's memory in bytes (Linux: MemTotal), if known, or less where
+/// a container's limit (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`)
+/// says so: the process is killed at that limit, not at MemTotal.
 pub fn machine_memory() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
+    let container = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok()?.trim().parse::<f64>().ok())
+        .fold(f64::INFINITY, f64::min);
+    Some((kib * 1024.0).min(container))
 }
 
 /// "1.5 GB", "7.3 TB".
@@ -201,9 +207,9 @@ fn collect_sizes(value: &serde_json::Value, key: &str, sizes: &mut Vec<f64>, log
 
 /// Refuses, at its line, what cannot fit in `limit` bytes. First, before
 /// anything is planned (planning a `seed_count` of 10^12 would abort the
-/// process on allocation): a figure whose sizes multiply to more than the
-/// limit at 8 bytes each (its networks times points times widths bound what
-/// its plan and its weights hold), at its largest size. Then every job whose
+/// process on allocation): a figure whose networks (`seed_count`) times its
+/// two largest other sizes exceed the limit at 8 bytes each (a lower bound of
+/// what its plan and its weights hold), at its largest size. Then every job whose
 /// estimate ([`job_bytes`]) exceeds the limit, at its figure's `seed_count`
 /// (or its id). `limit_source` says where the limit came from.
 pub fn memory(path: &Path, paper: &Paper, limit: f64, limit_source: &str) -> anyhow::Result<()> {
@@ -243,7 +249,15 @@ pub fn memory(path: &Path, paper: &Paper, limit: f64, limit_source: &str) -> any
                 }
             }
         }
-        let product: f64 = sizes.iter().map(|s| s.1).product();
+        // A lower bound of what the plan and the weights hold: the networks (seed_count)
+        // times the two largest other sizes (points x width, or width x width). Not the
+        // product of every size: a figure's sizes do not all multiply (the GAN's batch,
+        // width and evaluation samples are separate arrays), and that product refused
+        // gan-ring at 2 GB for kilobytes of data.
+        let mut others: Vec<f64> = sizes.iter().filter(|s| s.0 != "seed_count").map(|s| s.1).collect();
+        others.sort_by(|a, b| b.total_cmp(a));
+        let networks = sizes.iter().find(|s| s.0 == "seed_count").map_or(1.0, |s| s.1);
+        let product: f64 = networks * others.iter().take(2).product::<f64>();
         if product * 8.0 > limit {
             let (key, n, span) = sizes.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("a product > 1 has a size");
             let others: Vec<String> =
@@ -252,7 +266,7 @@ pub fn memory(path: &Path, paper: &Paper, limit: f64, limit_source: &str) -> any
                 span.clone(),
                 format!(
                     "figure {:?}: {key} = {n} is too large: with the figure's other sizes ({}) it needs at least {} \
-                     (8 bytes per unit of their product), {advice}",
+                     (8 bytes for each network times the two largest other sizes), {advice}",
                     fig.id(),
                     if others.is_empty() { "none".to_string() } else { others.join(", ") },
                     bytes(product * 8.0)

@@ -60,10 +60,11 @@ pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Re
 
 fn job_plan(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> JobPlan {
     let cached = !force && cache.path(&p.key).exists();
-    let (estimate_seconds, estimate_from) = match (cached, pipeline::estimate_seconds(fig, p, cache_dir)) {
-        (true, _) => (Some(0.0), None),
-        (false, Some((s, from))) => (Some(s), Some(from)),
-        (false, None) => (None, None),
+    // Only for what would run: the model prepares the job's data and init.
+    let (estimate_seconds, estimate_from) = if cached {
+        (Some(0.0), None)
+    } else {
+        pipeline::estimate_seconds(fig, p, cache_dir).map_or((None, None), |(s, from)| (Some(s), Some(from)))
     };
     JobPlan {
         figure: fig.id().to_string(),

@@ -223,11 +223,23 @@ fn cite_is_short_full_or_bibtex() {
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("figures/sigmoid-error.json")).unwrap(),
     )
     .unwrap();
-    let (key, commit) = (json["provenance"]["key"].as_str().unwrap(), json["provenance"]["commit"].as_str().unwrap());
-
     let short = run(&mut command(&["cite", "sigmoid-error"]));
     let shown = text(&short.stdout);
     assert!(short.status.success(), "{}", text(&short.stderr));
+    // The cited commit holds code and data: HEAD when the figure is current and the tree
+    // clean, else the last commit of the figure's JSON.
+    let git = |args: &[&str]| {
+        let out =
+            std::process::Command::new("git").current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let current_and_clean = shown.contains("status:     current") && git(&["status", "--porcelain"]).is_empty();
+    let expected_commit = if current_and_clean {
+        git(&["rev-parse", "HEAD"])
+    } else {
+        git(&["log", "-1", "--format=%H", "--", "figures/sigmoid-error.json"])
+    };
+    let (key, commit) = (json["provenance"]["key"].as_str().unwrap(), expected_commit.as_str());
     for field in [
         "figure:     sigmoid-error",
         "key:        ",

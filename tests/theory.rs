@@ -393,4 +393,10 @@ fn multiclass_two_layer_flow_matches_its_closed_form_from_the_symmetric_start() 
     let margins: Vec<f64> =
         states.iter().map(|st| theory::multiclass_margin(&theory::two_layer_logits(st, s), 1)).collect();
     assert!(margins[0] < 0.0 && margins[2] > 1.0, "margins {margins:?}: starts wrong, ends learned");
+    // Later than the symmetric start of the same length: at its time to margin 1, still below.
+    let c = (4.0f64 / 3.0).sqrt();
+    let symmetric = theory::multiclass_two_layer_symmetric_time(s * c * a0 * a0, 1.0, 4, s, n);
+    let state = theory::multiclass_two_layer(a0, &v0, 1, s, n, &[symmetric], 1e-3).remove(0);
+    let reached = theory::multiclass_margin(&theory::two_layer_logits(&state, s), 1);
+    assert!(reached < 1.0, "margin {reached} at the symmetric start's time to 1");
 }

@@ -112,6 +112,10 @@ impl Kind for Digits {
         if !self.shortcut_fractions.windows(2).all(|w| w[0].get() < w[1].get()) {
             p.push("shortcut_fractions: expected increasing values".into());
         }
+        // One colour per run (the legend rule refuses a colour that means two things).
+        if self.shortcut_fractions.len() > COLORS.len() {
+            p.push(format!("shortcut_fractions: expected at most {} values, one colour each", COLORS.len()));
+        }
         if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
             p.push("test_fraction: expected a value strictly between 0 and 1".into());
         }

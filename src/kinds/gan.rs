@@ -34,7 +34,11 @@
 //! Adam), not with Candle: a GAN's training amplifies the low bits of every
 //! step, and Candle's matmul picks its SIMD path from the CPU, so the same
 //! seeds would give different GANs on different machines. Plain loops with
-//! one fixed order of every sum give the same bits on every x86-64 CPU.
+//! one fixed order of every sum, compiled for the baseline x86-64, do the
+//! same arithmetic on every CPU. Not all of it is ours: `exp` (the sigmoid),
+//! `hypot` and the normal draws come from the C library, as in every other
+//! kind, and glibc picks its `exp` by the CPU's features (the AVX2 and the
+//! AVX-512 machines we use both take its FMA variant).
 
 use anyhow::{bail, ensure, Result};
 use rayon::prelude::*;
@@ -111,7 +115,7 @@ const PAIRED_ON_MODE: &str =
     "hinge minus cross-entropy, fraction on a mode at the end: paired mean over seeds, in standard errors";
 
 fn signal_growth(loss: Loss) -> String {
-    format!("{}: |grad_x D| at the end over its value at the first logged step", loss.name())
+    format!("{}: |grad_x D| at the end over its value at step 1", loss.name())
 }
 
 impl Kind for Gan {

@@ -250,6 +250,9 @@ impl Kind for Multiclass {
         if ks.is_empty() || ks[0] < 2 || !ks.windows(2).all(|w| w[0] < w[1]) {
             p.push("class_counts: expected at least one count, each >= 2, increasing".into());
         }
+        if ks.len() > COLORS.len() {
+            p.push(format!("class_counts: expected at most {} counts, one colour each", COLORS.len()));
+        }
         p
     }
 

@@ -109,6 +109,10 @@ impl Kind for ShortcutStrength {
         if self.shortcut_values.is_empty() || !self.shortcut_values.windows(2).all(|w| w[0].get() < w[1].get()) {
             p.push("shortcut_values: expected at least one value, increasing".into());
         }
+        // One colour per run, the control's included.
+        if self.shortcut_values.len() + 1 > digits::COLORS.len() {
+            p.push(format!("shortcut_values: expected at most {} values, one colour each", digits::COLORS.len() - 1));
+        }
         p
     }
 
