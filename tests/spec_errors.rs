@@ -350,3 +350,20 @@ fn a_publication_width_is_column_or_page() {
         "expected `column` or `page`",
     );
 }
+
+/// More runs than a figure has colours for is refused when the spec is
+/// loaded, not after training when the legend rule would refuse the figure.
+#[test]
+fn more_runs_than_colours_is_refused_at_load() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small_kinds.toml");
+    let base = std::fs::read_to_string(path).unwrap();
+    for (from, to, expect) in [
+        ("class_counts = [2, 5]", "class_counts = [2, 3, 4, 5]", "class_counts: expected at most 3 counts"),
+        ("frequencies = [0.1, 0.5]", "frequencies = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]", "expected at most 6"),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let errors = spec::parse(Path::new("kinds.toml"), &base.replacen(from, to, 1)).unwrap_err();
+        assert!(errors.0.iter().any(|e| e.message.contains(expect)), "{expect}:\n{errors}");
+    }
+    assert!(spec::parse(Path::new("kinds.toml"), &base).is_ok(), "the unchanged spec loads");
+}

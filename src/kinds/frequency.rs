@@ -126,6 +126,9 @@ impl Frequency {
     }
 }
 
+/// The features' shades, dark to light as the frequency grows (see where they are drawn).
+const RAMP: [&str; 6] = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
+
 impl Kind for Frequency {
     fn seeds(&self) -> Vec<u64> {
         (0..self.seed_count.get()).collect()
@@ -135,6 +138,10 @@ impl Kind for Frequency {
         let mut p = Vec::new();
         if self.counts.len() < 2 {
             p.push("counts: expected at least two features".into());
+        }
+        // One shade of the ramp per feature (the legend rule refuses one shade for two).
+        if self.counts.len() > RAMP.len() {
+            p.push(format!("counts: expected at most {} features, one shade each", RAMP.len()));
         }
         if self.counts.iter().any(|c| c.get() < 2) {
             p.push("counts: every feature needs at least 2 points (one of each label)".into());
@@ -300,8 +307,7 @@ impl Kind for Frequency {
                         // colours in the left panel. The theory lies on the
                         // curves, so it is drawn in thin grey dashes: black
                         // ones, as wide as the curves, hid them but for the gaps.
-                        let ramp = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
-                        let color = ramp[k * (ramp.len() - 1) / (self.counts.len() - 1).max(1)];
+                        let color = RAMP[k * (RAMP.len() - 1) / (self.counts.len() - 1).max(1)];
                         let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
                         body.series.push(
                             Series::mean_over_seeds(name, 1, color, times.clone(), &curves[k])

@@ -100,6 +100,9 @@ fn gain_scalar(what: &str) -> String {
 const GAP: &str = "linear: largest gap of w_B to the ODE for t >= 1 (% of w_A)";
 const FIXED_POINT: &str = "linear, largest lambda: w_A at the end / m* (its fixed point)";
 
+/// One colour per lambda (0 first), in every panel.
+const LAMBDA_COLORS: [&str; 4] = [palette::SKY_BLUE, palette::GREEN, palette::PURPLE, palette::YELLOW];
+
 impl SpectralDecoupling {
     /// 0, then the penalties.
     fn lambdas(&self) -> Vec<f64> {
@@ -146,6 +149,10 @@ impl Kind for SpectralDecoupling {
         p.extend(self.digits.problems().into_iter().map(|s| format!("digits: {s}")));
         if self.starvation.frequencies.len() != 1 {
             p.push("starvation.frequencies: expected exactly one frequency p".into());
+        }
+        // One colour per lambda, 0 included (the legend rule refuses a colour that means two things).
+        if self.lambdas().len() > LAMBDA_COLORS.len() {
+            p.push(format!("penalties: expected at most {}, one colour each", LAMBDA_COLORS.len() - 1));
         }
         if self.digits.shortcut_fractions.len() != 2 {
             p.push("digits.shortcut_fractions: expected [0, q]: the control and one fraction".into());
@@ -238,7 +245,7 @@ impl Kind for SpectralDecoupling {
         let test = self.starvation.test_set();
         let lambdas = self.lambdas();
         // Over time, one colour per lambda (black is the flow's); at the end, one per model.
-        let colors = [palette::SKY_BLUE, palette::GREEN, palette::PURPLE, palette::YELLOW];
+        let colors = LAMBDA_COLORS;
         let color_of = |penalty: f64| colors[lambdas.iter().position(|&l| l == penalty).unwrap_or(0) % colors.len()];
         let mut body = FigureBody {
             panels: vec![

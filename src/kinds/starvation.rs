@@ -239,6 +239,10 @@ impl Starvation {
     }
 }
 
+/// One colour per frequency p, in every time panel.
+const FREQUENCY_COLORS: [&str; 6] =
+    [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+
 impl Kind for Starvation {
     fn seeds(&self) -> Vec<u64> {
         (0..self.seed_count.get()).collect()
@@ -248,6 +252,10 @@ impl Kind for Starvation {
         let mut p = Vec::new();
         if self.frequencies.is_empty() {
             p.push("frequencies: expected at least one".into());
+        }
+        // One colour per frequency (the legend rule refuses a colour that means two things).
+        if self.frequencies.len() > FREQUENCY_COLORS.len() {
+            p.push(format!("frequencies: expected at most {}, one colour each", FREQUENCY_COLORS.len()));
         }
         // At the frequency to change (`frequencies[i]`, see `spec::field_span`).
         for (i, f) in self.frequencies.iter().enumerate() {
@@ -345,8 +353,7 @@ impl Kind for Starvation {
                 / test.len() as f64
         };
         let ps: Vec<f64> = self.frequencies.iter().map(|f| f.get()).collect();
-        let colors =
-            [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
+        let colors = FREQUENCY_COLORS;
         let mut body = FigureBody {
             panels: vec![
                 Panel::over_log_time("linear, cross-entropy", "w_B / w_A (solid: measured, dashed: ODE)"),
