@@ -22,7 +22,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use svg2pdf::usvg;
 
 use crate::figure::{FigureData, LegendEntry, Series, Source, Style};
-use crate::render::{draw_err, draw_panel, rgb, Look, FONT};
+use crate::render::{arrowhead, draw_err, draw_panel, rgb, Look, FONT};
 use crate::spec::{PublicationSpec, PublicationWidth};
 
 /// DejaVu Sans (licence: data/fonts/LICENSE), in the binary: the output
@@ -242,7 +242,12 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
     // The legend below the panels, in as many columns as its widest entry allows.
     let entries = fig.body.legend_entries();
     let label_room = width_pt - LEGEND_SWATCH_PT - 4.0;
-    let labels: Vec<Vec<String>> = entries.iter().map(|e| wrap(&e.label, LEGEND_PT, label_room)).collect();
+    // As in the SVG's legend: a band drawn around the entry's series is explained in its text.
+    let text = |e: &LegendEntry| match e.band {
+        Some(b) => format!("{} (band: {})", e.label, b.what),
+        None => e.label.clone(),
+    };
+    let labels: Vec<Vec<String>> = entries.iter().map(|e| wrap(&text(e), LEGEND_PT, label_room)).collect();
     let widest = labels.iter().flatten().map(|l| text_width(l, LEGEND_PT)).fold(0.0, f64::max);
     let entry_pt = LEGEND_SWATCH_PT + 4.0 + widest + 10.0;
     let legend_cols = ((width_pt / entry_pt).floor() as usize).clamp(1, entries.len().max(1));
@@ -347,14 +352,17 @@ where
             match s.style {
                 Style::Area => root.draw(&Rectangle::new(swatch, color.mix(0.25).filled())),
                 Style::Points => root.draw(&Circle::new(at((x0 + x1) / 2.0, mid), units(1.6) as u32, color.filled())),
-                Style::Line | Style::Arrows if s.source == Source::Theory => {
-                    root.draw(&plotters::element::DashedPathElement::new(
-                        vec![at(x0, mid), at(x1, mid)],
-                        units(3.0) as u32,
-                        units(2.0) as u32,
-                        color.stroke_width(line_width),
-                    ))
+                // Arrows are drawn as grey heads in the panels (their colour marks nothing).
+                Style::Arrows => {
+                    let head = arrowhead(at(x0, mid), at(x1, mid), (units(4.0), units(1.8)));
+                    root.draw(&Polygon::new(head, rgb("#777777").filled()))
                 }
+                Style::Line if s.source == Source::Theory => root.draw(&plotters::element::DashedPathElement::new(
+                    vec![at(x0, mid), at(x1, mid)],
+                    units(3.0) as u32,
+                    units(2.0) as u32,
+                    color.stroke_width(line_width),
+                )),
                 _ => {
                     if entries[i].band.is_some() {
                         root.draw(&Rectangle::new(swatch, color.mix(0.18).filled())).map_err(draw_err)?;

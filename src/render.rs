@@ -373,7 +373,7 @@ where
 }
 
 /// A small filled triangle pointing from `tail` to `head`, in pixels.
-fn arrowhead(tail: (i32, i32), head: (i32, i32), (size, half): (f64, f64)) -> Vec<(i32, i32)> {
+pub(crate) fn arrowhead(tail: (i32, i32), head: (i32, i32), (size, half): (f64, f64)) -> Vec<(i32, i32)> {
     let (dx, dy) = ((head.0 - tail.0) as f64, (head.1 - tail.1) as f64);
     let len = dx.hypot(dy).max(1e-9);
     let (ux, uy) = (dx / len, dy / len);

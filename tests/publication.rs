@@ -131,8 +131,8 @@ fn pinned_bytes() {
     assert_eq!(
         (hash(&export.pdf).as_str(), hash(&export.png).as_str()),
         (
-            "56f60a63d741231b35c61cdf21e468603267000758ad3d5cbdb9605eca97c21b",
-            "b2bdb790b39e493a926108d0c03a85e07b173a903844e5e0bde09680481d31d6"
+            "eafe4dc995efe0c19e2b67682b2760355469e1b1386e2fa160ea80064a74639e",
+            "4f0a6f8d7893ae8a64cda2606dd94eea6ed3289b682bbc77f9231d3953230ac7"
         ),
         "the publication bytes changed"
     );
