@@ -291,7 +291,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Figures { check, force, only, out, cache_dir: dir, jobs, json_events, .. } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = Options { out_dir: out_dir(out), cache_dir: cache_dir(dir), only, force, threads };
+            let opts = Options { out_dir: out_dir(out), cache_dir: cache_dir(dir), only, force, threads, train: true };
             // Job lines line up under the longest names of this run's figures and jobs.
             let selected = pipeline::select(&paper, &opts.only)?;
             let planned = pipeline::plan(&selected);
@@ -322,7 +322,7 @@ struct Reporter {
     bar: OnceLock<ProgressBar>,
     /// Columns of the job lines: the longest figure id and job name.
     widths: (usize, usize),
-    /// Jobs trained, of how many.
+    /// Shards trained, of how many.
     done: std::sync::Mutex<(usize, usize)>,
 }
 
@@ -336,36 +336,37 @@ impl Reporter {
             Event::DamagedCacheEntry { figure, job, why } => {
                 self.line(format!("warning: damaged cache entry for {figure} / {job}: {why}; recomputing"))
             }
-            Event::TrainingStarts { jobs, seconds, .. } => {
-                *self.done.lock().unwrap() = (0, jobs);
+            Event::TrainingStarts { shards, seconds, .. } => {
+                *self.done.lock().unwrap() = (0, shards);
                 if self.terminal {
                     let bar = ProgressBar::new((seconds * 1000.0).ceil() as u64);
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{spinner} training: {msg} jobs [{bar:30}] {percent:>3}% of the estimated work, \
+                            "{spinner} training: {msg} shards [{bar:30}] {percent:>3}% of the estimated work, \
                              {elapsed} elapsed, about {eta} left",
                         )
                         .expect("valid template")
                         .progress_chars("=> "),
                     );
-                    bar.set_message(format!("0/{jobs}"));
+                    bar.set_message(format!("0/{shards}"));
                     bar.enable_steady_tick(Duration::from_millis(200));
                     let _ = self.bar.set(bar);
                 }
             }
             Event::JobStarts { .. } => {}
-            Event::JobTrained { figure, job, networks, seconds, why, estimate, .. } => {
-                let (done, jobs) = {
+            Event::JobTrained { figure, job, members, of, networks, seconds, why, estimate, .. } => {
+                let (done, shards) = {
                     let mut done = self.done.lock().unwrap();
                     done.0 += 1;
                     *done
                 };
                 if let Some(bar) = self.bar.get() {
                     bar.inc((estimate * 1000.0).ceil() as u64);
-                    bar.set_message(format!("{done}/{jobs}"));
+                    bar.set_message(format!("{done}/{shards}"));
                 }
                 let (fw, jw) = self.widths;
-                self.line(format!("  {figure:<fw$}  {job:<jw$}  {networks:>5} nets  {seconds:>7.2}s  ({why})"));
+                let part = if networks == of { String::new() } else { format!(" ({}-{} of {of})", members[0], members[1] - 1) };
+                self.line(format!("  {figure:<fw$}  {job:<jw$}  {networks:>5} nets{part}  {seconds:>7.2}s  ({why})"));
             }
         }
     }
@@ -492,42 +493,49 @@ fn figures(
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn print_plan(plan: &[learning_dynamics::status::JobPlan], json: bool) {
+fn print_plan(plan: &[learning_dynamics::status::ShardPlan], json: bool) {
     if json {
-        for job in plan {
-            println!("{}", serde_json::to_string(job).expect("plans serialize"));
+        for shard in plan {
+            println!("{}", serde_json::to_string(shard).expect("plans serialize"));
         }
         return;
     }
-    println!("{:<22} {:<30} {:>5} {:<12} {:>10}  why", "figure", "job", "nets", "key", "estimate");
-    for j in plan {
-        let estimate = match (j.cached, j.estimate_seconds) {
-            (true, _) => "cached".to_string(),
-            (false, Some(s)) => format!(
-                "{} {}",
-                seconds(s),
-                if j.estimate_from == Some(pipeline::Estimate::Model) { "(m)" } else { "" }
-            ),
-            (false, None) => "?".to_string(),
-        };
-        println!(
-            "{:<22} {:<30} {:>5} {:<12} {:>10}  {}",
-            j.figure,
-            j.job,
-            j.networks,
-            &j.key[..12],
-            estimate,
-            j.why.as_deref().unwrap_or("")
-        );
+    let rows: Vec<[String; 6]> = plan
+        .iter()
+        .map(|s| {
+            let estimate = match (s.cached, s.estimate_seconds) {
+                (true, _) => "cached".to_string(),
+                (false, Some(t)) => format!(
+                    "{}{}",
+                    seconds(t),
+                    if s.estimate_from == Some(pipeline::Estimate::Model) { " (m)" } else { "" }
+                ),
+                (false, None) => "?".to_string(),
+            };
+            let networks = if s.networks == s.of {
+                s.of.to_string()
+            } else {
+                format!("{}-{} of {}", s.members[0], s.members[1] - 1, s.of)
+            };
+            [s.figure.clone(), s.job.clone(), networks, s.key[..12].to_string(), estimate, s.why.clone().unwrap_or_default()]
+        })
+        .collect();
+    let header = ["figure", "job", "networks", "shard key", "estimate", "why"].map(String::from);
+    let width = |c: usize| rows.iter().chain([&header]).map(|r| r[c].len()).max().unwrap_or(0);
+    let (w0, w1, w2, w3, w4) = (width(0), width(1), width(2), width(3), width(4));
+    for r in [&header].into_iter().chain(&rows) {
+        println!("{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:>w4$}  {}", r[0], r[1], r[2], r[3], r[4], r[5]);
     }
-    let todo: Vec<_> = plan.iter().filter(|j| !j.cached).collect();
-    let total = todo.iter().filter_map(|j| j.estimate_seconds).fold(0.0, |a, b| a + b);
+    let todo: Vec<_> = plan.iter().filter(|s| !s.cached).collect();
+    let total = todo.iter().filter_map(|s| s.estimate_seconds).fold(0.0, |a, b| a + b);
+    let jobs: std::collections::BTreeSet<&str> = plan.iter().map(|s| s.job_key.as_str()).collect();
     println!(
-        "{} of {} jobs to train, about {} of compute ((m): modelled, not recorded{})",
+        "{} of {} shards ({} jobs) to train, about {} of compute on one core ((m): modelled, not recorded{})",
         todo.len(),
         plan.len(),
+        jobs.len(),
         seconds(total),
-        match todo.iter().filter(|j| j.estimate_seconds.is_none()).count() {
+        match todo.iter().filter(|s| s.estimate_seconds.is_none()).count() {
             0 => String::new(),
             n => format!("; {n} without an estimate"),
         }
@@ -568,12 +576,12 @@ fn status(
         }
         if s.uncached > 0 && s.state != State::Current {
             let unknown = if s.unestimated > 0 {
-                format!(" (+{} job(s) without an estimate)", s.unestimated)
+                format!(" (+{} shard(s) without an estimate)", s.unestimated)
             } else {
                 String::new()
             };
             println!(
-                "    regenerating trains {} job(s): about {:.0}s of compute{unknown}",
+                "    regenerating trains {} shard(s): about {:.0}s of compute{unknown}",
                 s.uncached, s.estimate_seconds
             );
         }
@@ -725,6 +733,11 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
             println!("job fingerprint:  {}", provenance::job_fingerprint(fig.experiment.files()));
             for job in pipeline::plan(&[fig]) {
                 println!("job key:          {}  {}", job.key, job.job.name);
+                if job.shards.len() > 1 {
+                    for s in &job.shards {
+                        println!("  shard key:      {}  networks {}-{}", s.key, s.members.start, s.members.end - 1);
+                    }
+                }
             }
         }
         if how.full {
@@ -791,7 +804,7 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
     let cache = cache::Cache::open(dir)?;
     let figures: Vec<&spec::FigureSpec> = paper.figures.iter().collect();
     let planned = pipeline::plan(&figures);
-    let used = |key: &str| planned.iter().any(|p| p.key == key);
+    let used = |key: &str| planned.iter().flat_map(|p| &p.shards).any(|s| s.key == key);
     let entries = cache.entries()?;
     let mb = |b: u64| preflight::bytes(b as f64);
     if gc {
@@ -809,13 +822,18 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
     println!("cache {}: {} entr(ies), {}", dir.display(), entries.len(), mb(total));
     for (f, fig) in figures.iter().enumerate() {
         let jobs: Vec<_> = planned.iter().filter(|p| p.figure == f).collect();
-        let cached: Vec<u64> = jobs.iter().filter_map(|p| size(&p.key)).collect();
-        println!("{}: {}/{} job(s) cached, {}", fig.id(), cached.len(), jobs.len(), mb(cached.iter().sum()));
-        for p in jobs {
-            match size(&p.key) {
-                Some(s) => println!("  {:>9}  {}  {}", mb(s), &p.key[..12], p.job.name),
-                None => println!("  {:>9}  {}  {}", "missing", &p.key[..12], p.job.name),
-            }
+        let shards: Vec<(&pipeline::PlannedJob, &pipeline::Shard)> =
+            jobs.iter().flat_map(|&p| p.shards.iter().map(move |s| (p, s))).collect();
+        let cached: Vec<u64> = shards.iter().filter_map(|(_, s)| size(&s.key)).collect();
+        println!("{}: {}/{} shard(s) cached, {}", fig.id(), cached.len(), shards.len(), mb(cached.iter().sum()));
+        for (p, s) in shards {
+            let part = if s.members.len() == p.job.members() {
+                String::new()
+            } else {
+                format!(" (networks {}-{} of {})", s.members.start, s.members.end - 1, p.job.members())
+            };
+            let size = size(&s.key).map_or_else(|| "missing".to_string(), mb);
+            println!("  {size:>9}  {}  {}{part}", &s.key[..12], p.job.name);
         }
     }
     let unused: Vec<u64> = entries.iter().filter(|(k, _)| !used(k)).map(|(_, s)| *s).collect();

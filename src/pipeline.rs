@@ -2,9 +2,10 @@
 //! claims -> render -> figures/<id>.{json,svg}, or a comparison with them.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -31,8 +32,12 @@ pub struct Options {
     pub only: Vec<String>,
     /// Recompute even where the cache has a result.
     pub force: bool,
-    /// Jobs trained side by side.
+    /// Shards trained side by side.
     pub threads: usize,
+    /// Train what the cache lacks (the usual run). Off, a missing shard is an
+    /// error naming it: the figures are assembled from the cache alone, as
+    /// after a cluster computed the shards (`slurm.rs`).
+    pub train: bool,
 }
 
 /// What a run reports while it works, in order. The library prints nothing:
@@ -43,22 +48,45 @@ pub struct Options {
 pub enum Event {
     /// A cache entry could not be read; its job is trained again.
     DamagedCacheEntry { figure: String, job: String, why: String },
-    /// Training begins for the jobs the cache did not have; `seconds`: their
+    /// Training begins for the shards the cache did not have; `seconds`: their
     /// estimated compute (`estimate_seconds`), the total a progress bar fills.
-    TrainingStarts { jobs: usize, networks: usize, seconds: f64 },
-    /// One job starts training (no job starts once an interrupt is asked for);
-    /// `why`: "new", "forced", "config changed: learning_rate", "code changed: src/x.rs", ...
-    JobStarts { figure: String, job: String, why: String },
-    /// One job is trained and cached.
+    TrainingStarts { shards: usize, networks: usize, seconds: f64 },
+    /// One shard (networks `members` of a job of `of`) starts training (no shard
+    /// starts once an interrupt is asked for); `why`: "new", "forced",
+    /// "config changed: learning_rate", "code changed: src/x.rs", ...
+    JobStarts { figure: String, job: String, members: [usize; 2], of: usize, why: String },
+    /// One shard is trained and cached under `key`.
     /// `estimate`: its share of `TrainingStarts::seconds`.
-    JobTrained { figure: String, job: String, key: String, networks: usize, seconds: f64, why: String, estimate: f64 },
+    JobTrained {
+        figure: String,
+        job: String,
+        key: String,
+        members: [usize; 2],
+        of: usize,
+        networks: usize,
+        seconds: f64,
+        why: String,
+        estimate: f64,
+    },
 }
 
-/// A job with its cache key.
+/// A job with its key and its shards.
 #[derive(Debug, Clone)]
 pub struct PlannedJob {
     pub figure: usize,
     pub job: Job,
+    /// Over what the result depends on (`job_key`); the figure's key covers it.
+    pub key: String,
+    /// The job's networks in consecutive ranges (`shard_ranges`), each trained
+    /// and cached on its own; all of them together are the job.
+    pub shards: Vec<Shard>,
+}
+
+/// Networks `members` of a job: the unit of caching and of parallelism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub members: Range<usize>,
+    /// The cache key: the job's key and the range (`shard_key`).
     pub key: String,
 }
 
@@ -67,7 +95,10 @@ pub struct PlannedJob {
 pub struct FigureReport {
     pub id: String,
     pub jobs: usize,
+    /// Jobs whose every shard was in the cache.
     pub cached: usize,
+    pub shards: usize,
+    pub cached_shards: usize,
     pub damaged: Vec<String>,
     pub compute: Duration,
     pub claims: Vec<ClaimResult>,
@@ -97,11 +128,11 @@ pub fn interrupted() -> bool {
 /// The error of a run stopped by [`interrupt_flag`]: what it kept.
 #[derive(Debug)]
 pub struct Interrupted {
-    /// "figure / job" of each job finished and cached by this run.
+    /// "figure / job (networks a-b)" of each shard finished and cached by this run.
     pub computed: Vec<String>,
-    /// Jobs that were already in the cache.
+    /// Shards that were already in the cache.
     pub already_cached: usize,
-    /// Jobs not run.
+    /// Shards not run.
     pub skipped: usize,
 }
 
@@ -109,14 +140,14 @@ impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "interrupted: {} job(s) not run, nothing written; kept in the cache for the next run: {} job(s) computed now",
+            "interrupted: {} shard(s) not run, nothing written; kept in the cache for the next run: {} shard(s) computed now",
             self.skipped,
             self.computed.len()
         )?;
         for job in &self.computed {
             write!(f, "\n  kept: {job}")?;
         }
-        write!(f, "\n  and {} job(s) that were already cached", self.already_cached)
+        write!(f, "\n  and {} shard(s) that were already cached", self.already_cached)
     }
 }
 
@@ -149,9 +180,9 @@ pub fn job_key(fig: &FigureSpec, job: &Job) -> String {
     }))
 }
 
-/// What a job is now, as its record will say once it has run (`seconds` is
-/// its training time): key, config, seeds and the hashes of its key's files.
-pub fn job_record(fig: &FigureSpec, planned: &PlannedJob, seconds: f64) -> JobRecord {
+/// What a job is now, as its record will say once `networks` of its networks
+/// have run in `seconds` (a shard's): key, config, seeds and the hashes of its key's files.
+pub fn job_record(fig: &FigureSpec, planned: &PlannedJob, networks: usize, seconds: f64) -> JobRecord {
     let table = provenance::source_files();
     let files = provenance::job_files(table, fig.experiment.files())
         .into_iter()
@@ -164,7 +195,7 @@ pub fn job_record(fig: &FigureSpec, planned: &PlannedJob, seconds: f64) -> JobRe
         config: planned.job.config.clone(),
         seeds: planned.job.seeds.clone(),
         files,
-        networks: planned.job.members(),
+        networks,
         seconds,
     }
 }
@@ -175,15 +206,15 @@ pub fn why_job_runs(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path, fo
         return "forced".into();
     }
     let previous = records::read(cache_dir, fig.id(), &planned.job.name);
-    records::why(previous.as_ref(), &job_record(fig, planned, 0.0))
+    records::why(previous.as_ref(), &job_record(fig, planned, planned.job.members(), 0.0))
 }
 
 /// Where an estimate of a job's compute came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Estimate {
-    /// The recorded time of the last run of a job of this figure, name and
-    /// config, scaled to this job's number of networks.
+    /// The recorded time of the last run of a shard of this figure, job name
+    /// and config, scaled to this shard's number of networks.
     Recorded,
     /// A model: 6 operations per weight, point, network and step, at `MODEL_FLOPS`.
     Model,
@@ -194,32 +225,75 @@ pub enum Estimate {
 /// cold run on a 2-core machine, and shown as a model beside recorded times.
 const MODEL_FLOPS: f64 = 4e9;
 
-/// Seconds of compute the job will take, and how that was estimated; None
-/// for a kind that trains outside the engine and has never been recorded.
-pub fn estimate_seconds(fig: &FigureSpec, planned: &PlannedJob, cache_dir: &Path) -> Option<(f64, Estimate)> {
-    let job = &planned.job;
+/// The modelled work of one network of the job, in floating-point operations
+/// (6 per weight, point and step); None for a kind that trains outside the
+/// engine. A pure function of the job: it sizes the default shards.
+pub fn modelled_operations_per_network(fig: &FigureSpec, job: &Job) -> Option<f64> {
+    let input = fig.experiment.kind().prepare_job(job).ok()?;
+    let weights: usize = input.init.shapes.iter().map(|(o, i)| o * i).sum();
+    let steps = *input.cfg.log_steps.last()? as f64;
+    Some(6.0 * steps * (input.data.points * weights) as f64)
+}
+
+/// Seconds of compute `networks` networks of the job will take, and how that
+/// was estimated; None for a kind that trains outside the engine and has
+/// never been recorded.
+pub fn estimate_seconds(fig: &FigureSpec, job: &Job, networks: usize, cache_dir: &Path) -> Option<(f64, Estimate)> {
     // A record of the same config (steps, sizes) only: other seeds scale its time by the
     // network count; another config, by something the model knows better.
     let record = records::read(cache_dir, fig.id(), &job.name).filter(|r| r.seconds > 0.0 && r.config == job.config);
     if let Some(r) = record {
-        return Some((r.seconds * job.members() as f64 / r.networks.max(1) as f64, Estimate::Recorded));
+        return Some((r.seconds * networks as f64 / r.networks.max(1) as f64, Estimate::Recorded));
     }
-    let input = fig.experiment.kind().prepare_job(job).ok()?;
-    let weights: usize = input.init.shapes.iter().map(|(o, i)| o * i).sum();
-    let steps = *input.cfg.log_steps.last()? as f64;
-    let operations = 6.0 * steps * (input.init.members * input.data.points * weights) as f64;
+    let operations = modelled_operations_per_network(fig, job)? * networks as f64;
     Some((operations / MODEL_FLOPS, Estimate::Model))
 }
 
+/// The modelled work of a default shard: about two seconds at `MODEL_FLOPS`,
+/// enough to make the start of a shard (preparing the job) negligible, small
+/// enough to spread one big job over every core and many nodes.
+const DEFAULT_SHARD_OPERATIONS: f64 = 2.0 * MODEL_FLOPS;
+
+/// Networks per shard of the job: the figure's `shard_size`, else as many
+/// networks as make `DEFAULT_SHARD_OPERATIONS` of modelled work (one per shard
+/// for a kind outside the engine's model). A function of the job and the spec
+/// alone, never of the machine, so shard keys are the same everywhere.
+pub fn shard_size(fig: &FigureSpec, job: &Job) -> usize {
+    let networks = job.members().max(1);
+    let size = match fig.shard_size {
+        Some(n) => n.usize(),
+        None => match modelled_operations_per_network(fig, job) {
+            Some(per_network) if per_network > 0.0 => (DEFAULT_SHARD_OPERATIONS / per_network).floor() as usize,
+            _ => 1,
+        },
+    };
+    size.clamp(1, networks)
+}
+
+/// The job's networks in consecutive ranges of `size` (the last may be shorter).
+pub fn shard_ranges(networks: usize, size: usize) -> Vec<Range<usize>> {
+    let size = size.max(1);
+    (0..networks.div_ceil(size)).map(|i| i * size..((i + 1) * size).min(networks)).collect()
+}
+
+/// The cache key of networks `members` of the job with key `job_key`.
+pub fn shard_key(job_key: &str, members: &Range<usize>) -> String {
+    provenance::hash_json(&json!({ "job": job_key, "members": [members.start, members.end] }))
+}
+
+/// Every job of the figures, with its key and its shards.
 pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
     figures
         .iter()
         .enumerate()
         .flat_map(|(i, fig)| {
-            kinds::numbered_jobs(fig.experiment.kind()).into_iter().map(move |job| PlannedJob {
-                figure: i,
-                key: job_key(fig, &job),
-                job,
+            kinds::numbered_jobs(fig.experiment.kind()).into_iter().map(move |job| {
+                let key = job_key(fig, &job);
+                let shards = shard_ranges(job.members(), shard_size(fig, &job))
+                    .into_iter()
+                    .map(|members| Shard { key: shard_key(&key, &members), members })
+                    .collect();
+                PlannedJob { figure: i, key, job, shards }
             })
         })
         .collect()
@@ -242,15 +316,14 @@ pub fn figure_key(fig: &FigureSpec, jobs: &[&PlannedJob]) -> String {
     }))
 }
 
-/// One job's training, as its kind runs it (`Kind::train`).
-fn train_job(fig: &FigureSpec, job: &Job) -> Result<TrainLog> {
-    let log = fig.experiment.kind().train(job)?;
+/// One shard's training, as its kind runs it (`Kind::train`).
+fn train_shard(fig: &FigureSpec, job: &Job, members: Range<usize>) -> Result<TrainLog> {
+    let log = fig.experiment.kind().train(job, members.clone())?;
     ensure!(
-        log.diverged_at.len() == job.members(),
-        "job {:?} trained {} networks but lists {} member seeds (a bug in its kind)",
+        log.diverged_at.len() == members.len(),
+        "job {:?}: networks {members:?} gave {} logs (a bug in its kind)",
         job.name,
         log.diverged_at.len(),
-        job.members()
     );
     Ok(log)
 }
@@ -300,6 +373,114 @@ pub fn figure_body(kind: &dyn Kind, jobs: &[&Job], logs: &[TrainLog]) -> Result<
     Ok(body)
 }
 
+/// A shard of the plan: (its job's index in the plan, its index in the job).
+pub type ShardAt = (usize, usize);
+
+/// "figure / job (networks a-b of n)": a shard in words.
+pub fn shard_name(figures: &[&FigureSpec], planned: &[PlannedJob], (j, s): ShardAt) -> String {
+    let p = &planned[j];
+    let members = &p.shards[s].members;
+    let of = if p.shards.len() == 1 { String::new() } else { format!(" (networks {}-{} of {})", members.start, members.end - 1, p.job.members()) };
+    format!("{} / {}{of}", figures[p.figure].id(), p.job.name)
+}
+
+/// Trains the shards `todo` side by side on `opts.threads` threads, each
+/// cached (and its record written) as soon as it is done. Returns each
+/// shard's log in the order of `todo`, None for one not started because of
+/// an interrupt, and each one's training time; the first error if any failed.
+pub fn train_shards(
+    figures: &[&FigureSpec],
+    planned: &[PlannedJob],
+    todo: &[ShardAt],
+    cache: &Cache,
+    opts: &Options,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<Option<(TrainLog, Duration)>>> {
+    // For the progress bar: a shard without an estimate counts as the mean of the others (1 s if none has one).
+    let known: Vec<Option<f64>> = todo
+        .iter()
+        .map(|&(j, s)| {
+            let p = &planned[j];
+            estimate_seconds(figures[p.figure], &p.job, p.shards[s].members.len(), &opts.cache_dir).map(|(s, _)| s)
+        })
+        .collect();
+    let with_estimate: Vec<f64> = known.iter().flatten().copied().collect();
+    let fallback =
+        if with_estimate.is_empty() { 1.0 } else { with_estimate.iter().sum::<f64>() / with_estimate.len() as f64 };
+    let estimates: Vec<f64> = known.iter().map(|s| s.unwrap_or(fallback)).collect();
+    if !todo.is_empty() {
+        let networks = todo.iter().map(|&(j, s)| planned[j].shards[s].members.len()).sum();
+        report(Event::TrainingStarts { shards: todo.len(), networks, seconds: estimates.iter().sum() });
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .context("cannot start the worker threads")?;
+    let results: Vec<Option<Result<(TrainLog, Duration)>>> = pool.install(|| {
+        todo.par_iter()
+            .enumerate()
+            .map(|(n, &(j, s))| {
+                let p = &planned[j];
+                let shard = &p.shards[s];
+                let fig = figures[p.figure];
+                if interrupted() {
+                    return None;
+                }
+                let members = [shard.members.start, shard.members.end];
+                let why = why_job_runs(fig, p, &opts.cache_dir, opts.force);
+                report(Event::JobStarts {
+                    figure: fig.id().into(),
+                    job: p.job.name.clone(),
+                    members,
+                    of: p.job.members(),
+                    why: why.clone(),
+                });
+                let start = Instant::now();
+                let result = train_shard(fig, &p.job, shard.members.clone())
+                    .and_then(|log| cache.put(&shard.key, &log).map(|_| log))
+                    .and_then(|log| {
+                        let record = job_record(fig, p, shard.members.len(), start.elapsed().as_secs_f64());
+                        records::write(&opts.cache_dir, &record).map(|_| log)
+                    })
+                    .with_context(|| shard_name(figures, planned, (j, s)));
+                let seconds = start.elapsed().as_secs_f64();
+                if result.is_ok() {
+                    report(Event::JobTrained {
+                        figure: fig.id().into(),
+                        job: p.job.name.clone(),
+                        key: shard.key.clone(),
+                        members,
+                        of: p.job.members(),
+                        networks: shard.members.len(),
+                        seconds,
+                        why,
+                        estimate: estimates[n],
+                    });
+                }
+                Some(result.map(|log| (log, start.elapsed())))
+            })
+            .collect()
+    });
+    results.into_iter().map(|r| r.transpose()).collect()
+}
+
+/// The error of a run that may not train (`Options::train` off) when the
+/// cache lacks shards: which ones.
+#[derive(Debug)]
+pub struct MissingShards(pub Vec<String>);
+
+impl fmt::Display for MissingShards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} shard(s) are not in the cache, and this run trains nothing:", self.0.len())?;
+        for name in &self.0 {
+            write!(f, "\n  missing: {name}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MissingShards {}
+
 /// Computes (or reads from the cache) every selected figure's data and SVG,
 /// reporting its progress to `report`.
 pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Result<Run> {
@@ -308,102 +489,65 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
     let planned = plan(&figures);
 
     // Cache lookups first, so the progress bar counts only real work.
-    let mut logs: Vec<Option<TrainLog>> = vec![None; planned.len()];
-    let mut damaged: Vec<Option<String>> = vec![None; planned.len()];
+    let mut logs: Vec<Vec<Option<TrainLog>>> = planned.iter().map(|p| vec![None; p.shards.len()]).collect();
+    let mut damaged: Vec<(usize, String)> = Vec::new();
     if !opts.force {
-        for (i, p) in planned.iter().enumerate() {
-            match cache.get::<TrainLog>(&p.key) {
-                Lookup::Hit(log) => logs[i] = Some(log),
-                Lookup::Miss => {}
-                Lookup::Damaged(why) => {
-                    report(Event::DamagedCacheEntry {
-                        figure: figures[p.figure].id().into(),
-                        job: p.job.name.clone(),
-                        why: why.clone(),
-                    });
-                    damaged[i] = Some(why);
+        for (j, p) in planned.iter().enumerate() {
+            for (s, shard) in p.shards.iter().enumerate() {
+                match cache.get::<TrainLog>(&shard.key) {
+                    Lookup::Hit(log) => logs[j][s] = Some(log),
+                    Lookup::Miss => {}
+                    Lookup::Damaged(why) => {
+                        report(Event::DamagedCacheEntry {
+                            figure: figures[p.figure].id().into(),
+                            job: p.job.name.clone(),
+                            why: why.clone(),
+                        });
+                        damaged.push((j, why));
+                    }
                 }
             }
         }
     }
-    let todo: Vec<usize> = (0..planned.len()).filter(|&i| logs[i].is_none()).collect();
-    // For the progress bar: a job without an estimate counts as the mean of the others (1 s if none has one).
-    let known: Vec<Option<f64>> = todo
-        .iter()
-        .map(|&i| estimate_seconds(figures[planned[i].figure], &planned[i], &opts.cache_dir).map(|(s, _)| s))
-        .collect();
-    let with_estimate: Vec<f64> = known.iter().flatten().copied().collect();
-    let fallback =
-        if with_estimate.is_empty() { 1.0 } else { with_estimate.iter().sum::<f64>() / with_estimate.len() as f64 };
-    let estimates: Vec<f64> = known.iter().map(|s| s.unwrap_or(fallback)).collect();
-    if !todo.is_empty() {
-        let networks = todo.iter().map(|&i| planned[i].job.members()).sum();
-        report(Event::TrainingStarts { jobs: todo.len(), networks, seconds: estimates.iter().sum() });
+    let todo: Vec<ShardAt> =
+        (0..planned.len()).flat_map(|j| (0..planned[j].shards.len()).map(move |s| (j, s))).filter(|&(j, s)| logs[j][s].is_none()).collect();
+    if !opts.train && !todo.is_empty() {
+        return Err(MissingShards(todo.iter().map(|&at| shard_name(&figures, &planned, at)).collect()).into());
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
-        .build()
-        .context("cannot start the worker threads")?;
-    let times = Mutex::new(vec![Duration::ZERO; planned.len()]);
-    let computed: Vec<(usize, Option<Result<TrainLog>>)> = pool.install(|| {
-        todo.par_iter()
-            .enumerate()
-            .map(|(n, &i)| {
-                let p = &planned[i];
-                let fig = figures[p.figure];
-                if interrupted() {
-                    return (i, None);
-                }
-                let why = why_job_runs(fig, p, &opts.cache_dir, opts.force);
-                report(Event::JobStarts { figure: fig.id().into(), job: p.job.name.clone(), why: why.clone() });
-                let start = Instant::now();
-                let result = train_job(fig, &p.job)
-                    .and_then(|log| cache.put(&p.key, &log).map(|_| log))
-                    .and_then(|log| {
-                        let record = job_record(fig, p, start.elapsed().as_secs_f64());
-                        records::write(&opts.cache_dir, &record).map(|_| log)
-                    })
-                    .with_context(|| format!("figure {:?}, job {:?}", fig.id(), p.job.name));
-                times.lock().unwrap()[i] = start.elapsed();
-                if result.is_ok() {
-                    report(Event::JobTrained {
-                        figure: fig.id().into(),
-                        job: p.job.name.clone(),
-                        key: p.key.clone(),
-                        networks: p.job.members(),
-                        seconds: start.elapsed().as_secs_f64(),
-                        why,
-                        estimate: estimates[n],
-                    });
-                }
-                (i, Some(result))
-            })
-            .collect()
-    });
+    let computed = train_shards(&figures, &planned, &todo, &cache, opts, report)?;
+    let mut times = vec![Duration::ZERO; planned.len()];
     let mut skipped = 0;
-    let mut first_error = None;
-    for (i, result) in computed {
+    for (&(j, s), result) in todo.iter().zip(computed) {
         match result {
-            Some(Ok(log)) => logs[i] = Some(log),
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
+            Some((log, time)) => {
+                logs[j][s] = Some(log);
+                times[j] += time;
             }
             None => skipped += 1,
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
     if interrupted() {
-        let name = |&i: &usize| format!("{} / {}", figures[planned[i].figure].id(), planned[i].job.name);
         return Err(Interrupted {
-            computed: todo.iter().filter(|&&i| logs[i].is_some()).map(name).collect(),
-            already_cached: planned.len() - todo.len(),
+            computed: todo
+                .iter()
+                .filter(|&&(j, s)| logs[j][s].is_some())
+                .map(|&at| shard_name(&figures, &planned, at))
+                .collect(),
+            already_cached: planned.iter().map(|p| p.shards.len()).sum::<usize>() - todo.len(),
             skipped,
         }
         .into());
     }
-    let times = times.into_inner().unwrap();
+    let uncached_jobs: Vec<usize> = todo.iter().map(|&(j, _)| j).collect();
+    // Each job's log is its shards' logs, one after the other.
+    let mut logs: Vec<Option<TrainLog>> = logs
+        .into_iter()
+        .enumerate()
+        .map(|(j, shards)| {
+            let parts = shards.into_iter().map(|l| l.expect("every shard ran")).collect();
+            TrainLog::concat(parts).with_context(|| format!("merging the shards of {}", planned[j].job.name)).map(Some)
+        })
+        .collect::<Result<_>>()?;
 
     let (commit, dirty) = provenance::git_state();
     let mut out = Run { figures: Vec::new(), reports: Vec::new(), publication: Vec::new() };
@@ -440,8 +584,11 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
         out.reports.push(FigureReport {
             id: data.id.clone(),
             jobs: idx.len(),
-            cached: idx.iter().filter(|&&i| !todo.contains(&i)).count(),
-            damaged: idx.iter().filter_map(|&i| damaged[i].clone()).collect(),
+            cached: idx.iter().filter(|&&i| !uncached_jobs.contains(&i)).count(),
+            shards: idx.iter().map(|&i| planned[i].shards.len()).sum(),
+            cached_shards: idx.iter().map(|&i| planned[i].shards.len()).sum::<usize>()
+                - todo.iter().filter(|(j, _)| idx.contains(j)).count(),
+            damaged: damaged.iter().filter(|(j, _)| idx.contains(j)).map(|(_, why)| why.clone()).collect(),
             compute: idx.iter().map(|&i| times[i]).sum(),
             claims,
             divergences: data.body.divergences.clone(),

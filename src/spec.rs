@@ -40,6 +40,12 @@ pub struct FigureSpec {
     /// The publication variant's size (`[figure.publication]`, optional).
     #[serde(default)]
     pub publication: PublicationSpec,
+    /// Networks per shard of each job: the unit of caching and of
+    /// parallelism, across cores and cluster tasks (optional; by default
+    /// about two seconds of modelled work, see `pipeline::shard_size`). The
+    /// figure is the same bits for every shard size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_size: Option<crate::values::Count>,
     #[serde(rename = "claim", default)]
     pub claims: Vec<ClaimSpec>,
 }

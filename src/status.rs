@@ -1,4 +1,4 @@
-//! What a run would do, without training: every job with its key, whether
+//! What a run would do, without training: every shard of every job with its key, whether
 //! the cache has it and what it would cost (`plan`), and every figure as
 //! current, stale or missing with the reasons a user acts on (`statuses`).
 //!
@@ -21,14 +21,22 @@ use crate::pipeline::{self, Estimate, PlannedJob, Status};
 use crate::records::{changed_files, changed_values};
 use crate::spec::{FigureSpec, Paper};
 
+/// One shard of a job, as a run would find it: what `plan --json` prints,
+/// one object per line, and what the cluster path assigns to tasks.
 #[derive(Debug, Clone, Serialize)]
-pub struct JobPlan {
+pub struct ShardPlan {
     pub figure: String,
     pub job: String,
+    /// The job's key (`pipeline::job_key`).
+    pub job_key: String,
+    /// The shard's cache key (`pipeline::shard_key`).
     pub key: String,
+    /// Networks `members[0]..members[1]` (end excluded) of the job's `of`.
+    pub members: [usize; 2],
+    pub of: usize,
     pub networks: usize,
     pub cached: bool,
-    /// Seconds of training this job needs (0 when cached), where known.
+    /// Seconds of training this shard needs (0 when cached), where known.
     pub estimate_seconds: Option<f64>,
     /// Where the estimate came from; none when cached or unknown.
     pub estimate_from: Option<Estimate>,
@@ -42,40 +50,50 @@ pub struct FigureStatus {
     pub state: Status,
     /// Why it is stale or missing, in words; empty when current.
     pub reasons: Vec<String>,
-    pub jobs: usize,
+    pub shards: usize,
     pub uncached: usize,
-    /// Seconds of training its uncached jobs need, summed over those with an estimate.
+    /// Seconds of training its uncached shards need, summed over those with an estimate.
     pub estimate_seconds: f64,
-    /// Uncached jobs without an estimate.
+    /// Uncached shards without an estimate.
     pub unestimated: usize,
 }
 
-/// Every job of the selected figures (all when `only` is empty).
-pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Result<Vec<JobPlan>> {
+/// Every shard of every job of the selected figures (all when `only` is empty).
+pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Result<Vec<ShardPlan>> {
     let figures = pipeline::select(paper, only)?;
     let cache = Cache::open(cache_dir)?;
     let planned = pipeline::plan(&figures);
-    Ok(planned.iter().map(|p| job_plan(figures[p.figure], p, &cache, cache_dir, force)).collect())
+    Ok(planned.iter().flat_map(|p| shard_plans(figures[p.figure], p, &cache, cache_dir, force)).collect())
 }
 
-fn job_plan(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> JobPlan {
-    let cached = !force && cache.path(&p.key).exists();
-    // Only for what would run: the model prepares the job's data and init.
-    let (estimate_seconds, estimate_from) = if cached {
-        (Some(0.0), None)
-    } else {
-        pipeline::estimate_seconds(fig, p, cache_dir).map_or((None, None), |(s, from)| (Some(s), Some(from)))
-    };
-    JobPlan {
-        figure: fig.id().to_string(),
-        job: p.job.name.clone(),
-        key: p.key.clone(),
-        networks: p.job.members(),
-        cached,
-        estimate_seconds,
-        estimate_from,
-        why: (!cached).then(|| pipeline::why_job_runs(fig, p, cache_dir, force)),
-    }
+fn shard_plans(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> Vec<ShardPlan> {
+    let why = pipeline::why_job_runs(fig, p, cache_dir, force);
+    p.shards
+        .iter()
+        .map(|shard| {
+            let cached = !force && cache.path(&shard.key).exists();
+            // Only for what would run: the model prepares the job's data and init.
+            let (estimate_seconds, estimate_from) = if cached {
+                (Some(0.0), None)
+            } else {
+                pipeline::estimate_seconds(fig, &p.job, shard.members.len(), cache_dir)
+                    .map_or((None, None), |(s, from)| (Some(s), Some(from)))
+            };
+            ShardPlan {
+                figure: fig.id().to_string(),
+                job: p.job.name.clone(),
+                job_key: p.key.clone(),
+                key: shard.key.clone(),
+                members: [shard.members.start, shard.members.end],
+                of: p.job.members(),
+                networks: shard.members.len(),
+                cached,
+                estimate_seconds,
+                estimate_from,
+                why: (!cached).then(|| why.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Every selected figure's state against its committed JSON in `out_dir`.
@@ -86,7 +104,7 @@ pub fn statuses(paper: &Paper, only: &[String], out_dir: &Path, cache_dir: &Path
     let mut out = Vec::new();
     for (f, fig) in figures.iter().enumerate() {
         let jobs: Vec<&PlannedJob> = planned.iter().filter(|p| p.figure == f).collect();
-        let plans: Vec<JobPlan> = jobs.iter().map(|p| job_plan(fig, p, &cache, cache_dir, false)).collect();
+        let plans: Vec<ShardPlan> = jobs.iter().flat_map(|p| shard_plans(fig, p, &cache, cache_dir, false)).collect();
         let path = out_dir.join(format!("{}.json", fig.id()));
         let (committed, state, _) = pipeline::status(fig, out_dir);
         let mut reasons = match (state, committed) {
@@ -95,15 +113,15 @@ pub fn statuses(paper: &Paper, only: &[String], out_dir: &Path, cache_dir: &Path
             (Status::Stale, Some(committed)) => stale_reasons(fig, &committed)?,
             (Status::Stale, None) => vec![format!("{} does not parse (made by an older version?)", path.display())],
         };
-        let uncached: Vec<&JobPlan> = plans.iter().filter(|p| !p.cached).collect();
+        let uncached: Vec<&ShardPlan> = plans.iter().filter(|p| !p.cached).collect();
         if state != Status::Current && !uncached.is_empty() {
-            reasons.push(format!("{} of {} jobs not cached", uncached.len(), plans.len()));
+            reasons.push(format!("{} of {} shards not cached", uncached.len(), plans.len()));
         }
         out.push(FigureStatus {
             id: fig.id().to_string(),
             state,
             reasons,
-            jobs: plans.len(),
+            shards: plans.len(),
             uncached: uncached.len(),
             estimate_seconds: uncached.iter().filter_map(|p| p.estimate_seconds).fold(0.0, |a, b| a + b),
             unestimated: uncached.iter().filter(|p| p.estimate_seconds.is_none()).count(),

@@ -90,7 +90,7 @@ fn run() -> Result<()> {
             // Its own loop, not the engine's: timed whole, one job, per network-step (both networks).
             let job = &jobs[0];
             let start = std::time::Instant::now();
-            let log = kind.train(job)?;
+            let log = kind.train(job, 0..job.members())?;
             let steps = *log.log_steps.last().unwrap_or(&1) as f64;
             let per = start.elapsed().as_secs_f64() / (steps * job.members() as f64);
             println!(

@@ -2,7 +2,9 @@
 //! what to log, and the log. Shared by the engines and by every figure kind,
 //! which prepares a `TrainInput` and assembles its figure from `TrainLog`s.
 
-use anyhow::Result;
+use std::ops::Range;
+
+use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::values::Loss;
@@ -22,6 +24,19 @@ impl EnsembleWeights {
     pub fn member_layer(&self, e: usize, l: usize) -> &[f32] {
         let (o, i) = self.shapes[l];
         &self.layers[l][e * o * i..(e + 1) * o * i]
+    }
+
+    /// Members `range` alone (a shard of the ensemble), in order.
+    pub fn select(&self, range: Range<usize>) -> EnsembleWeights {
+        let layers = self.shapes.iter().zip(&self.layers).map(|(&(o, i), w)| w[range.start * o * i..range.end * o * i].to_vec());
+        EnsembleWeights { members: range.len(), shapes: self.shapes.clone(), layers: layers.collect() }
+    }
+
+    /// The members of several ensembles of the same shapes, one after the other.
+    fn concat(parts: &[&EnsembleWeights]) -> EnsembleWeights {
+        let shapes = parts[0].shapes.clone();
+        let layers = (0..shapes.len()).map(|l| parts.iter().flat_map(|p| p.layers[l].iter().copied()).collect());
+        EnsembleWeights { members: parts.iter().map(|p| p.members).sum(), shapes, layers: layers.collect() }
     }
 }
 
@@ -58,6 +73,20 @@ pub struct EnsembleData {
     pub x: Vec<f32>,
     /// (E, N), labels in {-1, +1}; with K outputs, class indices 0..K.
     pub y: Vec<f32>,
+}
+
+impl EnsembleData {
+    /// Members `range` alone (a shard of the ensemble), in order.
+    pub fn select(&self, range: Range<usize>) -> EnsembleData {
+        let (n, d) = (self.points, self.dim);
+        EnsembleData {
+            members: range.len(),
+            points: n,
+            dim: d,
+            x: self.x[range.start * n * d..range.end * n * d].to_vec(),
+            y: self.y[range.start * n..range.end * n].to_vec(),
+        }
+    }
 }
 
 /// What to record at each logged step besides the margins.
@@ -99,6 +128,16 @@ pub struct TrainInput {
     pub init: EnsembleWeights,
     pub data: EnsembleData,
     pub cfg: TrainConfig,
+}
+
+impl TrainInput {
+    /// The training of members `range` alone: every member trains on its own
+    /// data, so a shard's log is those members' rows of the whole ensemble's.
+    pub fn select(&self, range: Range<usize>) -> TrainInput {
+        let mut cfg = self.cfg.clone();
+        cfg.probe = cfg.probe.map(|p| p.select(range.clone()));
+        TrainInput { init: self.init.select(range.clone()), data: self.data.select(range), cfg }
+    }
 }
 
 impl TrainConfig {
@@ -146,6 +185,49 @@ impl TrainLog {
     /// Gradient-flow time t = learning rate x step of each logged step.
     pub fn times(&self) -> Vec<f64> {
         self.log_steps.iter().map(|&s| s as f64 * self.learning_rate).collect()
+    }
+
+    /// The log of an ensemble from the logs of its shards, in member order:
+    /// every per-member row is the shards' rows one after the other, so the
+    /// result is the log of the whole ensemble trained at once.
+    pub fn concat(parts: Vec<TrainLog>) -> Result<TrainLog> {
+        ensure!(!parts.is_empty(), "no shard logs to merge");
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let first = &parts[0];
+        for p in &parts[1..] {
+            ensure!(
+                p.learning_rate == first.learning_rate
+                    && p.log_steps == first.log_steps
+                    && p.margins.len() == first.margins.len()
+                    && p.probe_margins.len() == first.probe_margins.len()
+                    && p.weight_norms.len() == first.weight_norms.len()
+                    && p.weights.len() == first.weights.len()
+                    && p.samples.is_empty() == first.samples.is_empty(),
+                "shard logs of one job disagree in schedule or contents"
+            );
+        }
+        let rows = |pick: fn(&TrainLog) -> &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            (0..pick(first).len()).map(|t| parts.iter().flat_map(|p| pick(p)[t].iter().copied()).collect()).collect()
+        };
+        let weights = (0..first.weights.len())
+            .map(|t| {
+                let step = first.weights[t].0;
+                ensure!(parts.iter().all(|p| p.weights[t].0 == step), "shard logs recorded weights at other steps");
+                Ok((step, EnsembleWeights::concat(&parts.iter().map(|p| &p.weights[t].1).collect::<Vec<_>>())))
+            })
+            .collect::<Result<_>>()?;
+        Ok(TrainLog {
+            learning_rate: first.learning_rate,
+            log_steps: first.log_steps.clone(),
+            margins: rows(|p| &p.margins),
+            probe_margins: rows(|p| &p.probe_margins),
+            weight_norms: rows(|p| &p.weight_norms),
+            weights,
+            diverged_at: parts.iter().flat_map(|p| p.diverged_at.iter().copied()).collect(),
+            samples: parts.iter().flat_map(|p| p.samples.iter().cloned()).collect(),
+        })
     }
 }
 

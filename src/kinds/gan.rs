@@ -40,7 +40,9 @@
 //! kind, and glibc picks its `exp` by the CPU's features (the AVX2 and the
 //! AVX-512 machines we use both take its FMA variant).
 
-use anyhow::{bail, ensure, Result};
+use std::ops::Range;
+
+use anyhow::{bail, ensure, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -168,10 +170,12 @@ impl Kind for Gan {
         bail!("the GAN trains in its own loop (Kind::train), not through the classifier engine")
     }
 
-    fn train(&self, job: &Job) -> Result<TrainLog> {
+    fn train(&self, job: &Job, members: Range<usize>) -> Result<TrainLog> {
         let loss = self.losses[job.id.0];
         let log_steps = crate::engine::log_schedule(self.steps.get(), self.log_points.get());
-        let runs: Vec<Run> = job.member_seeds.par_iter().map(|&seed| self.run(loss, seed, &log_steps)).collect();
+        // Each seed's run is its own: a shard runs its seeds alone.
+        let seeds = job.member_seeds.get(members.clone()).with_context(|| format!("no networks {members:?} in job {:?}", job.name))?;
+        let runs: Vec<Run> = seeds.par_iter().map(|&seed| self.run(loss, seed, &log_steps)).collect();
         let margins =
             (0..log_steps.len()).map(|t| runs.iter().flat_map(|run| run.rows[t].iter().copied()).collect()).collect();
         Ok(TrainLog {
@@ -566,9 +570,9 @@ mod tests {
         let gan = small();
         assert!(gan.problems().is_empty());
         let jobs = crate::kinds::numbered_jobs(&gan);
-        let once = gan.train(&jobs[1]).unwrap();
+        let once = gan.train(&jobs[1], 0..jobs[1].members()).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let again = pool.install(|| gan.train(&jobs[1])).unwrap();
+        let again = pool.install(|| gan.train(&jobs[1], 0..jobs[1].members())).unwrap();
         assert_eq!(once, again);
         assert_eq!(once.samples.len(), 3);
         let repeated = Gan { losses: vec![Loss::Hinge, Loss::CrossEntropy, Loss::Hinge], ..small() };

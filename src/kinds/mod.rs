@@ -2,6 +2,8 @@
 //! [`Kind`], and the registry below that names them. ARCHITECTURE.md ("How to
 //! add a figure kind") walks through adding one.
 
+use std::ops::Range;
+
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
@@ -33,10 +35,14 @@ pub trait Kind: Sync {
     /// What the engine needs to run one job: init, data and schedule.
     fn prepare_job(&self, job: &Job) -> Result<TrainInput>;
 
-    /// Runs one job. Every kind but one trains an ensemble of classifiers:
-    /// the engine runs what `prepare_job` prepared. A kind whose training is
-    /// another loop (the GAN's two networks) runs it here instead.
-    fn train(&self, job: &Job) -> Result<TrainLog> {
+    /// Runs networks `members` of one job (a shard of it; `0..job.members()`
+    /// is the whole job) and returns their log: the same bits as those
+    /// members' rows of the whole job's log (tests/shards.rs), as every
+    /// network trains on its own. Every kind but one trains an ensemble of
+    /// classifiers: the engine runs those members of what `prepare_job`
+    /// prepared. A kind whose training is another loop (the GAN's two
+    /// networks) runs it here instead.
+    fn train(&self, job: &Job, members: Range<usize>) -> Result<TrainLog> {
         let input = self.prepare_job(job)?;
         // `member_seeds` names the seed of each network: a kind that gets its length wrong would mislabel divergences.
         ensure!(
@@ -46,7 +52,10 @@ pub trait Kind: Sync {
             job.name,
             job.members()
         );
-        crate::engine::train(&input.init, &input.data, &input.cfg)
+        ensure!(members.end <= job.members(), "networks {members:?} of a job of {}", job.members());
+        // Prepared whole and cut, so that a shard's members are drawn exactly as in the whole job.
+        let shard = input.select(members);
+        crate::engine::train(&shard.init, &shard.data, &shard.cfg)
     }
 
     /// The figure from its jobs' logs, given in the order of `jobs()`.
