@@ -117,7 +117,9 @@ impl InplaceOp1 for Steps<'_> {
         if params.len() != per * self.data.members {
             candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
         }
-        if self.data.points * per <= MAX_LANE_WORK && self.data.members >= LANES / 2 {
+        // By the network's size alone, never by the number of members: a shard of
+        // one network must take the path (and the exp) of the whole ensemble.
+        if self.data.points * per <= MAX_LANE_WORK {
             run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }

@@ -30,6 +30,7 @@ pub fn options(cache_dir: &Path, threads: usize) -> Options {
         only: Vec::new(),
         force: false,
         threads,
+        train: true,
     }
 }
 
