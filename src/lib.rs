@@ -23,6 +23,7 @@ pub mod records;
 pub mod render;
 pub mod rng;
 pub mod shapes;
+pub mod slurm;
 pub mod spec;
 pub mod stats;
 pub mod status;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -70,6 +70,29 @@ enum Command {
         /// for scripts, instead of the progress bar and the job lines.
         #[arg(long)]
         json_events: bool,
+        /// Train nothing: assemble the figures from the cache alone (after a
+        /// cluster computed the shards), failing with a list of the missing ones.
+        #[arg(long, conflicts_with_all = ["force", "dry_run"])]
+        assemble_only: bool,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// (Run by each task of a `figures --slurm` job array.) Trains the shards
+    /// that an assignment gives one task into the cache.
+    #[command(hide = true)]
+    ShardTask {
+        /// The assignment.json of the submission.
+        #[arg(long, value_name = "FILE")]
+        assignment: PathBuf,
+        /// This task's index (`$SLURM_ARRAY_TASK_ID`).
+        #[arg(long, value_name = "I")]
+        task: usize,
+        /// The shared cache directory.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: PathBuf,
+        /// Shards trained side by side.
+        #[arg(long, value_name = "N", value_parser = whole_number, default_value_t = 1)]
+        jobs: usize,
     },
     /// Print what a paper or lab notebook needs to cite one figure: its key,
     /// the commit of its committed data, whether that is stale, how to
@@ -141,6 +164,41 @@ enum Command {
         #[command(subcommand)]
         action: Option<CacheAction>,
     },
+}
+
+/// `figures --slurm` and its options. The requirements (a file system the
+/// nodes share, the same binary, how the bits stay identical) are in the README.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Slurm")]
+struct SlurmArgs {
+    /// Train the shards the cache lacks as one Slurm job array (sbatch), wait
+    /// for it while showing progress (Ctrl-C cancels it), then assemble the
+    /// figures from the cache. The cache directory must be on a file system
+    /// that every node shares.
+    #[arg(long)]
+    slurm: bool,
+    /// The partition to submit to [default: the cluster's].
+    #[arg(long, value_name = "NAME", requires = "slurm")]
+    partition: Option<String>,
+    /// Each task's time limit, as sbatch takes it ("30", "2:00:00").
+    #[arg(long, value_name = "TIME", requires = "slurm")]
+    time_limit: Option<String>,
+    /// At most this many array tasks; the shards are balanced over them by estimated cost.
+    #[arg(long, value_name = "N", value_parser = whole_number, default_value_t = 32, requires = "slurm")]
+    array_tasks: usize,
+    /// Cores per task; each task trains that many shards side by side.
+    #[arg(long, value_name = "N", value_parser = whole_number, default_value_t = 1, requires = "slurm")]
+    cpus_per_task: usize,
+    /// One more sbatch argument, e.g. --sbatch-arg=--mem=4G (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true, requires = "slurm")]
+    sbatch_arg: Vec<String>,
+    /// Submit and return: print the command that assembles the figures later.
+    #[arg(long, requires = "slurm", conflicts_with = "emit_sbatch")]
+    no_wait: bool,
+    /// Write the sbatch script to FILE (and its run directory beside the
+    /// cache) without submitting it, for submitting by hand.
+    #[arg(long, value_name = "FILE", requires = "slurm")]
+    emit_sbatch: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -289,9 +347,39 @@ fn run() -> Result<ExitCode> {
             println!();
             status(&paper, &only, &out_dir(out), &dir, false)
         }
-        Command::Figures { check, force, only, out, cache_dir: dir, jobs, json_events, .. } => {
+        Command::ShardTask { assignment, task, cache_dir: dir, jobs } => {
+            let reporter = Reporter {
+                json: false,
+                terminal: false,
+                bar: OnceLock::new(),
+                widths: (0, 0),
+                done: std::sync::Mutex::new((0, 0)),
+            };
+            stop_on_signals()?;
+            let start = Instant::now();
+            let trained = learning_dynamics::slurm::run_task(
+                &paper,
+                &from_caller(assignment),
+                task,
+                &from_caller(dir),
+                jobs,
+                &|event| reporter.report(event),
+            )?;
+            println!("task {task}: trained {trained} shard(s) in {:.1}s", start.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Figures {
+            check, force, only, out, cache_dir: dir, jobs, json_events, assemble_only, slurm, ..
+        } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = Options { out_dir: out_dir(out), cache_dir: cache_dir(dir), only, force, threads, train: true };
+            let opts = Options {
+                out_dir: out_dir(out),
+                cache_dir: cache_dir(dir),
+                only,
+                force,
+                threads,
+                train: !assemble_only,
+            };
             // Job lines line up under the longest names of this run's figures and jobs.
             let selected = pipeline::select(&paper, &opts.only)?;
             let planned = pipeline::plan(&selected);
@@ -307,6 +395,10 @@ fn run() -> Result<ExitCode> {
                 done: std::sync::Mutex::new((0, 0)),
             };
             stop_on_signals()?;
+            if slurm.slurm {
+                ensure!(!check, "--check compares with the committed figures on this machine: run it without --slurm");
+                return figures_on_slurm(&paper, &spec_path, &opts, slurm, &reporter);
+            }
             figures(&paper, &spec_path, &opts, check, &reporter)
         }
     }
@@ -365,7 +457,11 @@ impl Reporter {
                     bar.set_message(format!("{done}/{shards}"));
                 }
                 let (fw, jw) = self.widths;
-                let part = if networks == of { String::new() } else { format!(" ({}-{} of {of})", members[0], members[1] - 1) };
+                let part = if networks == of {
+                    String::new()
+                } else {
+                    format!(" ({}-{} of {of})", members[0], members[1] - 1)
+                };
                 self.line(format!("  {figure:<fw$}  {job:<jw$}  {networks:>5} nets{part}  {seconds:>7.2}s  ({why})"));
             }
         }
@@ -493,6 +589,116 @@ fn figures(
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// `figures --slurm`: the shards the cache lacks as one job array, then the
+/// figures assembled from the cache (see `slurm.rs`).
+fn figures_on_slurm(
+    paper: &spec::Paper,
+    spec_path: &std::path::Path,
+    opts: &Options,
+    args: SlurmArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    use learning_dynamics::slurm;
+    let cache = cache::Cache::open(&opts.cache_dir)?;
+    pipeline::prepare_out_dir(&opts.out_dir)?;
+    // What the previous submission left undone, before it is replaced.
+    if let Some((last, prepared)) = slurm::last_submission(&opts.cache_dir) {
+        for line in slurm::unfinished(&last.job, &prepared, &cache) {
+            eprintln!("note: the previous submission left shards undone: {line}");
+        }
+    }
+    let todo: Vec<_> = learning_dynamics::status::plan(paper, &opts.only, &opts.cache_dir, opts.force)?
+        .into_iter()
+        .filter(|s| !s.cached)
+        .collect();
+    let absolute =
+        |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let assemble = format!(
+        "cargo xtask --spec {} figures --assemble-only --cache-dir {} --out {}{}",
+        absolute(spec_path),
+        absolute(&opts.cache_dir),
+        absolute(&opts.out_dir),
+        opts.only.iter().map(|id| format!(" --only {id}")).collect::<String>()
+    );
+    if !todo.is_empty() {
+        let submit = slurm::Submit {
+            partition: args.partition,
+            time: args.time_limit,
+            tasks: args.array_tasks,
+            cpus_per_task: args.cpus_per_task,
+            sbatch_args: args.sbatch_arg,
+        };
+        let assignment = slurm::Assignment { force: opts.force, tasks: slurm::assign(&todo, submit.tasks) };
+        let prepared = slurm::prepare(spec_path, &opts.cache_dir, assignment, &submit)?;
+        let tasks = prepared.assignment.tasks.len();
+        let compute: f64 = prepared.assignment.shards().map(|s| s.estimate_seconds).sum();
+        let what = format!("{tasks} task(s) for {} shard(s), about {} of compute", todo.len(), seconds(compute));
+        if let Some(file) = args.emit_sbatch {
+            let file = from_caller(file);
+            std::fs::copy(&prepared.script, &file).with_context(|| format!("writing {}", file.display()))?;
+            println!("wrote {}: a job array of {what}", file.display());
+            println!("submit it with: sbatch {}", file.display());
+            println!("then assemble the figures with: {assemble}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let job = slurm::submit(&prepared)?;
+        slurm::remember(&opts.cache_dir, &job, &prepared)?;
+        println!("submitted array job {job}: {what}; logs in {}", prepared.dir.join("logs").display());
+        if args.no_wait {
+            println!("when it is done (squeue -j {job}), assemble the figures with: {assemble}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let bar = reporter.terminal.then(|| {
+            let bar = ProgressBar::new(todo.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} Slurm array {prefix}: {pos}/{len} shards [{bar:30}] {msg}, {elapsed}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(job.clone());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let last = std::sync::Mutex::new(None);
+        let waited = slurm::wait(&job, &prepared, &cache, Duration::from_secs(2), &|w| {
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(w.shards_done as u64);
+                    bar.set_message(format!("{} task(s) queued or running", w.tasks_left));
+                }
+                None if *last.lock().unwrap() != Some(w) => {
+                    eprintln!(
+                        "  {}/{} shards in the cache, {} task(s) queued or running",
+                        w.shards_done, w.shards, w.tasks_left
+                    );
+                }
+                None => {}
+            }
+            *last.lock().unwrap() = Some(w);
+        });
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        waited?;
+        let undone = slurm::unfinished(&job, &prepared, &cache);
+        if !undone.is_empty() {
+            for line in &undone {
+                eprintln!("error: {line}");
+            }
+            eprintln!(
+                "error: nothing written; the finished shards are kept in the cache: run the same command again to \
+                 train exactly the missing ones"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        println!("array job {job} done: every shard is in the cache; assembling the figures");
+    }
+    let assemble_opts = Options { train: false, force: false, ..opts.clone() };
+    figures(paper, spec_path, &assemble_opts, false, reporter)
+}
+
 fn print_plan(plan: &[learning_dynamics::status::ShardPlan], json: bool) {
     if json {
         for shard in plan {
@@ -517,7 +723,14 @@ fn print_plan(plan: &[learning_dynamics::status::ShardPlan], json: bool) {
             } else {
                 format!("{}-{} of {}", s.members[0], s.members[1] - 1, s.of)
             };
-            [s.figure.clone(), s.job.clone(), networks, s.key[..12].to_string(), estimate, s.why.clone().unwrap_or_default()]
+            [
+                s.figure.clone(),
+                s.job.clone(),
+                networks,
+                s.key[..12].to_string(),
+                estimate,
+                s.why.clone().unwrap_or_default(),
+            ]
         })
         .collect();
     let header = ["figure", "job", "networks", "shard key", "estimate", "why"].map(String::from);

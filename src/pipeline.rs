@@ -380,7 +380,11 @@ pub type ShardAt = (usize, usize);
 pub fn shard_name(figures: &[&FigureSpec], planned: &[PlannedJob], (j, s): ShardAt) -> String {
     let p = &planned[j];
     let members = &p.shards[s].members;
-    let of = if p.shards.len() == 1 { String::new() } else { format!(" (networks {}-{} of {})", members.start, members.end - 1, p.job.members()) };
+    let of = if p.shards.len() == 1 {
+        String::new()
+    } else {
+        format!(" (networks {}-{} of {})", members.start, members.end - 1, p.job.members())
+    };
     format!("{} / {}{of}", figures[p.figure].id(), p.job.name)
 }
 
@@ -509,8 +513,10 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             }
         }
     }
-    let todo: Vec<ShardAt> =
-        (0..planned.len()).flat_map(|j| (0..planned[j].shards.len()).map(move |s| (j, s))).filter(|&(j, s)| logs[j][s].is_none()).collect();
+    let todo: Vec<ShardAt> = (0..planned.len())
+        .flat_map(|j| (0..planned[j].shards.len()).map(move |s| (j, s)))
+        .filter(|&(j, s)| logs[j][s].is_none())
+        .collect();
     if !opts.train && !todo.is_empty() {
         return Err(MissingShards(todo.iter().map(|&at| shard_name(&figures, &planned, at)).collect()).into());
     }

@@ -51,6 +51,9 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/records.rs",
     // `status` and `plan`: read the cache, the records and the committed figures; train nothing.
     "src/status.rs",
+    // Assigns shards to the tasks of a Slurm array, submits and waits; the tasks train
+    // through the pipeline's own `train_shards`, so where a shard ran never changes its bits.
+    "src/slurm.rs",
     // Checks a loaded spec against the data files and the machine's memory; refuses or lets
     // through, never changes a config.
     "src/preflight.rs",

@@ -200,7 +200,7 @@ fn cache_shows_its_contents_and_gc_removes_unused_entries() {
     let listing = text(&shown.stdout);
     assert!(shown.status.success(), "{}", text(&shown.stderr));
     assert!(listing.contains("3 entr(ies)"), "{listing}");
-    assert!(listing.contains("phase-diagram: 2/2 job(s) cached"), "{listing}");
+    assert!(listing.contains("phase-diagram: 2/2 shard(s) cached"), "{listing}");
     assert!(listing.contains("sigmoid-error: 0/"), "{listing}");
     assert!(listing.contains("missing") && listing.contains("grid"), "{listing}");
     assert!(listing.contains("unused by any job of the spec: 1 entr(ies)"), "{listing}");

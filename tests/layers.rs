@@ -33,9 +33,10 @@ const LAYERS: &[(&str, usize)] = &[
     ("check", 8),
     ("gallery", 8),
     ("status", 8),
-    ("main", 9),
-    ("bin", 9),
-    ("lib", 10),
+    ("slurm", 9),
+    ("main", 10),
+    ("bin", 10),
+    ("lib", 11),
 ];
 
 /// The module a source file belongs to: `src/kinds/sigmoid.rs` -> `kinds`.

@@ -75,7 +75,7 @@ fn damaged_entries_are_detected_and_recomputed() {
     let paper = common::small_paper();
     let cold = common::run(&paper, dir.path(), 2);
     let planned = pipeline::plan(&pipeline::select(&paper, &[]).unwrap());
-    let entry = |i: usize| dir.path().join(format!("{}.json", planned[i].key));
+    let entry = |i: usize| dir.path().join(format!("{}.json", planned[i].shards[0].key));
 
     // Truncated, corrupted in the body, and a foreign entry under this key.
     let bytes = std::fs::read(entry(0)).unwrap();
@@ -157,12 +157,12 @@ fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
     let paper = common::small_paper();
     let planned = pipeline::plan(&pipeline::select(&paper, &[]).unwrap());
     // A directory where an entry should be: it cannot be read or replaced.
-    let entry = dir.path().join(format!("{}.json", planned[0].key));
+    let entry = dir.path().join(format!("{}.json", planned[0].shards[0].key));
     std::fs::create_dir_all(entry.join("inside")).unwrap();
     let err =
         format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2), &|_| {}).err().expect("the run fails"));
     assert!(
-        err.contains("figure \"phase-diagram\", job \"grid\"") && err.contains(&entry.display().to_string()),
+        err.contains("phase-diagram / grid") && err.contains(&entry.display().to_string()),
         "{err}"
     );
 }

@@ -31,7 +31,7 @@ fn planned(spec: &Path) -> Vec<PlannedJob> {
 }
 
 fn keys(planned: &[PlannedJob]) -> Vec<String> {
-    planned.iter().map(|p| p.key.clone()).collect()
+    planned.iter().flat_map(|p| &p.shards).map(|s| s.key.clone()).collect()
 }
 
 /// The output files other than temporary ones.
@@ -269,7 +269,8 @@ fn ctrl_c_stops_cleanly_and_says_what_was_kept() {
     let paper = learning_dynamics::spec::load(&spec).unwrap();
     let named = |p: &PlannedJob| format!("{} / {}", paper.figures[p.figure].id(), p.job.name);
     let cached = common::verified_entries(&cache, &keys(&planned));
-    let cached_names: BTreeSet<String> = planned.iter().filter(|p| cached.contains(&p.key)).map(named).collect();
+    let cached_names: BTreeSet<String> =
+        planned.iter().filter(|p| p.shards.iter().all(|s| cached.contains(&s.key))).map(named).collect();
     assert_eq!(kept, cached_names, "{err}");
     assert!(!kept.is_empty() && kept.len() < planned.len(), "{err}");
     assert!(outputs(&out).is_empty(), "an interrupted run wrote figures");
@@ -313,7 +314,7 @@ fn damaged_entries_are_reported_and_recomputed_by_the_command() {
     let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
     assert!(run(&mut common::figures_command(&spec, &cache, &out, &[])).status.success());
     let first = outputs(&out);
-    let entry = |i: usize| cache.join(format!("{}.json", planned[i].key));
+    let entry = |i: usize| cache.join(format!("{}.json", planned[i].shards[0].key));
 
     std::fs::write(entry(0), b"").unwrap(); // truncated to nothing
     std::fs::write(entry(2), b"{\"some\":\n\"other program's file\"}").unwrap(); // foreign
@@ -334,7 +335,7 @@ fn damaged_entries_are_reported_and_recomputed_by_the_command() {
     assert!(damaged[2].contains(&entry(4).display().to_string()), "the path is named: {damaged:?}");
     let table = String::from_utf8_lossy(&again.stdout);
     assert!(table.contains("damaged entry(ies) recomputed"), "{table}");
-    assert_eq!(computed_keys(&err), [0, 2, 4].iter().map(|&i| planned[i].key.clone()).collect());
+    assert_eq!(computed_keys(&err), [0, 2, 4].iter().map(|&i| planned[i].shards[0].key.clone()).collect());
     assert!(outputs(&out) == first);
     assert_eq!(common::verified_entries(&cache, &keys(&planned)).len(), planned.len());
 }

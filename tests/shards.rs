@@ -12,9 +12,10 @@ use learning_dynamics::pipeline::{self, shard_ranges};
 /// Every bit of a log: f32 values as their bit patterns (NaN, -0.0 included).
 fn bits(log: &TrainLog) -> Vec<u32> {
     let rows = log.margins.iter().chain(&log.probe_margins).chain(&log.weight_norms).chain(&log.samples);
-    let weights = log.weights.iter().flat_map(|(step, w)| {
-        std::iter::once(*step as u32).chain(w.layers.iter().flatten().map(|v| v.to_bits()))
-    });
+    let weights = log
+        .weights
+        .iter()
+        .flat_map(|(step, w)| std::iter::once(*step as u32).chain(w.layers.iter().flatten().map(|v| v.to_bits())));
     let diverged = log.diverged_at.iter().map(|d| d.map_or(u32::MAX, |s| s as u32));
     rows.flatten().map(|v| v.to_bits()).chain(weights).chain(diverged).collect()
 }
@@ -73,12 +74,16 @@ fn a_run_is_the_same_figures_for_every_shard_size_and_thread_count() {
         let dir = tempfile::tempdir().unwrap();
         let (run, events) = common::run_with_events(&paper, &common::options(dir.path(), threads));
         let trained = events.iter().filter(|e| matches!(e, pipeline::Event::JobTrained { .. })).count();
-        let planned: usize = pipeline::plan(&paper.figures.iter().collect::<Vec<_>>()).iter().map(|p| p.shards.len()).sum();
+        let planned: usize =
+            pipeline::plan(&paper.figures.iter().collect::<Vec<_>>()).iter().map(|p| p.shards.len()).sum();
         assert_eq!(trained, planned, "every shard trained once");
         if shard_size == 1 {
             assert!(planned > 20, "shards of 1: only {planned} shards for the small spec");
         }
-        assert!(as_json(&run) == as_json(&reference), "shards of {shard_size} on {threads} thread(s) change the figures");
+        assert!(
+            as_json(&run) == as_json(&reference),
+            "shards of {shard_size} on {threads} thread(s) change the figures"
+        );
     }
 }
 

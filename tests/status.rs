@@ -41,7 +41,7 @@ fn status_names_what_changed() {
     let stale = status::statuses(&changed, &["sigmoid-error".into()], &opts.out_dir, dir.path()).unwrap();
     assert_eq!(stale[0].state, State::Stale);
     assert!(stale[0].reasons[0].contains("sigmoid.learning_rate 0.25 -> 0.5"), "{:?}", stale[0].reasons);
-    assert!(stale[0].reasons.iter().any(|r| r.ends_with("jobs not cached")), "{:?}", stale[0].reasons);
+    assert!(stale[0].reasons.iter().any(|r| r.ends_with("shards not cached")), "{:?}", stale[0].reasons);
     let plan = status::plan(&changed, &["sigmoid-error".into()], dir.path(), false).unwrap();
     assert!(plan.iter().all(|j| j.why.as_deref() == Some("config changed: learning_rate")), "{plan:?}");
 

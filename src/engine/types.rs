@@ -28,7 +28,8 @@ impl EnsembleWeights {
 
     /// Members `range` alone (a shard of the ensemble), in order.
     pub fn select(&self, range: Range<usize>) -> EnsembleWeights {
-        let layers = self.shapes.iter().zip(&self.layers).map(|(&(o, i), w)| w[range.start * o * i..range.end * o * i].to_vec());
+        let layers =
+            self.shapes.iter().zip(&self.layers).map(|(&(o, i), w)| w[range.start * o * i..range.end * o * i].to_vec());
         EnsembleWeights { members: range.len(), shapes: self.shapes.clone(), layers: layers.collect() }
     }
 

@@ -1,0 +1,435 @@
+//! The shards on a Slurm cluster: Slurm schedules, we only split the work.
+//!
+//! `figures --slurm` assigns the shards the cache lacks to the tasks of one
+//! job array (`assign`: largest estimate first, each to the least loaded
+//! task, so the split is the same for the same plan), writes a run directory
+//! beside the cache (`<cache>/slurm/<hash of the assignment>/`: a copy of the
+//! binary and of the spec, so every task runs the same code on the same
+//! config whatever happens to the checkout meanwhile, the assignment, the
+//! sbatch script and the tasks' logs), submits it with `sbatch --parsable`,
+//! and waits, counting the shards that have reached the cache and asking
+//! `squeue` whether tasks are left. Each task runs `paper-figures shard-task`,
+//! which trains its shards into the shared cache (`run_task`); the figures
+//! are then assembled locally from the cache, training nothing.
+//!
+//! The cache makes this safe without any coordination: a shard is one file,
+//! written to a temporary name and renamed (atomic within a directory, on
+//! NFS and Lustre too), so two tasks that compute the same shard write the
+//! same bytes and either rename wins; a task that dies leaves its finished
+//! shards, and the next run assigns exactly the missing ones.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cache;
+use crate::files::{prepare_dir, write_atomically};
+use crate::pipeline::{self, Event, Options, ShardAt};
+use crate::spec::Paper;
+use crate::status::ShardPlan;
+
+/// One shard as a task receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedShard {
+    pub figure: String,
+    pub job: String,
+    /// Networks `members[0]..members[1]` of the job.
+    pub members: [usize; 2],
+    pub key: String,
+    pub estimate_seconds: f64,
+}
+
+/// What every task of an array reads: its shards, by task index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Recompute shards even where the cache has them (`figures --force`).
+    pub force: bool,
+    pub tasks: Vec<Vec<AssignedShard>>,
+}
+
+impl Assignment {
+    /// The task that was given the shard with this key, if any.
+    pub fn task_of(&self, key: &str) -> Option<usize> {
+        self.tasks.iter().position(|shards| shards.iter().any(|s| s.key == key))
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &AssignedShard> {
+        self.tasks.iter().flatten()
+    }
+}
+
+/// The shards to compute spread over at most `tasks` tasks, balanced by
+/// estimated cost: the longest first, each to the task with the least work so
+/// far (the lowest index on a tie). A shard without an estimate counts as the
+/// mean of the others. Deterministic: the same plan gives the same tasks.
+pub fn assign(shards: &[ShardPlan], tasks: usize) -> Vec<Vec<AssignedShard>> {
+    let known: Vec<f64> = shards.iter().filter_map(|s| s.estimate_seconds).collect();
+    let fallback = if known.is_empty() { 1.0 } else { known.iter().sum::<f64>() / known.len() as f64 };
+    let cost = |s: &ShardPlan| s.estimate_seconds.unwrap_or(fallback);
+    let mut order: Vec<usize> = (0..shards.len()).collect();
+    order.sort_by(|&a, &b| cost(&shards[b]).total_cmp(&cost(&shards[a])).then(a.cmp(&b)));
+    let tasks = tasks.clamp(1, shards.len().max(1));
+    let mut load = vec![0.0f64; tasks];
+    let mut out: Vec<Vec<AssignedShard>> = vec![Vec::new(); tasks];
+    for i in order {
+        let s = &shards[i];
+        let t = (0..tasks).min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b))).expect("at least one task");
+        load[t] += cost(s);
+        out[t].push(AssignedShard {
+            figure: s.figure.clone(),
+            job: s.job.clone(),
+            members: s.members,
+            key: s.key.clone(),
+            estimate_seconds: cost(s),
+        });
+    }
+    out.retain(|t| !t.is_empty());
+    out
+}
+
+/// How the array is submitted: `figures --slurm`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct Submit {
+    pub partition: Option<String>,
+    /// Each task's time limit, as sbatch takes it ("30", "1:00:00", "1-0").
+    pub time: Option<String>,
+    /// At most this many array tasks.
+    pub tasks: usize,
+    /// Cores per task; a task trains this many shards side by side.
+    pub cpus_per_task: usize,
+    /// More `#SBATCH` arguments, as given (`--mem=4G`, `--account=lab`).
+    pub sbatch_args: Vec<String>,
+}
+
+/// A written run directory: what was submitted, or is to be.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub script: PathBuf,
+    pub assignment: Assignment,
+}
+
+impl Prepared {
+    /// Where task `t` writes its output.
+    pub fn log(&self, t: usize) -> PathBuf {
+        self.dir.join("logs").join(format!("task-{t}.out"))
+    }
+}
+
+/// A string as one word of a POSIX shell command.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// Writes the run directory of an assignment under `<cache>/slurm/`: the
+/// running binary and the spec copied there, the assignment, the script.
+pub fn prepare(spec: &Path, cache_dir: &Path, assignment: Assignment, submit: &Submit) -> Result<Prepared> {
+    ensure!(!assignment.tasks.is_empty(), "nothing to submit");
+    let text = serde_json::to_vec_pretty(&assignment)?;
+    let name = crate::provenance::hash_json(&serde_json::from_slice(&text)?);
+    let dir = absolute(&cache_dir.join("slurm").join(&name[..16]))?;
+    prepare_dir(&dir.join("logs"), "Slurm run directory")?;
+    let binary = std::env::current_exe().context("cannot find the running binary")?;
+    let copy = dir.join("paper-figures");
+    // Every task runs these bytes, even if the checkout is rebuilt meanwhile.
+    let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    write_atomically(&copy, &bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let spec_copy = dir.join("spec.toml");
+    write_atomically(&spec_copy, &std::fs::read(spec).with_context(|| format!("reading {}", spec.display()))?)?;
+    let assignment_path = dir.join("assignment.json");
+    write_atomically(&assignment_path, &text)?;
+    let root = std::env::current_dir().context("cannot read the working directory")?;
+    let cache = absolute(cache_dir)?;
+    let mut lines = vec![
+        "#!/bin/bash".to_string(),
+        "#SBATCH --job-name=paper-figures".into(),
+        format!("#SBATCH --array=0-{}", assignment.tasks.len() - 1),
+        format!("#SBATCH --output={}", dir.join("logs").join("task-%a.out").display()),
+        format!("#SBATCH --cpus-per-task={}", submit.cpus_per_task.max(1)),
+    ];
+    if let Some(p) = &submit.partition {
+        lines.push(format!("#SBATCH --partition={p}"));
+    }
+    if let Some(t) = &submit.time {
+        lines.push(format!("#SBATCH --time={t}"));
+    }
+    lines.extend(submit.sbatch_args.iter().map(|a| format!("#SBATCH {a}")));
+    lines.extend([
+        String::new(),
+        "# Written by `cargo xtask figures --slurm`. Task i trains the shards that".into(),
+        "# assignment.json gives it into the shared cache; the figures are assembled".into(),
+        "# from the cache afterwards (`cargo xtask figures --assemble-only`).".into(),
+        "set -euo pipefail".into(),
+        format!("cd {}", quoted(&root.display().to_string())),
+        format!(
+            "exec {} --spec {} shard-task --assignment {} --cache-dir {} --task \"$SLURM_ARRAY_TASK_ID\" --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\"",
+            quoted(&copy.display().to_string()),
+            quoted(&spec_copy.display().to_string()),
+            quoted(&assignment_path.display().to_string()),
+            quoted(&cache.display().to_string()),
+        ),
+        String::new(),
+    ]);
+    let script = dir.join("array.sbatch");
+    write_atomically(&script, lines.join("\n").as_bytes())?;
+    Ok(Prepared { dir, script, assignment })
+}
+
+/// A Slurm command's output, or an error that says what ran and what it said.
+fn slurm(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| {
+        format!("cannot run `{program}`: is Slurm's client installed and on PATH (and SLURM_CONF set, if needed)?")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Submits the prepared script; returns the array's job id.
+pub fn submit(prepared: &Prepared) -> Result<String> {
+    let out = slurm("sbatch", &["--parsable", &prepared.script.display().to_string()])?;
+    // `--parsable` prints "id" or "id;cluster".
+    let id = out.trim().split(';').next().unwrap_or("").to_string();
+    ensure!(!id.is_empty() && id.chars().all(|c| c.is_ascii_digit()), "sbatch printed {out:?}, not a job id");
+    Ok(id)
+}
+
+/// Tasks of the array that are still pending or running (by `squeue`); an
+/// array Slurm no longer knows has none.
+pub fn tasks_left(job: &str) -> Result<usize> {
+    let out =
+        Command::new("squeue").args(["-h", "-r", "-j", job, "-o", "%i %T"]).output().context("cannot run squeue")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        // Purged from the controller's memory: finished long ago.
+        if stderr.contains("Invalid job id") {
+            return Ok(0);
+        }
+        bail!("`squeue -j {job}` failed: {}", stderr.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count())
+}
+
+pub fn cancel(job: &str) -> Result<()> {
+    slurm("scancel", &[job]).map(|_| ())
+}
+
+/// How a task of the array ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    pub task: usize,
+    /// Slurm's word: COMPLETED, FAILED, TIMEOUT, PREEMPTED, CANCELLED, OUT_OF_MEMORY, ...
+    pub state: String,
+    pub exit_code: String,
+}
+
+/// Each task's end, from `sacct` where accounting is kept, else from the
+/// controller (`scontrol show job`, which keeps finished jobs for
+/// MinJobAge); empty when neither knows the array any more.
+pub fn task_ends(job: &str) -> Vec<TaskEnd> {
+    if let Ok(out) = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode"]) {
+        let ends: Vec<TaskEnd> = out
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('|');
+                let (id, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
+                let task = id.split_once('_')?.1.parse().ok()?;
+                // "CANCELLED by 0" -> "CANCELLED"
+                let state = state.split_whitespace().next()?.to_string();
+                Some(TaskEnd { task, state, exit_code: exit.to_string() })
+            })
+            .collect();
+        if !ends.is_empty() {
+            return ends;
+        }
+    }
+    let Ok(out) = slurm("scontrol", &["show", "job", job, "-o"]) else { return Vec::new() };
+    out.lines()
+        .filter_map(|line| {
+            let field = |name: &str| {
+                line.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            };
+            Some(TaskEnd {
+                task: field("ArrayTaskId")?.parse().ok()?,
+                state: field("JobState")?.to_string(),
+                exit_code: field("ExitCode").unwrap_or("?").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// While waiting: shards in the cache, of how many; tasks still queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub shards_done: usize,
+    pub shards: usize,
+    pub tasks_left: usize,
+}
+
+/// The submitted array has been cancelled (Ctrl-C while waiting).
+#[derive(Debug)]
+pub struct Cancelled {
+    pub job: String,
+    pub shards_done: usize,
+    pub shards: usize,
+}
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted: cancelled array job {} (scancel); {} of its {} shard(s) finished and are kept in the cache; \
+             nothing written",
+            self.job, self.shards_done, self.shards
+        )
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Polls every `every` until no task of the array is left, reporting the
+/// shards that reached the cache. Cancels the array (`scancel`) and returns
+/// [`Cancelled`] once `pipeline::interrupted()`.
+pub fn wait(job: &str, prepared: &Prepared, cache: &Cache, every: Duration, progress: &dyn Fn(Waiting)) -> Result<()> {
+    let keys: Vec<&str> = prepared.assignment.shards().map(|s| s.key.as_str()).collect();
+    let done = || keys.iter().filter(|k| cache.path(k).exists()).count();
+    loop {
+        if pipeline::interrupted() {
+            cancel(job)?;
+            return Err(Cancelled { job: job.to_string(), shards_done: done(), shards: keys.len() }.into());
+        }
+        let left = tasks_left(job)?;
+        progress(Waiting { shards_done: done(), shards: keys.len(), tasks_left: left });
+        if left == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The last submission from this cache: read by the next run, which names
+/// the tasks whose shards are still missing and their logs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastSubmission {
+    pub job: String,
+    pub dir: PathBuf,
+}
+
+fn last_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("slurm").join("last.json")
+}
+
+pub fn remember(cache_dir: &Path, job: &str, prepared: &Prepared) -> Result<()> {
+    let last = LastSubmission { job: job.to_string(), dir: prepared.dir.clone() };
+    write_atomically(&last_path(cache_dir), &serde_json::to_vec_pretty(&last)?)
+}
+
+/// The previous submission and its assignment, if there is a readable one.
+pub fn last_submission(cache_dir: &Path) -> Option<(LastSubmission, Prepared)> {
+    let last: LastSubmission = serde_json::from_slice(&std::fs::read(last_path(cache_dir)).ok()?).ok()?;
+    let assignment: Assignment = serde_json::from_slice(&std::fs::read(last.dir.join("assignment.json")).ok()?).ok()?;
+    let prepared = Prepared { script: last.dir.join("array.sbatch"), dir: last.dir.clone(), assignment };
+    Some((last, prepared))
+}
+
+/// For each task of a submission whose shards are not all in the cache: the
+/// task, how it ended (where Slurm still knows), its missing shards and its log.
+pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> {
+    let ends = task_ends(job);
+    prepared
+        .assignment
+        .tasks
+        .iter()
+        .enumerate()
+        .filter_map(|(t, shards)| {
+            let missing = shards.iter().filter(|s| !cache.path(&s.key).exists()).count();
+            (missing > 0).then(|| {
+                let end = ends.iter().find(|e| e.task == t).map_or_else(
+                    || "its end is no longer known to Slurm".to_string(),
+                    |e| format!("{} (exit {})", e.state, e.exit_code),
+                );
+                format!(
+                    "task {t} of array job {job}: {end}; {missing} of its {} shard(s) missing; log: {}",
+                    shards.len(),
+                    prepared.log(t).display()
+                )
+            })
+        })
+        .collect()
+}
+
+/// `paper-figures shard-task`: trains task `task`'s shards of the assignment
+/// into the cache, `threads` side by side, skipping those already there
+/// (unless the assignment forces them). Each shard's key must be one the
+/// spec and this binary plan, so a task never computes under a stale key.
+pub fn run_task(
+    paper: &Paper,
+    assignment_path: &Path,
+    task: usize,
+    cache_dir: &Path,
+    threads: usize,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<usize> {
+    let assignment: Assignment = serde_json::from_slice(
+        &std::fs::read(assignment_path).with_context(|| format!("reading {}", assignment_path.display()))?,
+    )
+    .with_context(|| format!("{} is not an assignment", assignment_path.display()))?;
+    let shards = assignment.tasks.get(task).with_context(|| {
+        format!("task {task}: the assignment {} has tasks 0..{}", assignment_path.display(), assignment.tasks.len())
+    })?;
+    let figures: Vec<_> = paper.figures.iter().collect();
+    let planned = pipeline::plan(&figures);
+    let cache = Cache::open(cache_dir)?;
+    let mut todo: Vec<ShardAt> = Vec::new();
+    for shard in shards {
+        let at = planned
+            .iter()
+            .enumerate()
+            .find_map(|(j, p)| p.shards.iter().position(|s| s.key == shard.key).map(|s| (j, s)))
+            .with_context(|| {
+                format!(
+                    "{} / {} (networks {}-{}): its key {} is not one this binary and spec plan (another build or spec?)",
+                    shard.figure,
+                    shard.job,
+                    shard.members[0],
+                    shard.members[1] - 1,
+                    shard.key
+                )
+            })?;
+        if assignment.force || !matches!(cache.get::<crate::engine::TrainLog>(&shard.key), crate::cache::Lookup::Hit(_))
+        {
+            todo.push(at);
+        }
+    }
+    let opts = Options {
+        out_dir: PathBuf::new(),
+        cache_dir: cache_dir.to_path_buf(),
+        only: Vec::new(),
+        force: assignment.force,
+        threads,
+        train: true,
+    };
+    let trained = pipeline::train_shards(&figures, &planned, &todo, &cache, &opts, report)?;
+    if pipeline::interrupted() {
+        bail!("interrupted after {} of {} shard(s)", trained.iter().flatten().count(), todo.len());
+    }
+    Ok(trained.len())
+}
