@@ -239,9 +239,18 @@ pub fn modelled_operations_per_network(fig: &FigureSpec, job: &Job) -> Option<f6
 /// was estimated; None for a kind that trains outside the engine and has
 /// never been recorded.
 pub fn estimate_seconds(fig: &FigureSpec, job: &Job, networks: usize, cache_dir: &Path) -> Option<(f64, Estimate)> {
-    // A record of the same config (steps, sizes) only: other seeds scale its time by the
-    // network count; another config, by something the model knows better.
-    let record = records::read(cache_dir, fig.id(), &job.name).filter(|r| r.seconds > 0.0 && r.config == job.config);
+    // A record of the same config (steps, sizes) but for the number of seeds only: other
+    // seeds scale its time by the network count; another config, by something the model
+    // knows better.
+    let without_seeds = |config: &serde_json::Value| {
+        let mut config = config.clone();
+        if let Some(map) = config.as_object_mut() {
+            map.remove("seed_count");
+        }
+        config
+    };
+    let record = records::read(cache_dir, fig.id(), &job.name)
+        .filter(|r| r.seconds > 0.0 && without_seeds(&r.config) == without_seeds(&job.config));
     if let Some(r) = record {
         return Some((r.seconds * networks as f64 / r.networks.max(1) as f64, Estimate::Recorded));
     }

@@ -245,23 +245,30 @@ pub struct TaskEnd {
 /// controller (`scontrol show job`, which keeps finished jobs for
 /// MinJobAge); empty when neither knows the array any more.
 pub fn task_ends(job: &str) -> Vec<TaskEnd> {
-    if let Ok(out) = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode"]) {
-        let ends: Vec<TaskEnd> = out
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split('|');
-                let (id, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
-                let task = id.split_once('_')?.1.parse().ok()?;
-                // "CANCELLED by 0" -> "CANCELLED"
-                let state = state.split_whitespace().next()?.to_string();
-                Some(TaskEnd { task, state, exit_code: exit.to_string() })
-            })
-            .collect();
-        if !ends.is_empty() {
-            return ends;
-        }
+    let from_sacct = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode"]);
+    match from_sacct.map(|out| parse_sacct(&out)) {
+        Ok(ends) if !ends.is_empty() => ends,
+        _ => slurm("scontrol", &["show", "job", job, "-o"]).map(|out| parse_scontrol(&out)).unwrap_or_default(),
     }
-    let Ok(out) = slurm("scontrol", &["show", "job", job, "-o"]) else { return Vec::new() };
+}
+
+/// `sacct -n -P -X -o JobID,State,ExitCode` lines: `12_3|FAILED|1:0`.
+pub fn parse_sacct(out: &str) -> Vec<TaskEnd> {
+    out.lines()
+        .filter_map(|line| {
+            let mut fields = line.split('|');
+            let (id, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
+            let task = id.split_once('_')?.1.parse().ok()?;
+            // "CANCELLED by 0" -> "CANCELLED"
+            let state = state.split_whitespace().next()?.to_string();
+            Some(TaskEnd { task, state, exit_code: exit.to_string() })
+        })
+        .collect()
+}
+
+/// `scontrol -o show job` lines, one per task: `... ArrayTaskId=3 ... JobState=FAILED ... ExitCode=1:0 ...`
+/// (the line of tasks still pending together, `ArrayTaskId=4-7`, is not one task's end).
+pub fn parse_scontrol(out: &str) -> Vec<TaskEnd> {
     out.lines()
         .filter_map(|line| {
             let field = |name: &str| {
@@ -362,15 +369,18 @@ pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> 
         .filter_map(|(t, shards)| {
             let missing = shards.iter().filter(|s| !cache.path(&s.key).exists()).count();
             (missing > 0).then(|| {
-                let end = ends.iter().find(|e| e.task == t).map_or_else(
-                    || "its end is no longer known to Slurm".to_string(),
-                    |e| format!("{} (exit {})", e.state, e.exit_code),
-                );
-                format!(
-                    "task {t} of array job {job}: {end}; {missing} of its {} shard(s) missing; log: {}",
-                    shards.len(),
-                    prepared.log(t).display()
-                )
+                let log = prepared.log(t);
+                let end = match ends.iter().find(|e| e.task == t) {
+                    Some(e) => format!("{} (exit {})", e.state, e.exit_code),
+                    None if !log.exists() => "it never started (cancelled while pending?)".to_string(),
+                    None => "Slurm no longer knows how it ended".to_string(),
+                };
+                let log = if log.exists() {
+                    format!("log: {}", log.display())
+                } else {
+                    format!("no log at {}", log.display())
+                };
+                format!("task {t} of array job {job}: {end}; {missing} of its {} shard(s) missing; {log}", shards.len())
             })
         })
         .collect()
@@ -432,4 +442,25 @@ pub fn run_task(
         bail!("interrupted after {} of {} shard(s)", trained.iter().flatten().count(), todo.len());
     }
     Ok(trained.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ends_are_read_from_sacct_and_from_scontrol() {
+        let sacct = "12_0|COMPLETED|0:0\n12_1|FAILED|3:0\n12_2|CANCELLED by 0|0:15\n12|RUNNING|0:0\n";
+        let ends = parse_sacct(sacct);
+        assert_eq!(ends.len(), 3, "the array's own line is not a task");
+        assert_eq!(ends[1], TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into() });
+        assert_eq!(ends[2].state, "CANCELLED");
+        // As Slurm 22.05 prints them (one line per task, the pending rest as a range).
+        let scontrol = "JobId=7 ArrayJobId=6 ArrayTaskId=1 JobName=x JobState=FAILED Reason=NonZeroExitCode \
+                        ExitCode=3:0\nJobId=6 ArrayJobId=6 ArrayTaskId=2-3 JobState=PENDING ExitCode=0:0\n";
+        assert_eq!(
+            parse_scontrol(scontrol),
+            vec![TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into() }]
+        );
+    }
 }

@@ -161,10 +161,7 @@ fn an_unreadable_entry_gives_a_clear_error_not_a_panic() {
     std::fs::create_dir_all(entry.join("inside")).unwrap();
     let err =
         format!("{:#}", pipeline::run(&paper, &common::options(dir.path(), 2), &|_| {}).err().expect("the run fails"));
-    assert!(
-        err.contains("phase-diagram / grid") && err.contains(&entry.display().to_string()),
-        "{err}"
-    );
+    assert!(err.contains("phase-diagram / grid") && err.contains(&entry.display().to_string()), "{err}");
 }
 
 #[test]
