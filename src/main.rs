@@ -260,6 +260,10 @@ fn main() -> ExitCode {
     engine::pin_candle_threads();
     match run() {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<learning_dynamics::slurm::Cancelled>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(INTERRUPTED)
+        }
         Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
             Some(stopped) => {
                 eprintln!("{stopped}");

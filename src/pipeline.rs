@@ -425,6 +425,13 @@ pub fn train_shards(
         let networks = todo.iter().map(|&(j, s)| planned[j].shards[s].members.len()).sum();
         report(Event::TrainingStarts { shards: todo.len(), networks, seconds: estimates.iter().sum() });
     }
+    // Why each job runs, read before any of its shards writes its record (a later
+    // shard would otherwise find its sibling's record and say "not in the cache").
+    let mut why: std::collections::BTreeMap<usize, String> = std::collections::BTreeMap::new();
+    for &(j, _) in todo {
+        let p = &planned[j];
+        why.entry(j).or_insert_with(|| why_job_runs(figures[p.figure], p, &opts.cache_dir, opts.force));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()
@@ -440,7 +447,7 @@ pub fn train_shards(
                     return None;
                 }
                 let members = [shard.members.start, shard.members.end];
-                let why = why_job_runs(fig, p, &opts.cache_dir, opts.force);
+                let why = why[&j].clone();
                 report(Event::JobStarts {
                     figure: fig.id().into(),
                     job: p.job.name.clone(),
