@@ -235,10 +235,10 @@ pub fn modelled_operations_per_network(fig: &FigureSpec, job: &Job) -> Option<f6
     Some(6.0 * steps * (input.data.points * weights) as f64)
 }
 
-/// Seconds of compute `networks` networks of the job will take, and how that
-/// was estimated; None for a kind that trains outside the engine and has
-/// never been recorded.
-pub fn estimate_seconds(fig: &FigureSpec, job: &Job, networks: usize, cache_dir: &Path) -> Option<(f64, Estimate)> {
+/// Seconds of compute one network of the job will take, and how that was
+/// estimated (a shard of n networks: n times this); None for a kind that
+/// trains outside the engine and has never been recorded.
+pub fn estimate_seconds_per_network(fig: &FigureSpec, job: &Job, cache_dir: &Path) -> Option<(f64, Estimate)> {
     // A record of the same config (steps, sizes) but for the number of seeds only: other
     // seeds scale its time by the network count; another config, by something the model
     // knows better.
@@ -252,10 +252,9 @@ pub fn estimate_seconds(fig: &FigureSpec, job: &Job, networks: usize, cache_dir:
     let record = records::read(cache_dir, fig.id(), &job.name)
         .filter(|r| r.seconds > 0.0 && without_seeds(&r.config) == without_seeds(&job.config));
     if let Some(r) = record {
-        return Some((r.seconds * networks as f64 / r.networks.max(1) as f64, Estimate::Recorded));
+        return Some((r.seconds / r.networks.max(1) as f64, Estimate::Recorded));
     }
-    let operations = modelled_operations_per_network(fig, job)? * networks as f64;
-    Some((operations / MODEL_FLOPS, Estimate::Model))
+    Some((modelled_operations_per_network(fig, job)? / MODEL_FLOPS, Estimate::Model))
 }
 
 /// The modelled work of a default shard: about two seconds at `MODEL_FLOPS`,
@@ -410,11 +409,15 @@ pub fn train_shards(
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<Vec<Option<(TrainLog, Duration)>>> {
     // For the progress bar: a shard without an estimate counts as the mean of the others (1 s if none has one).
+    let mut per_network: std::collections::BTreeMap<usize, Option<f64>> = std::collections::BTreeMap::new();
     let known: Vec<Option<f64>> = todo
         .iter()
         .map(|&(j, s)| {
             let p = &planned[j];
-            estimate_seconds(figures[p.figure], &p.job, p.shards[s].members.len(), &opts.cache_dir).map(|(s, _)| s)
+            let per = *per_network.entry(j).or_insert_with(|| {
+                estimate_seconds_per_network(figures[p.figure], &p.job, &opts.cache_dir).map(|(s, _)| s)
+            });
+            per.map(|per| per * p.shards[s].members.len() as f64)
         })
         .collect();
     let with_estimate: Vec<f64> = known.iter().flatten().copied().collect();

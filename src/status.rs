@@ -68,16 +68,21 @@ pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Re
 
 fn shard_plans(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> Vec<ShardPlan> {
     let why = pipeline::why_job_runs(fig, p, cache_dir, force);
+    // Only for what would run: the model prepares the job's data and init (once per job).
+    let per_network = p
+        .shards
+        .iter()
+        .any(|shard| force || !cache.path(&shard.key).exists())
+        .then(|| pipeline::estimate_seconds_per_network(fig, &p.job, cache_dir))
+        .flatten();
     p.shards
         .iter()
         .map(|shard| {
             let cached = !force && cache.path(&shard.key).exists();
-            // Only for what would run: the model prepares the job's data and init.
-            let (estimate_seconds, estimate_from) = if cached {
-                (Some(0.0), None)
-            } else {
-                pipeline::estimate_seconds(fig, &p.job, shard.members.len(), cache_dir)
-                    .map_or((None, None), |(s, from)| (Some(s), Some(from)))
+            let (estimate_seconds, estimate_from) = match (cached, per_network) {
+                (true, _) => (Some(0.0), None),
+                (false, Some((per, from))) => (Some(per * shard.members.len() as f64), Some(from)),
+                (false, None) => (None, None),
             };
             ShardPlan {
                 figure: fig.id().to_string(),
