@@ -174,7 +174,10 @@ impl Kind for Gan {
         let loss = self.losses[job.id.0];
         let log_steps = crate::engine::log_schedule(self.steps.get(), self.log_points.get());
         // Each seed's run is its own: a shard runs its seeds alone.
-        let seeds = job.member_seeds.get(members.clone()).with_context(|| format!("no networks {members:?} in job {:?}", job.name))?;
+        let seeds = job
+            .member_seeds
+            .get(members.clone())
+            .with_context(|| format!("no networks {members:?} in job {:?}", job.name))?;
         let runs: Vec<Run> = seeds.par_iter().map(|&seed| self.run(loss, seed, &log_steps)).collect();
         let margins =
             (0..log_steps.len()).map(|t| runs.iter().flat_map(|run| run.rows[t].iter().copied()).collect()).collect();
