@@ -176,15 +176,16 @@ fn training_is_bit_for_bit_repeatable_across_processes() {
     assert_eq!(repeatable_training(), theirs);
 }
 
-/// The fused kernels' AVX2 path and their portable path give the same bits,
-/// on both the 8-lane kernel (tiny nets) and the one-member kernel. Only
-/// meaningful on a CPU with AVX2 (every CI machine we have seen); elsewhere
-/// both runs take the portable path, and the test says so.
+/// The fused kernels' AVX2 + FMA path and their portable path (FMA in
+/// software) give the same bits, and so do the 8-lane kernel (tiny nets) and
+/// the one-member kernel, on every depth, loss and objective. The first is
+/// only meaningful on a CPU with AVX2 and FMA (every CI machine we have
+/// seen); elsewhere both runs take the portable path, and the test says so.
 #[test]
-fn fused_avx2_and_portable_paths_give_the_same_bits() {
+fn fused_avx2_portable_lane_and_member_kernels_give_the_same_bits() {
     #[cfg(target_arch = "x86_64")]
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        eprintln!("this CPU has no AVX2: both runs take the portable path");
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        eprintln!("this CPU has no AVX2 and FMA: both runs take the portable path");
     }
     for depth in 1..=4 {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
@@ -205,6 +206,13 @@ fn fused_avx2_and_portable_paths_give_the_same_bits() {
                 assert!(
                     native == portable,
                     "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: the paths differ"
+                );
+                let one_by_one = engine::fused::member_kernel_only(|| {
+                    engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap()
+                });
+                assert!(
+                    native == one_by_one,
+                    "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: the lane and member kernels differ"
                 );
             }
         }

@@ -119,7 +119,7 @@ impl InplaceOp1 for Steps<'_> {
         }
         // By the network's size alone, never by the number of members: a shard of
         // one network must take the path (and the exp) of the whole ensemble.
-        if self.data.points * per <= MAX_LANE_WORK {
+        if self.data.points * per <= MAX_LANE_WORK && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
             run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }
@@ -199,34 +199,53 @@ impl Scratch {
 thread_local! {
     /// Set by `portable_only` for the calling thread (a Candle CPU op runs on it).
     static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by `member_kernel_only`: tiny nets too are stepped one member at a time.
+    static MEMBER_KERNEL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with the fused kernels on their portable path (no AVX2) on this
-/// thread, whatever the CPU has: for comparing the two paths bit for bit
-/// (tests/engine.rs).
-#[doc(hidden)]
-pub fn portable_only<R>(f: impl FnOnce() -> R) -> R {
-    /// Restores the flag when `f` returns or panics.
-    struct Restore(bool);
+/// Runs `f` with `flag` set on this thread, restored when `f` returns or panics.
+fn with_flag<R>(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
-            PORTABLE_ONLY.with(|p| p.set(self.0));
+            self.0.with(|p| p.set(self.1));
         }
     }
-    let _restore = Restore(PORTABLE_ONLY.with(|p| p.replace(true)));
+    let _restore = Restore(flag, flag.with(|p| p.replace(true)));
     f()
 }
 
-/// Whether this thread's kernels may take the AVX2 path.
-#[cfg(target_arch = "x86_64")]
-fn use_avx2() -> bool {
-    !PORTABLE_ONLY.with(|p| p.get()) && std::arch::is_x86_feature_detected!("avx2")
+/// Runs `f` with the fused kernels on their portable path (no AVX2, FMA in
+/// software) on this thread, whatever the CPU has: for comparing the paths
+/// bit for bit (tests/engine.rs).
+#[doc(hidden)]
+pub fn portable_only<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&PORTABLE_ONLY, f)
 }
 
-/// Defines `fn $name(args) body` twice over: compiled for AVX2 (taken where
-/// the CPU has it, see `use_avx2`) and portable. One body, so the two paths
-/// cannot drift apart; its arithmetic is written out lane by lane (no fused
-/// multiply-add, no reassociation), so both give the same bits.
+/// Runs `f` with every network stepped by the one-member kernel on this
+/// thread, the tiny ones too: for comparing it with the lane kernel bit for
+/// bit (tests/engine.rs).
+#[doc(hidden)]
+pub fn member_kernel_only<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&MEMBER_KERNEL_ONLY, f)
+}
+
+/// Whether this thread's kernels may take the AVX2 + FMA path.
+#[cfg(target_arch = "x86_64")]
+fn use_avx2() -> bool {
+    !PORTABLE_ONLY.with(|p| p.get())
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Defines `fn $name(args) body` twice over: compiled for AVX2 with FMA
+/// (taken where the CPU has both, see `use_avx2`) and portable. One body, so
+/// the two paths cannot drift apart; its arithmetic is written out lane by
+/// lane in a fixed order, every multiply-add a `mul_add`: a fused
+/// multiply-add is correctly rounded (IEEE 754), so the FMA instruction and
+/// the portable path's software `fmaf` give the same bits, and so does every
+/// CPU, whatever its vector width.
 macro_rules! with_avx2_path {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
@@ -234,11 +253,11 @@ macro_rules! with_avx2_path {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $body
                 if use_avx2() {
-                    // SAFETY: the CPU supports AVX2 (`use_avx2` checked it).
+                    // SAFETY: the CPU supports AVX2 and FMA (`use_avx2` checked it).
                     unsafe { avx2($($arg),*) };
                     return;
                 }
@@ -267,7 +286,11 @@ with_avx2_path! {
 }
 
 /// Dot product with 8 independent accumulators, so that it vectorizes (a
-/// single float accumulator would force one add after another).
+/// single float accumulator would force one add after another). Its order is
+/// part of the arithmetic, the same on every path: accumulator k sums the
+/// products of the indices k, k + 8, ... below the last multiple of 8 (each
+/// a fused multiply-add), the 8 are added in order 0..7, then the rest of
+/// the products in order. `lane_dot` sums in this order too.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
@@ -275,12 +298,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] = x[k].mul_add(y[k], acc[k]);
         }
     }
     let mut sum = acc.iter().sum::<f32>();
     for (x, y) in ra.iter().zip(rb) {
-        sum += x * y;
+        sum = x.mul_add(*y, sum);
     }
     sum
 }
@@ -309,7 +332,7 @@ fn combine(count: usize, coef: impl Fn(usize) -> f32 + Copy, m: &[f32], stride: 
     for (j, o) in out[start..].iter_mut().enumerate() {
         let mut acc = 0.0f32;
         for k in 0..count {
-            acc += coef(k) * m[k * stride + start + j];
+            acc = coef(k).mul_add(m[k * stride + start + j], acc);
         }
         *o = acc;
     }
@@ -333,7 +356,7 @@ fn combine_blocks<const B: usize>(
             let row = &m[k * stride + col0..k * stride + col0 + B * BLOCK];
             for b in 0..B {
                 for j in 0..BLOCK {
-                    acc[b][j] += c * row[b * BLOCK + j];
+                    acc[b][j] = c.mul_add(row[b * BLOCK + j], acc[b][j]);
                 }
             }
         }
@@ -394,7 +417,7 @@ fn step(
     for p in 0..n {
         let m = s.output[p] * y[p];
         let mut descent = match objective.loss {
-            Loss::CrossEntropy => 1.0 / (1.0 + m.exp()),
+            Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
             Loss::Hinge => {
                 if m < 1.0 {
                     1.0
@@ -404,7 +427,7 @@ fn step(
             }
         };
         if penalty != 0.0 {
-            descent -= penalty * m;
+            descent = (-penalty).mul_add(m, descent);
         }
         s.delta[p] = -descent * y[p] / n as f32;
     }
@@ -432,12 +455,12 @@ fn step(
                 let d = s.delta[p];
                 if d != 0.0 {
                     for (g, a) in grad.iter_mut().zip(&input[p * inp..(p + 1) * inp]) {
-                        *g += d * a;
+                        *g = d.mul_add(*a, *g);
                     }
                 }
             }
             for (w, g) in wt.iter_mut().zip(grad.iter()) {
-                *w -= lr * g;
+                *w = (-lr).mul_add(*g, *w);
             }
             if l > 0 {
                 std::mem::swap(&mut s.delta, &mut s.below);
@@ -449,7 +472,7 @@ fn step(
             let grad = &mut s.grad[..out];
             combine(n, |p| input[p * inp + i], &s.delta, out, grad);
             for (w, g) in wt[i * out..(i + 1) * out].iter_mut().zip(grad.iter()) {
-                *w -= lr * g;
+                *w = (-lr).mul_add(*g, *w);
             }
         }
         if l > 0 {
@@ -549,13 +572,19 @@ fn lane_step(
         let target: &mut [Lanes] = if l + 1 < depth { &mut rest[0] } else { &mut s.output };
         for pt in 0..n {
             for o in 0..out {
-                let mut acc = [0.0f32; LANES];
-                for i in 0..inp {
-                    let (a, w) = (&input[pt * inp + i], &wt[i * out + o]);
-                    for j in 0..LANES {
-                        acc[j] += a[j] * w[j];
+                // The member kernel's order: `dot` for one output, `combine` (in order) for several.
+                let mut acc = if out == 1 {
+                    lane_dot(inp, |i| (&input[pt * inp + i], &wt[i]))
+                } else {
+                    let mut acc = [0.0f32; LANES];
+                    for i in 0..inp {
+                        let (a, w) = (&input[pt * inp + i], &wt[i * out + o]);
+                        for j in 0..LANES {
+                            acc[j] = a[j].mul_add(w[j], acc[j]);
+                        }
                     }
-                }
+                    acc
+                };
                 if l + 1 < depth {
                     for v in acc.iter_mut() {
                         *v = v.max(0.0);
@@ -573,7 +602,7 @@ fn lane_step(
         };
         if objective.output_penalty != 0.0 {
             for j in 0..LANES {
-                descent[j] -= objective.output_penalty * m[j];
+                descent[j] = (-objective.output_penalty).mul_add(m[j], descent[j]);
             }
         }
         for j in 0..LANES {
@@ -587,13 +616,7 @@ fn lane_step(
         if l > 0 {
             for pt in 0..n {
                 for i in 0..inp {
-                    let mut acc = [0.0f32; LANES];
-                    for o in 0..out {
-                        let (d, w) = (&s.delta[pt * out + o], &wt[i * out + o]);
-                        for j in 0..LANES {
-                            acc[j] += d[j] * w[j];
-                        }
-                    }
+                    let acc = lane_dot(out, |o| (&s.delta[pt * out + o], &wt[i * out + o]));
                     let a = &input[pt * inp + i];
                     for j in 0..LANES {
                         s.below[pt * inp + i][j] = if a[j] > 0.0 { acc[j] } else { 0.0 };
@@ -607,12 +630,12 @@ fn lane_step(
                 for pt in 0..n {
                     let (a, d) = (&input[pt * inp + i], &s.delta[pt * out + o]);
                     for j in 0..LANES {
-                        grad[j] += a[j] * d[j];
+                        grad[j] = a[j].mul_add(d[j], grad[j]);
                     }
                 }
                 let w = &mut wt[i * out + o];
                 for j in 0..LANES {
-                    w[j] -= lr * grad[j];
+                    w[j] = (-lr).mul_add(grad[j], w[j]);
                 }
             }
         }
@@ -620,6 +643,32 @@ fn lane_step(
             std::mem::swap(&mut s.delta, &mut s.below);
         }
     }
+}
+
+/// `dot`'s sum, lane by lane: `count` products `term(k)`, in `dot`'s order.
+#[inline(always)]
+fn lane_dot<'a>(count: usize, term: impl Fn(usize) -> (&'a Lanes, &'a Lanes)) -> Lanes {
+    let whole = count - count % 8;
+    let mut acc = [[0.0f32; LANES]; 8];
+    for k in 0..whole {
+        let (a, b) = term(k);
+        for j in 0..LANES {
+            acc[k % 8][j] = a[j].mul_add(b[j], acc[k % 8][j]);
+        }
+    }
+    let mut sum = [0.0f32; LANES];
+    for part in &acc {
+        for j in 0..LANES {
+            sum[j] += part[j];
+        }
+    }
+    for k in whole..count {
+        let (a, b) = term(k);
+        for j in 0..LANES {
+            sum[j] = a[j].mul_add(b[j], sum[j]);
+        }
+    }
+    sum
 }
 
 /// `exp_lanes`, for the tests.
@@ -633,8 +682,16 @@ pub fn exp_lanes_for_tests(x: [f32; 8]) -> [f32; 8] {
 /// infinity or 0, which leaves sigma(-m) = 1 / (1 + e^m) the same in f32.
 #[inline(always)]
 fn exp_lanes(x: Lanes) -> Lanes {
-    std::array::from_fn(|j| {
-        let x = x[j].clamp(-87.0, 88.0);
+    x.map(exp)
+}
+
+/// e^x as `exp_lanes` computes it, for one number: the member kernel's exp,
+/// so that both kernels give the same bits (and no libm's exp, which differs
+/// between C libraries and between their variants for different CPUs).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    {
+        let x = x.clamp(-87.0, 88.0);
         let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
         let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
         let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
@@ -642,5 +699,5 @@ fn exp_lanes(x: Lanes) -> Lanes {
             + 0.5;
         let y = p * r * r + r + 1.0;
         y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-    })
+    }
 }
