@@ -126,7 +126,7 @@ fn run() -> Result<()> {
                 python_refs(&args.python, &input, steps, args.repeats)?
             };
             let fmt = |v: Option<f64>| v.map_or("-".to_string(), human);
-            let chosen = engine::choose_engine(&input.init.shapes, input.data.points);
+            let chosen = engine::choose_engine(&input.init.shapes);
             let ours = if chosen == Engine::Fused { fused } else { batched };
             let mark = |e: Engine, t: f64| format!("{}{}", human(t), if e == chosen { "*" } else { " " });
             println!(

@@ -117,9 +117,11 @@ impl InplaceOp1 for Steps<'_> {
         if params.len() != per * self.data.members {
             candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
         }
-        // By the network's size alone, never by the number of members: a shard of
-        // one network must take the path (and the exp) of the whole ensemble.
-        if self.data.points * per <= MAX_LANE_WORK && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
+        // Tiny nets, enough of them to fill half the lanes, go through the lane kernel;
+        // the member kernel gives the same bits (one arithmetic, one order: tests/engine.rs),
+        // so a shard of one network gets the bits of the whole ensemble either way.
+        let lanes = self.data.points * per <= MAX_LANE_WORK && self.data.members >= LANES / 2;
+        if lanes && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
             run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }
@@ -485,7 +487,7 @@ fn step(
 /// time, one member per vector lane: their loops are too short to vectorize
 /// within a member, and their loop overhead is then shared by 8.
 const MAX_LANE_WORK: usize = 64;
-const LANES: usize = 8;
+const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
 /// Steps every member, `LANES` at a time (the last group padded with copies
@@ -649,17 +651,23 @@ fn lane_step(
 #[inline(always)]
 fn lane_dot<'a>(count: usize, term: impl Fn(usize) -> (&'a Lanes, &'a Lanes)) -> Lanes {
     let whole = count - count % 8;
-    let mut acc = [[0.0f32; LANES]; 8];
-    for k in 0..whole {
-        let (a, b) = term(k);
-        for j in 0..LANES {
-            acc[k % 8][j] = a[j].mul_add(b[j], acc[k % 8][j]);
-        }
-    }
     let mut sum = [0.0f32; LANES];
-    for part in &acc {
-        for j in 0..LANES {
-            sum[j] += part[j];
+    // Without a whole chunk the 8 accumulators are zeros, and adding them to
+    // zero changes nothing: skipped (most tiny nets have fewer than 8 terms).
+    if whole > 0 {
+        let mut acc = [[0.0f32; LANES]; 8];
+        for chunk in (0..whole).step_by(8) {
+            for (k, part) in acc.iter_mut().enumerate() {
+                let (a, b) = term(chunk + k);
+                for j in 0..LANES {
+                    part[j] = a[j].mul_add(b[j], part[j]);
+                }
+            }
+        }
+        for part in &acc {
+            for j in 0..LANES {
+                sum[j] += part[j];
+            }
         }
     }
     for k in whole..count {
@@ -671,9 +679,9 @@ fn lane_dot<'a>(count: usize, term: impl Fn(usize) -> (&'a Lanes, &'a Lanes)) ->
     sum
 }
 
-/// `exp_lanes`, for the tests.
-pub fn exp_lanes_for_tests(x: [f32; 8]) -> [f32; 8] {
-    exp_lanes(x)
+/// The kernels' exp of one number, for the tests.
+pub fn exp_for_tests(x: f32) -> f32 {
+    exp(x)
 }
 
 /// e^x lane by lane, as a polynomial (Cephes' expf: within about 2 ulp of

@@ -32,18 +32,20 @@ pub enum Engine {
 /// Trains every member of the ensemble by full-batch gradient descent, with
 /// the faster engine for its size (`choose_engine`).
 pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> Result<TrainLog> {
-    train_with(choose_engine(&init.shapes, data.points), init, data, cfg)
+    train_with(choose_engine(&init.shapes), init, data, cfg)
 }
 
-/// The fused engine, except for large dense layers, where the batched
-/// program's gemm (register-tiled, FMA) beats its loops: measured with
-/// `cargo xtask bench` on 2 cores, fused was 1.1x-15x faster up to ~200k
-/// multiply-adds per network-step (every figure but one), and 2.6x slower
-/// on the digits net (1.5M).
-pub fn choose_engine(shapes: &[(usize, usize)], points: usize) -> Engine {
-    let work: usize = shapes.iter().map(|(o, i)| 3 * points * o * i).sum();
-    // Several outputs (softmax cross-entropy) only the batched program has.
-    if work > 500_000 || shapes.last().is_some_and(|&(out, _)| out > 1) {
+/// The fused engine for every network of one output: its arithmetic is
+/// defined to the last bit (a fixed order of every sum, fused multiply-adds,
+/// its own exp), so it gives the same bits on every CPU with FMA and on the
+/// portable path. The batched program only for several outputs (softmax
+/// cross-entropy), which the fused kernels lack: its matmuls are gemm's,
+/// whose kernels and blocking depend on the CPU. This is the one place that
+/// chooses (and where a GPU build of the batched program would be chosen).
+/// Measured with `cargo xtask bench` on 2 cores: fused is faster on every
+/// figure's nets but the dense digits nets, where gemm is about 1.3x faster.
+pub fn choose_engine(shapes: &[(usize, usize)]) -> Engine {
+    if shapes.last().is_some_and(|&(out, _)| out > 1) {
         Engine::Batched
     } else {
         Engine::Fused
