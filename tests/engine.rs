@@ -219,6 +219,37 @@ fn fused_avx2_portable_lane_and_member_kernels_give_the_same_bits() {
     }
 }
 
+/// The member kernel's four-rows-at-once sums (`combine_rows`) give the bits
+/// of its one-row sums, on dense nets wide enough for its blocks of 16
+/// columns, point counts with and without a remainder of four, both paths.
+#[test]
+fn four_rows_at_once_give_the_bits_of_one_row_at_a_time() {
+    for depth in 2..=3 {
+        for loss in [Loss::CrossEntropy, Loss::Hinge] {
+            for (members, n, d, width) in [(2, 8, 20, 40), (3, 13, 35, 17), (1, 6, 9, 33)] {
+                let (init, data) = problem(depth, members, n, d, width);
+                let cfg = TrainConfig {
+                    loss,
+                    output_penalty: if depth == 3 { 0.1 } else { 0.0 },
+                    // Small enough that nothing diverges: with an infinite weight, a
+                    // zero coefficient's product is NaN, which the one-row sum skips.
+                    learning_rate: 0.002,
+                    log_steps: vec![0, 1, 9, 30],
+                    record_weights: RecordWeights::Every,
+                    probe: None,
+                };
+                let train = || engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap();
+                let blocked = train();
+                let one_by_one = engine::fused::one_row_at_a_time(train);
+                assert!(blocked.diverged_at.iter().all(Option::is_none), "the test problem diverged");
+                assert!(blocked == one_by_one, "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}");
+                let portable = engine::fused::portable_only(train);
+                assert!(blocked == portable, "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: portable");
+            }
+        }
+    }
+}
+
 #[test]
 fn divergence_is_detected_not_plotted() {
     let (init, data) = problem(3, 2, 4, 3, 5);

@@ -117,11 +117,12 @@ impl InplaceOp1 for Steps<'_> {
         if params.len() != per * self.data.members {
             candle_core::bail!("fused steps: {} parameters for {} members of {per}", params.len(), self.data.members);
         }
-        // Tiny nets, enough of them to fill half the lanes, go through the lane kernel;
-        // the member kernel gives the same bits (one arithmetic, one order: tests/engine.rs),
-        // so a shard of one network gets the bits of the whole ensemble either way.
-        let lanes = self.data.points * per <= MAX_LANE_WORK && self.data.members >= LANES / 2;
-        if lanes && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
+        // By the network's size alone, never by the number of members. The member kernel
+        // gives the lane kernel's bits (one arithmetic, one order: tests/engine.rs) as long
+        // as every weight is finite; once one is infinite, a zero activation's product is
+        // NaN in the lanes and skipped by the member kernel. So a shard of one network
+        // takes the whole ensemble's kernel, diverging or not.
+        if self.data.points * per <= MAX_LANE_WORK && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
             run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }
@@ -192,7 +193,7 @@ impl Scratch {
             output: vec![0.0; n],
             delta: vec![0.0; n * widest],
             below: vec![0.0; n * widest],
-            grad: vec![0.0; widest],
+            grad: vec![0.0; ROWS * widest],
             offsets: shapes.iter().scan(0, |at, (o, i)| Some(std::mem::replace(at, *at + o * i))).collect(),
         }
     }
@@ -203,6 +204,20 @@ thread_local! {
     static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set by `member_kernel_only`: tiny nets too are stepped one member at a time.
     static MEMBER_KERNEL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by `one_row_at_a_time`: `combine` alone, never `combine_rows`.
+    static ONE_ROW_AT_A_TIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the member kernel may combine `ROWS` rows at once (see `one_row_at_a_time`).
+fn rows_at_once() -> bool {
+    !ONE_ROW_AT_A_TIME.with(|f| f.get())
+}
+
+/// Runs `f` with the member kernel combining one row at a time on this
+/// thread: for comparing `combine_rows` with `combine` bit for bit (tests/engine.rs).
+#[doc(hidden)]
+pub fn one_row_at_a_time<R>(f: impl FnOnce() -> R) -> R {
+    with_flag(&ONE_ROW_AT_A_TIME, f)
 }
 
 /// Runs `f` with `flag` set on this thread, restored when `f` returns or panics.
@@ -342,6 +357,49 @@ fn combine(count: usize, coef: impl Fn(usize) -> f32 + Copy, m: &[f32], stride: 
 
 const BLOCK: usize = 16;
 
+/// Rows that `combine_rows` computes at once.
+const ROWS: usize = 4;
+
+/// `combine` for `ROWS` rows at once: out[r * width + c] = sum_k coef(k)[r]
+/// m[k * stride + c], where width = out.len() / ROWS. Every column sums over
+/// k in order, as `combine` does, so every output has `combine`'s bits (a k
+/// is skipped only where all its coefficients are zero, and a product of a
+/// zero coefficient adds nothing: an accumulator that starts at +0 never
+/// holds -0). Each row of `m` is loaded once for `ROWS` rows: 4 x 16
+/// accumulators stay in registers.
+#[inline(always)]
+fn combine_rows(count: usize, coef: impl Fn(usize) -> [f32; ROWS], m: &[f32], stride: usize, out: &mut [f32]) {
+    let width = out.len() / ROWS;
+    let mut start = 0;
+    while width - start >= BLOCK {
+        let mut acc = [[0.0f32; BLOCK]; ROWS];
+        for k in 0..count {
+            let c = coef(k);
+            if c.iter().any(|&v| v != 0.0) {
+                let row = &m[k * stride + start..k * stride + start + BLOCK];
+                for r in 0..ROWS {
+                    for j in 0..BLOCK {
+                        acc[r][j] = c[r].mul_add(row[j], acc[r][j]);
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            out[r * width + start..r * width + start + BLOCK].copy_from_slice(a);
+        }
+        start += BLOCK;
+    }
+    for j in start..width {
+        for r in 0..ROWS {
+            let mut acc = 0.0f32;
+            for k in 0..count {
+                acc = coef(k)[r].mul_add(m[k * stride + j], acc);
+            }
+            out[r * width + j] = acc;
+        }
+    }
+}
+
 #[inline(always)]
 fn combine_blocks<const B: usize>(
     count: usize,
@@ -379,7 +437,16 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
         let (done, rest) = s.hidden.split_at_mut(l);
         let input: &[f32] = if l == 0 { x } else { &done[l - 1] };
         let target: &mut [f32] = if l + 1 < depth { &mut rest[0] } else { &mut s.output };
-        for p in 0..n {
+        let mut p = 0;
+        if out > 1 && rows_at_once() {
+            // Four points at a time: each weight row loaded once for four.
+            while p + ROWS <= n {
+                let a = |i: usize| std::array::from_fn(|r| input[(p + r) * inp + i]);
+                combine_rows(inp, a, wt, out, &mut target[p * out..(p + ROWS) * out]);
+                p += ROWS;
+            }
+        }
+        for p in p..n {
             let a = &input[p * inp..(p + 1) * inp];
             let row = &mut target[p * out..(p + 1) * out];
             if out == 1 {
@@ -388,11 +455,11 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
             } else {
                 combine(inp, |i| a[i], wt, out, row);
             }
-            if l + 1 < depth {
-                // relu; relu'(0) = 0 below, as in the batched program.
-                for v in row.iter_mut() {
-                    *v = v.max(0.0);
-                }
+        }
+        if l + 1 < depth {
+            // relu; relu'(0) = 0 below, as in the batched program.
+            for v in target[..n * out].iter_mut() {
+                *v = v.max(0.0);
             }
         }
     }
@@ -469,8 +536,18 @@ fn step(
             }
             continue;
         }
-        // grad[i][o] = sum_p input[p][i] delta[p][o], then one step on row i.
-        for i in 0..inp {
+        // grad[i][o] = sum_p input[p][i] delta[p][o], then one step on row i;
+        // four rows at a time, each row of delta loaded once for four.
+        let mut i = 0;
+        while rows_at_once() && i + ROWS <= inp {
+            let grad = &mut s.grad[..ROWS * out];
+            combine_rows(n, |p| std::array::from_fn(|r| input[p * inp + i + r]), &s.delta, out, grad);
+            for (w, g) in wt[i * out..(i + ROWS) * out].iter_mut().zip(grad.iter()) {
+                *w = (-lr).mul_add(*g, *w);
+            }
+            i += ROWS;
+        }
+        for i in i..inp {
             let grad = &mut s.grad[..out];
             combine(n, |p| input[p * inp + i], &s.delta, out, grad);
             for (w, g) in wt[i * out..(i + 1) * out].iter_mut().zip(grad.iter()) {
@@ -483,9 +560,11 @@ fn step(
     }
 }
 
-/// Networks this small (points x parameters) are stepped 8 members at a
+/// Networks this small (points x parameters) are stepped 16 members at a
 /// time, one member per vector lane: their loops are too short to vectorize
-/// within a member, and their loop overhead is then shared by 8.
+/// within a member, and their loop overhead is then shared by 16; two
+/// 8-lane registers per operation give two independent chains of fused
+/// multiply-adds, which hides their latency.
 const MAX_LANE_WORK: usize = 64;
 const LANES: usize = 16;
 type Lanes = [f32; LANES];
