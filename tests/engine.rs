@@ -177,8 +177,9 @@ fn training_is_bit_for_bit_repeatable_across_processes() {
 }
 
 /// The fused kernels' AVX2 + FMA path and their portable path (FMA in
-/// software) give the same bits, and so do the 8-lane kernel (tiny nets) and
-/// the one-member kernel, on every depth, loss and objective. The first is
+/// software) give the same bits, and so do the lane kernel (tiny nets, in
+/// groups of 16, 4 and 1 lanes) and the one-member kernel, on every depth,
+/// loss and objective. The first is
 /// only meaningful on a CPU with AVX2 and FMA (every CI machine we have
 /// seen); elsewhere both runs take the portable path, and the test says so.
 #[test]
@@ -189,7 +190,9 @@ fn fused_avx2_portable_lane_and_member_kernels_give_the_same_bits() {
     }
     for depth in 1..=4 {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
-            for (members, n, d, width) in [(11, 1, 2, 1), (9, 2, 3, 2), (3, 5, 4, 6), (2, 9, 17, 11)] {
+            for (members, n, d, width) in
+                [(11, 1, 2, 1), (9, 2, 3, 2), (3, 2, 2, 3), (1, 3, 2, 2), (3, 5, 4, 6), (2, 9, 17, 11)]
+            {
                 let (init, data) = problem(depth, members, n, d, width);
                 let cfg = TrainConfig {
                     loss,
@@ -275,7 +278,9 @@ fn fused_engine_matches_the_batched_program() {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
             // The first two are tiny (stepped 8 members at a time, 11 and 9 pad a
             // last group), the others member by member.
-            for (members, n, d, width) in [(11, 1, 2, 1), (9, 2, 3, 2), (3, 5, 4, 6), (2, 9, 17, 11)] {
+            for (members, n, d, width) in
+                [(11, 1, 2, 1), (9, 2, 3, 2), (3, 2, 2, 3), (1, 3, 2, 2), (3, 5, 4, 6), (2, 9, 17, 11)]
+            {
                 let (init, data) = problem(depth, members, n, d, width);
                 let (_, probe) = problem(depth, members, 4, d, width);
                 let cfg = TrainConfig {

@@ -566,11 +566,16 @@ fn step(
 /// 8-lane registers per operation give two independent chains of fused
 /// multiply-adds, which hides their latency.
 const MAX_LANE_WORK: usize = 64;
+/// Lanes per group: 16 for an ensemble that fills them (two 8-lane registers
+/// per operation: two independent chains of fused multiply-adds, which hides
+/// their latency), 4 or 1 for a few networks or a lone one, so that a lone
+/// tiny network does not pay for 15 empty lanes. Every lane computes the
+/// same arithmetic in the same order whatever the group's width, so the
+/// width changes no bit.
 const LANES: usize = 16;
-type Lanes = [f32; LANES];
 
-/// Steps every member, `LANES` at a time (the last group padded with copies
-/// of the last member, whose results are dropped).
+/// Steps every member in groups of lanes (the last group padded with copies
+/// of the last member, whose results are dropped), as wide as the ensemble fills.
 fn run_lanes(
     params: &mut [f32],
     shapes: &[(usize, usize)],
@@ -579,21 +584,52 @@ fn run_lanes(
     lr: f32,
     steps: u64,
 ) {
+    match data.members {
+        m if m >= LANES / 2 => run_lanes_of::<LANES>(params, shapes, data, objective, lr, steps, run_lane_steps_16),
+        m if m >= 2 => run_lanes_of::<4>(params, shapes, data, objective, lr, steps, run_lane_steps_4),
+        _ => run_lanes_of::<1>(params, shapes, data, objective, lr, steps, run_lane_steps_1),
+    }
+}
+
+/// One group's steps, compiled for one lane count (see `with_avx2_path!`).
+type LaneSteps<const L: usize> = fn(
+    &mut [[f32; L]],
+    &[(usize, usize)],
+    &[usize],
+    &[[f32; L]],
+    &[[f32; L]],
+    Objective,
+    f32,
+    u64,
+    &mut LaneScratch<L>,
+);
+
+#[allow(clippy::too_many_arguments)]
+fn run_lanes_of<const L: usize>(
+    params: &mut [f32],
+    shapes: &[(usize, usize)],
+    data: &EnsembleData,
+    objective: Objective,
+    lr: f32,
+    steps: u64,
+    run: LaneSteps<L>,
+) {
     let per = params_per_member(shapes);
     let (n, d, members) = (data.points, data.dim, data.members);
     let offsets: Vec<usize> = shapes.iter().scan(0, |at, (o, i)| Some(std::mem::replace(at, *at + o * i))).collect();
+    let widest = shapes.iter().map(|s| s.0.max(s.1)).max().unwrap_or(1);
     let mut s = LaneScratch {
-        hidden: shapes[..shapes.len() - 1].iter().map(|(o, _)| vec![[0.0; LANES]; n * o]).collect(),
-        output: vec![[0.0; LANES]; n],
-        delta: vec![[0.0; LANES]; n * shapes.iter().map(|s| s.0.max(s.1)).max().unwrap_or(1)],
-        below: vec![[0.0; LANES]; n * shapes.iter().map(|s| s.0.max(s.1)).max().unwrap_or(1)],
+        hidden: shapes[..shapes.len() - 1].iter().map(|(o, _)| vec![[0.0; L]; n * o]).collect(),
+        output: vec![[0.0; L]; n],
+        delta: vec![[0.0; L]; n * widest],
+        below: vec![[0.0; L]; n * widest],
     };
-    for first in (0..members).step_by(LANES) {
-        let lanes: [usize; LANES] = std::array::from_fn(|j| (first + j).min(members - 1));
-        let mut p: Vec<Lanes> = (0..per).map(|k| lanes.map(|e| params[e * per + k])).collect();
-        let x: Vec<Lanes> = (0..n * d).map(|k| lanes.map(|e| data.x[e * n * d + k])).collect();
-        let y: Vec<Lanes> = (0..n).map(|k| lanes.map(|e| data.y[e * n + k])).collect();
-        run_lane_steps(&mut p, shapes, &offsets, &x, &y, objective, lr, steps, &mut s);
+    for first in (0..members).step_by(L) {
+        let lanes: [usize; L] = std::array::from_fn(|j| (first + j).min(members - 1));
+        let mut p: Vec<[f32; L]> = (0..per).map(|k| lanes.map(|e| params[e * per + k])).collect();
+        let x: Vec<[f32; L]> = (0..n * d).map(|k| lanes.map(|e| data.x[e * n * d + k])).collect();
+        let y: Vec<[f32; L]> = (0..n).map(|k| lanes.map(|e| data.y[e * n + k])).collect();
+        run(&mut p, shapes, &offsets, &x, &y, objective, lr, steps, &mut s);
         for (j, &e) in lanes.iter().enumerate().take(members - first) {
             for k in 0..per {
                 params[e * per + k] = p[k][j];
@@ -602,46 +638,53 @@ fn run_lanes(
     }
 }
 
-struct LaneScratch {
-    hidden: Vec<Vec<Lanes>>,
-    output: Vec<Lanes>,
-    delta: Vec<Lanes>,
-    below: Vec<Lanes>,
+struct LaneScratch<const L: usize> {
+    hidden: Vec<Vec<[f32; L]>>,
+    output: Vec<[f32; L]>,
+    delta: Vec<[f32; L]>,
+    below: Vec<[f32; L]>,
 }
 
-with_avx2_path! {
-    /// `steps` steps of `LANES` members, with the widest vector instructions the CPU has.
-    fn run_lane_steps(
-        p: &mut [Lanes],
-        shapes: &[(usize, usize)],
-        offsets: &[usize],
-        x: &[Lanes],
-        y: &[Lanes],
-        objective: Objective,
-        lr: f32,
-        steps: u64,
-        s: &mut LaneScratch,
-    ) {
-        for _ in 0..steps {
-            lane_step(p, shapes, offsets, x, y, objective, lr, s);
+macro_rules! lane_steps {
+    ($name:ident, $lanes:expr) => {
+        with_avx2_path! {
+            /// `steps` steps of a group of lanes, with the widest vector instructions the CPU has.
+            fn $name(
+                p: &mut [[f32; $lanes]],
+                shapes: &[(usize, usize)],
+                offsets: &[usize],
+                x: &[[f32; $lanes]],
+                y: &[[f32; $lanes]],
+                objective: Objective,
+                lr: f32,
+                steps: u64,
+                s: &mut LaneScratch<$lanes>,
+            ) {
+                for _ in 0..steps {
+                    lane_step(p, shapes, offsets, x, y, objective, lr, s);
+                }
+            }
         }
-    }
+    };
 }
+lane_steps!(run_lane_steps_16, 16);
+lane_steps!(run_lane_steps_4, 4);
+lane_steps!(run_lane_steps_1, 1);
 
-/// One step of `LANES` members, lane by lane: the same arithmetic, in the
+/// One step of `L` members, lane by lane: the same arithmetic, in the
 /// same order, as `step` (which only skips additions of zero products).
 // The loops run over points and index several arrays by the same point.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
-fn lane_step(
-    p: &mut [Lanes],
+fn lane_step<const L: usize>(
+    p: &mut [[f32; L]],
     shapes: &[(usize, usize)],
     offsets: &[usize],
-    x: &[Lanes],
-    y: &[Lanes],
+    x: &[[f32; L]],
+    y: &[[f32; L]],
     objective: Objective,
     lr: f32,
-    s: &mut LaneScratch,
+    s: &mut LaneScratch<L>,
 ) {
     let depth = shapes.len();
     let n = y.len();
@@ -649,18 +692,18 @@ fn lane_step(
         let (out, inp) = shapes[l];
         let wt = &p[offsets[l]..offsets[l] + out * inp];
         let (done, rest) = s.hidden.split_at_mut(l);
-        let input: &[Lanes] = if l == 0 { x } else { &done[l - 1] };
-        let target: &mut [Lanes] = if l + 1 < depth { &mut rest[0] } else { &mut s.output };
+        let input: &[[f32; L]] = if l == 0 { x } else { &done[l - 1] };
+        let target: &mut [[f32; L]] = if l + 1 < depth { &mut rest[0] } else { &mut s.output };
         for pt in 0..n {
             for o in 0..out {
                 // The member kernel's order: `dot` for one output, `combine` (in order) for several.
                 let mut acc = if out == 1 {
                     lane_dot(inp, |i| (&input[pt * inp + i], &wt[i]))
                 } else {
-                    let mut acc = [0.0f32; LANES];
+                    let mut acc = [0.0f32; L];
                     for i in 0..inp {
                         let (a, w) = (&input[pt * inp + i], &wt[i * out + o]);
-                        for j in 0..LANES {
+                        for j in 0..L {
                             acc[j] = a[j].mul_add(w[j], acc[j]);
                         }
                     }
@@ -676,30 +719,30 @@ fn lane_step(
         }
     }
     for pt in 0..n {
-        let m: Lanes = std::array::from_fn(|j| s.output[pt][j] * y[pt][j]);
-        let mut descent: Lanes = match objective.loss {
-            Loss::CrossEntropy => exp_lanes(m).map(|e| 1.0 / (1.0 + e)),
+        let m: [f32; L] = std::array::from_fn(|j| s.output[pt][j] * y[pt][j]);
+        let mut descent: [f32; L] = match objective.loss {
+            Loss::CrossEntropy => m.map(|m| 1.0 / (1.0 + exp(m))),
             Loss::Hinge => m.map(|m| if m < 1.0 { 1.0 } else { 0.0 }),
         };
         if objective.output_penalty != 0.0 {
-            for j in 0..LANES {
+            for j in 0..L {
                 descent[j] = (-objective.output_penalty).mul_add(m[j], descent[j]);
             }
         }
-        for j in 0..LANES {
+        for j in 0..L {
             s.delta[pt][j] = -descent[j] * y[pt][j] / n as f32;
         }
     }
     for l in (0..depth).rev() {
         let (out, inp) = shapes[l];
-        let input: &[Lanes] = if l == 0 { x } else { &s.hidden[l - 1] };
+        let input: &[[f32; L]] = if l == 0 { x } else { &s.hidden[l - 1] };
         let wt = &mut p[offsets[l]..offsets[l] + out * inp];
         if l > 0 {
             for pt in 0..n {
                 for i in 0..inp {
                     let acc = lane_dot(out, |o| (&s.delta[pt * out + o], &wt[i * out + o]));
                     let a = &input[pt * inp + i];
-                    for j in 0..LANES {
+                    for j in 0..L {
                         s.below[pt * inp + i][j] = if a[j] > 0.0 { acc[j] } else { 0.0 };
                     }
                 }
@@ -707,15 +750,15 @@ fn lane_step(
         }
         for i in 0..inp {
             for o in 0..out {
-                let mut grad = [0.0f32; LANES];
+                let mut grad = [0.0f32; L];
                 for pt in 0..n {
                     let (a, d) = (&input[pt * inp + i], &s.delta[pt * out + o]);
-                    for j in 0..LANES {
+                    for j in 0..L {
                         grad[j] = a[j].mul_add(d[j], grad[j]);
                     }
                 }
                 let w = &mut wt[i * out + o];
-                for j in 0..LANES {
+                for j in 0..L {
                     w[j] = (-lr).mul_add(grad[j], w[j]);
                 }
             }
@@ -728,30 +771,30 @@ fn lane_step(
 
 /// `dot`'s sum, lane by lane: `count` products `term(k)`, in `dot`'s order.
 #[inline(always)]
-fn lane_dot<'a>(count: usize, term: impl Fn(usize) -> (&'a Lanes, &'a Lanes)) -> Lanes {
+fn lane_dot<'a, const L: usize>(count: usize, term: impl Fn(usize) -> (&'a [f32; L], &'a [f32; L])) -> [f32; L] {
     let whole = count - count % 8;
-    let mut sum = [0.0f32; LANES];
+    let mut sum = [0.0f32; L];
     // Without a whole chunk the 8 accumulators are zeros, and adding them to
     // zero changes nothing: skipped (most tiny nets have fewer than 8 terms).
     if whole > 0 {
-        let mut acc = [[0.0f32; LANES]; 8];
+        let mut acc = [[0.0f32; L]; 8];
         for chunk in (0..whole).step_by(8) {
             for (k, part) in acc.iter_mut().enumerate() {
                 let (a, b) = term(chunk + k);
-                for j in 0..LANES {
+                for j in 0..L {
                     part[j] = a[j].mul_add(b[j], part[j]);
                 }
             }
         }
         for part in &acc {
-            for j in 0..LANES {
+            for j in 0..L {
                 sum[j] += part[j];
             }
         }
     }
     for k in whole..count {
         let (a, b) = term(k);
-        for j in 0..LANES {
+        for j in 0..L {
             sum[j] = a[j].mul_add(b[j], sum[j]);
         }
     }
@@ -763,18 +806,12 @@ pub fn exp_for_tests(x: f32) -> f32 {
     exp(x)
 }
 
-/// e^x lane by lane, as a polynomial (Cephes' expf: within about 2 ulp of
-/// the true value for -87 < x < 88, where libm's scalar call would stop the
-/// lanes from vectorizing). Outside that range it saturates instead of reaching
-/// infinity or 0, which leaves sigma(-m) = 1 / (1 + e^m) the same in f32.
-#[inline(always)]
-fn exp_lanes(x: Lanes) -> Lanes {
-    x.map(exp)
-}
-
-/// e^x as `exp_lanes` computes it, for one number: the member kernel's exp,
-/// so that both kernels give the same bits (and no libm's exp, which differs
-/// between C libraries and between their variants for different CPUs).
+/// e^x as a polynomial (Cephes' expf: within about 2 ulp of the true value
+/// for -87 < x < 88, and vectorizable across lanes, where libm's scalar call
+/// is not). Outside that range it saturates instead of reaching infinity or
+/// 0, which leaves sigma(-m) = 1 / (1 + e^m) the same in f32. The one exp of
+/// both kernels, so that they give the same bits (and no libm's exp, which
+/// differs between C libraries and between their variants for different CPUs).
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     {
