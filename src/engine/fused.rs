@@ -362,11 +362,13 @@ const ROWS: usize = 4;
 
 /// `combine` for `ROWS` rows at once: out[r * width + c] = sum_k coef(k)[r]
 /// m[k * stride + c], where width = out.len() / ROWS. Every column sums over
-/// k in order, as `combine` does, so every output has `combine`'s bits (a k
-/// is skipped only where all its coefficients are zero, and a product of a
-/// zero coefficient adds nothing: an accumulator that starts at +0 never
-/// holds -0). Each row of `m` is loaded once for `ROWS` rows: 4 x 16
-/// accumulators stay in registers.
+/// k in order, as `combine` does, so every output has `combine`'s bits: a k
+/// is skipped only where all its coefficients are zero, and the product of
+/// a zero coefficient (+-0) leaves a nonzero or +0 accumulator as it was
+/// (tested). Not with an infinite weight (0 x inf is NaN), which only a
+/// diverged training has; which of the two runs is fixed by the shapes and
+/// the point count, so a job's bits never depend on the machine. Each row of
+/// `m` is loaded once for `ROWS` rows: 4 x 16 accumulators stay in registers.
 #[inline(always)]
 fn combine_rows(count: usize, coef: impl Fn(usize) -> [f32; ROWS], m: &[f32], stride: usize, out: &mut [f32]) {
     let width = out.len() / ROWS;
