@@ -7,7 +7,7 @@
 //! and recomputed, never trusted.
 //!
 //! Writes go through `files::write_atomically`; a process killed midway
-//! leaves a `.partial-<pid>-*.tmp` file that never has an entry's name
+//! leaves a `.partial-<pid>_<host>-*.tmp` file that never has an entry's name
 //! (`<key>.json`), so it is never read as one (see `files`).
 
 use std::fs;
