@@ -667,12 +667,19 @@ fn figures_on_slurm(
         });
         let last = std::sync::Mutex::new(None);
         let waited = slurm::wait(&job, &prepared, &cache, Duration::from_secs(2), &|w| {
+            if let Some(trouble) = &w.trouble {
+                match &bar {
+                    Some(bar) => bar.println(format!("warning: {trouble}")),
+                    None => eprintln!("warning: {trouble}"),
+                }
+                return;
+            }
             match &bar {
                 Some(bar) => {
                     bar.set_position(w.shards_done as u64);
                     bar.set_message(format!("{} task(s) queued or running", w.tasks_left));
                 }
-                None if *last.lock().unwrap() != Some(w) => {
+                None if last.lock().unwrap().as_ref() != Some(&w) => {
                     eprintln!(
                         "  {}/{} shards in the cache, {} task(s) queued or running",
                         w.shards_done, w.shards, w.tasks_left

@@ -283,12 +283,14 @@ pub fn parse_scontrol(out: &str) -> Vec<TaskEnd> {
         .collect()
 }
 
-/// While waiting: shards in the cache, of how many; tasks still queued or running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// While waiting: shards in the cache, of how many; tasks still queued or
+/// running (as last known); a failed `squeue` that will be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     pub shards_done: usize,
     pub shards: usize,
     pub tasks_left: usize,
+    pub trouble: Option<String>,
 }
 
 /// The submitted array has been cancelled (Ctrl-C while waiting).
@@ -312,19 +314,42 @@ impl std::fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+/// Consecutive failed `squeue` calls that end the wait: a busy controller
+/// times out now and then, and one failure must not abandon a running array.
+const SQUEUE_TRIES: usize = 10;
+
 /// Polls every `every` until no task of the array is left, reporting the
 /// shards that reached the cache. Cancels the array (`scancel`) and returns
 /// [`Cancelled`] once `pipeline::interrupted()`.
 pub fn wait(job: &str, prepared: &Prepared, cache: &Cache, every: Duration, progress: &dyn Fn(Waiting)) -> Result<()> {
     let keys: Vec<&str> = prepared.assignment.shards().map(|s| s.key.as_str()).collect();
     let done = || keys.iter().filter(|k| cache.path(k).exists()).count();
+    let (mut failures, mut left) = (0, prepared.assignment.tasks.len());
     loop {
         if pipeline::interrupted() {
             cancel(job)?;
             return Err(Cancelled { job: job.to_string(), shards_done: done(), shards: keys.len() }.into());
         }
-        let left = tasks_left(job)?;
-        progress(Waiting { shards_done: done(), shards: keys.len(), tasks_left: left });
+        left = match tasks_left(job) {
+            Ok(now) => {
+                failures = 0;
+                now
+            }
+            Err(e) if failures + 1 < SQUEUE_TRIES => {
+                failures += 1;
+                let trouble = Some(format!("{e:#}; asking again ({failures} of {SQUEUE_TRIES} tries)"));
+                progress(Waiting { shards_done: done(), shards: keys.len(), tasks_left: left, trouble });
+                std::thread::sleep(every);
+                continue;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "squeue failed {SQUEUE_TRIES} times in a row; array job {job} may still be running: \
+                     `squeue -j {job}`, then `--assemble-only` once it is done"
+                )))
+            }
+        };
+        progress(Waiting { shards_done: done(), shards: keys.len(), tasks_left: left, trouble: None });
         if left == 0 {
             return Ok(());
         }
