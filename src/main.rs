@@ -57,7 +57,7 @@ enum Command {
         /// Where job results are cached [default: $CARGO_TARGET_DIR/figure-cache, else target/figure-cache].
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
-        /// Jobs trained side by side, at least 1 [default: the number of cores].
+        /// Shards trained side by side, at least 1 [default: the number of cores].
         #[arg(long, value_name = "N", value_parser = whole_number)]
         jobs: Option<usize>,
         /// Train nothing and write nothing: print the plan (every job, whether
