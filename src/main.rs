@@ -352,13 +352,7 @@ fn run() -> Result<ExitCode> {
             status(&paper, &only, &out_dir(out), &dir, false)
         }
         Command::ShardTask { assignment, task, cache_dir: dir, jobs } => {
-            let reporter = Reporter {
-                json: false,
-                terminal: false,
-                bar: OnceLock::new(),
-                widths: (0, 0),
-                done: std::sync::Mutex::new((0, 0)),
-            };
+            let reporter = Reporter::new(false, false, (0, 0));
             stop_on_signals()?;
             let start = Instant::now();
             let trained = learning_dynamics::slurm::run_task(
@@ -391,13 +385,7 @@ fn run() -> Result<ExitCode> {
                 selected.iter().map(|f| f.id().len()).max().unwrap_or(0),
                 planned.iter().map(|p| p.job.name.len()).max().unwrap_or(0),
             );
-            let reporter = Reporter {
-                json: json_events,
-                terminal: std::io::stderr().is_terminal(),
-                bar: OnceLock::new(),
-                widths,
-                done: std::sync::Mutex::new((0, 0)),
-            };
+            let reporter = Reporter::new(json_events, std::io::stderr().is_terminal(), widths);
             stop_on_signals()?;
             if slurm.slurm {
                 ensure!(!check, "--check compares with the committed figures on this machine: run it without --slurm");
@@ -423,6 +411,10 @@ struct Reporter {
 }
 
 impl Reporter {
+    fn new(json: bool, terminal: bool, widths: (usize, usize)) -> Reporter {
+        Reporter { json, terminal, bar: OnceLock::new(), widths, done: std::sync::Mutex::new((0, 0)) }
+    }
+
     fn report(&self, event: Event) {
         if self.json {
             eprintln!("{}", serde_json::to_string(&event).expect("events serialize"));
@@ -959,7 +951,7 @@ fn cite(paper: &spec::Paper, id: &str, out: &std::path::Path, how: CiteAs) -> Re
                 println!("job key:          {}  {}", job.key, job.job.name);
                 if job.shards.len() > 1 {
                     for s in &job.shards {
-                        println!("  shard key:      {}  networks {}-{}", s.key, s.members.start, s.members.end - 1);
+                        println!("  shard key:      {}  {}", s.key, pipeline::networks(&s.members, None));
                     }
                 }
             }
@@ -1054,7 +1046,7 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
             let part = if s.members.len() == p.job.members() {
                 String::new()
             } else {
-                format!(" (networks {}-{} of {})", s.members.start, s.members.end - 1, p.job.members())
+                format!(" ({})", pipeline::networks(&s.members, Some(p.job.members())))
             };
             let size = size(&s.key).map_or_else(|| "missing".to_string(), mb);
             println!("  {size:>9}  {}  {}{part}", &s.key[..12], p.job.name);

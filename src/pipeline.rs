@@ -80,6 +80,9 @@ pub struct PlannedJob {
     /// The job's networks in consecutive ranges (`shard_ranges`), each trained
     /// and cached on its own; all of them together are the job.
     pub shards: Vec<Shard>,
+    /// `modelled_operations_per_network`, computed once: it sizes the default
+    /// shards and makes the estimate where no run was recorded.
+    pub operations_per_network: Option<f64>,
 }
 
 /// Networks `members` of a job: the unit of caching and of parallelism.
@@ -238,7 +241,12 @@ pub fn modelled_operations_per_network(fig: &FigureSpec, job: &Job) -> Option<f6
 /// Seconds of compute one network of the job will take, and how that was
 /// estimated (a shard of n networks: n times this); None for a kind that
 /// trains outside the engine and has never been recorded.
-pub fn estimate_seconds_per_network(fig: &FigureSpec, job: &Job, cache_dir: &Path) -> Option<(f64, Estimate)> {
+pub fn estimate_seconds_per_network(
+    fig: &FigureSpec,
+    planned: &PlannedJob,
+    cache_dir: &Path,
+) -> Option<(f64, Estimate)> {
+    let job = &planned.job;
     // A record of the same config (steps, sizes) but for the number of seeds only: other
     // seeds scale its time by the network count; another config, by something the model
     // knows better.
@@ -254,7 +262,7 @@ pub fn estimate_seconds_per_network(fig: &FigureSpec, job: &Job, cache_dir: &Pat
     if let Some(r) = record {
         return Some((r.seconds / r.networks.max(1) as f64, Estimate::Recorded));
     }
-    Some((modelled_operations_per_network(fig, job)? / MODEL_FLOPS, Estimate::Model))
+    Some((planned.operations_per_network? / MODEL_FLOPS, Estimate::Model))
 }
 
 /// The modelled work of a default shard: about two seconds at `MODEL_FLOPS`,
@@ -264,13 +272,14 @@ const DEFAULT_SHARD_OPERATIONS: f64 = 2.0 * MODEL_FLOPS;
 
 /// Networks per shard of the job: the figure's `shard_size`, else as many
 /// networks as make `DEFAULT_SHARD_OPERATIONS` of modelled work (one per shard
-/// for a kind outside the engine's model). A function of the job and the spec
+/// for a kind outside the engine's model); `operations_per_network` is
+/// `modelled_operations_per_network`. A function of the job and the spec
 /// alone, never of the machine, so shard keys are the same everywhere.
-pub fn shard_size(fig: &FigureSpec, job: &Job) -> usize {
+pub fn shard_size(fig: &FigureSpec, job: &Job, operations_per_network: Option<f64>) -> usize {
     let networks = job.members().max(1);
     let size = match fig.shard_size {
         Some(n) => n.usize(),
-        None => match modelled_operations_per_network(fig, job) {
+        None => match operations_per_network {
             Some(per_network) if per_network > 0.0 => (DEFAULT_SHARD_OPERATIONS / per_network).floor() as usize,
             _ => 1,
         },
@@ -297,11 +306,13 @@ pub fn plan(figures: &[&FigureSpec]) -> Vec<PlannedJob> {
         .flat_map(|(i, fig)| {
             kinds::numbered_jobs(fig.experiment.kind()).into_iter().map(move |job| {
                 let key = job_key(fig, &job);
-                let shards = shard_ranges(job.members(), shard_size(fig, &job))
+                // Prepares the job once (data and init), here only.
+                let operations_per_network = modelled_operations_per_network(fig, &job);
+                let shards = shard_ranges(job.members(), shard_size(fig, &job, operations_per_network))
                     .into_iter()
                     .map(|members| Shard { key: shard_key(&key, &members), members })
                     .collect();
-                PlannedJob { figure: i, key, job, shards }
+                PlannedJob { figure: i, key, job, shards, operations_per_network }
             })
         })
         .collect()
@@ -388,12 +399,15 @@ pub type ShardAt = (usize, usize);
 pub fn shard_name(figures: &[&FigureSpec], planned: &[PlannedJob], (j, s): ShardAt) -> String {
     let p = &planned[j];
     let members = &p.shards[s].members;
-    let of = if p.shards.len() == 1 {
-        String::new()
-    } else {
-        format!(" (networks {}-{} of {})", members.start, members.end - 1, p.job.members())
-    };
+    let of =
+        if p.shards.len() == 1 { String::new() } else { format!(" ({})", networks(members, Some(p.job.members()))) };
     format!("{} / {}{of}", figures[p.figure].id(), p.job.name)
+}
+
+/// "networks a-b" (the last included), and " of n" where the job's size is given.
+pub fn networks(members: &Range<usize>, of: Option<usize>) -> String {
+    let of = of.map_or(String::new(), |n| format!(" of {n}"));
+    format!("networks {}-{}{of}", members.start, members.end - 1)
 }
 
 /// Trains the shards `todo` side by side on `opts.threads` threads, each
@@ -414,9 +428,9 @@ pub fn train_shards(
         .iter()
         .map(|&(j, s)| {
             let p = &planned[j];
-            let per = *per_network.entry(j).or_insert_with(|| {
-                estimate_seconds_per_network(figures[p.figure], &p.job, &opts.cache_dir).map(|(s, _)| s)
-            });
+            let per = *per_network
+                .entry(j)
+                .or_insert_with(|| estimate_seconds_per_network(figures[p.figure], p, &opts.cache_dir).map(|(s, _)| s));
             per.map(|per| per * p.shards[s].members.len() as f64)
         })
         .collect();

@@ -51,11 +51,6 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    /// The task that was given the shard with this key, if any.
-    pub fn task_of(&self, key: &str) -> Option<usize> {
-        self.tasks.iter().position(|shards| shards.iter().any(|s| s.key == key))
-    }
-
     pub fn shards(&self) -> impl Iterator<Item = &AssignedShard> {
         self.tasks.iter().flatten()
     }
@@ -441,11 +436,10 @@ pub fn run_task(
             .find_map(|(j, p)| p.shards.iter().position(|s| s.key == shard.key).map(|s| (j, s)))
             .with_context(|| {
                 format!(
-                    "{} / {} (networks {}-{}): its key {} is not one this binary and spec plan (another build or spec?)",
+                    "{} / {} ({}): its key {} is not one this binary and spec plan (another build or spec?)",
                     shard.figure,
                     shard.job,
-                    shard.members[0],
-                    shard.members[1] - 1,
+                    pipeline::networks(&(shard.members[0]..shard.members[1]), None),
                     shard.key
                 )
             })?;

@@ -67,18 +67,15 @@ pub fn plan(paper: &Paper, only: &[String], cache_dir: &Path, force: bool) -> Re
 }
 
 fn shard_plans(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path, force: bool) -> Vec<ShardPlan> {
-    let why = pipeline::why_job_runs(fig, p, cache_dir, force);
-    // Only for what would run: the model prepares the job's data and init (once per job).
-    let per_network = p
-        .shards
-        .iter()
-        .any(|shard| force || !cache.path(&shard.key).exists())
-        .then(|| pipeline::estimate_seconds_per_network(fig, &p.job, cache_dir))
-        .flatten();
+    let cached: Vec<bool> = p.shards.iter().map(|shard| !force && cache.path(&shard.key).exists()).collect();
+    // Why and how long: only for a job with something to run (they read its record).
+    let todo = cached.iter().any(|&c| !c);
+    let why = todo.then(|| pipeline::why_job_runs(fig, p, cache_dir, force));
+    let per_network = todo.then(|| pipeline::estimate_seconds_per_network(fig, p, cache_dir)).flatten();
     p.shards
         .iter()
-        .map(|shard| {
-            let cached = !force && cache.path(&shard.key).exists();
+        .zip(cached)
+        .map(|(shard, cached)| {
             let (estimate_seconds, estimate_from) = match (cached, per_network) {
                 (true, _) => (Some(0.0), None),
                 (false, Some((per, from))) => (Some(per * shard.members.len() as f64), Some(from)),
@@ -95,7 +92,7 @@ fn shard_plans(fig: &FigureSpec, p: &PlannedJob, cache: &Cache, cache_dir: &Path
                 cached,
                 estimate_seconds,
                 estimate_from,
-                why: (!cached).then(|| why.clone()),
+                why: if cached { None } else { why.clone() },
             }
         })
         .collect()
