@@ -370,15 +370,14 @@ const ROWS: usize = 4;
 /// the point count, so a job's bits never depend on the machine. Each row of
 /// `m` is loaded once for `ROWS` rows: 4 x 16 accumulators stay in registers.
 #[inline(always)]
-fn combine_rows(count: usize, coef: impl Fn(usize) -> [f32; ROWS], m: &[f32], stride: usize, out: &mut [f32]) {
+fn combine_rows(coefs: impl Iterator<Item = [f32; ROWS]> + Clone, m: &[f32], stride: usize, out: &mut [f32]) {
     let width = out.len() / ROWS;
     let mut start = 0;
     while width - start >= BLOCK {
         let mut acc = [[0.0f32; BLOCK]; ROWS];
-        for k in 0..count {
-            let c = coef(k);
+        for (c, m_row) in coefs.clone().zip(m.chunks(stride)) {
             if c.iter().any(|&v| v != 0.0) {
-                let row = &m[k * stride + start..k * stride + start + BLOCK];
+                let row: &[f32; BLOCK] = m_row[start..start + BLOCK].try_into().unwrap();
                 for r in 0..ROWS {
                     for j in 0..BLOCK {
                         acc[r][j] = c[r].mul_add(row[j], acc[r][j]);
@@ -394,8 +393,8 @@ fn combine_rows(count: usize, coef: impl Fn(usize) -> [f32; ROWS], m: &[f32], st
     for j in start..width {
         for r in 0..ROWS {
             let mut acc = 0.0f32;
-            for k in 0..count {
-                acc = coef(k)[r].mul_add(m[k * stride + j], acc);
+            for (c, m_row) in coefs.clone().zip(m.chunks(stride)) {
+                acc = c[r].mul_add(m_row[j], acc);
             }
             out[r * width + j] = acc;
         }
@@ -443,8 +442,12 @@ fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch
         if out > 1 && rows_at_once() {
             // Four points at a time: each weight row loaded once for four.
             while p + ROWS <= n {
-                let a = |i: usize| std::array::from_fn(|r| input[(p + r) * inp + i]);
-                combine_rows(inp, a, wt, out, &mut target[p * out..(p + ROWS) * out]);
+                let rows = &input[p * inp..(p + ROWS) * inp];
+                let (r0, rest) = rows.split_at(inp);
+                let (r1, rest) = rest.split_at(inp);
+                let (r2, r3) = rest.split_at(inp);
+                let coefs = r0.iter().zip(r1).zip(r2).zip(r3).map(|(((a, b), c), d)| [*a, *b, *c, *d]);
+                combine_rows(coefs, wt, out, &mut target[p * out..(p + ROWS) * out]);
                 p += ROWS;
             }
         }
@@ -511,25 +514,27 @@ fn step(
             // only where the unit is active.
             let below = &mut s.below[..n * inp];
             for p in 0..n {
+                let active = &input[p * inp..(p + 1) * inp];
+                let below = &mut below[p * inp..(p + 1) * inp];
+                if out == 1 {
+                    // `dot` of one product is that product added to +0 (its 8
+                    // accumulators sum to +0): one multiply-add per unit, across units.
+                    let d = s.delta[p];
+                    for ((b, a), w) in below.iter_mut().zip(active).zip(wt.iter()) {
+                        *b = if *a > 0.0 { d.mul_add(*w, 0.0) } else { 0.0 };
+                    }
+                    continue;
+                }
                 let delta = &s.delta[p * out..(p + 1) * out];
-                for i in 0..inp {
-                    below[p * inp + i] =
-                        if input[p * inp + i] > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
+                for (i, (b, a)) in below.iter_mut().zip(active).enumerate() {
+                    *b = if *a > 0.0 { dot(delta, &wt[i * out..(i + 1) * out]) } else { 0.0 };
                 }
             }
         }
         if out == 1 {
-            // One output: grad = sum_p delta[p] input[p], row by row.
+            // One output: grad = sum_p delta[p] input[p], in registers (`combine`).
             let grad = &mut s.grad[..inp];
-            grad.fill(0.0);
-            for p in 0..n {
-                let d = s.delta[p];
-                if d != 0.0 {
-                    for (g, a) in grad.iter_mut().zip(&input[p * inp..(p + 1) * inp]) {
-                        *g = d.mul_add(*a, *g);
-                    }
-                }
-            }
+            combine(n, |p| s.delta[p], input, inp, grad);
             for (w, g) in wt.iter_mut().zip(grad.iter()) {
                 *w = (-lr).mul_add(*g, *w);
             }
@@ -543,7 +548,8 @@ fn step(
         let mut i = 0;
         while rows_at_once() && i + ROWS <= inp {
             let grad = &mut s.grad[..ROWS * out];
-            combine_rows(n, |p| std::array::from_fn(|r| input[p * inp + i + r]), &s.delta, out, grad);
+            let coefs = input.chunks_exact(inp).take(n).map(|row| <[f32; ROWS]>::try_from(&row[i..i + ROWS]).unwrap());
+            combine_rows(coefs, &s.delta, out, grad);
             for (w, g) in wt[i * out..(i + ROWS) * out].iter_mut().zip(grad.iter()) {
                 *w = (-lr).mul_add(*g, *w);
             }
