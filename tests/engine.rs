@@ -176,18 +176,20 @@ fn training_is_bit_for_bit_repeatable_across_processes() {
     assert_eq!(repeatable_training(), theirs);
 }
 
-/// The fused kernels' AVX2 + FMA path and their portable path (FMA in
-/// software) give the same bits, and so do the lane kernel (tiny nets, in
-/// groups of 16, 4 and 1 lanes) and the one-member kernel, on every depth,
-/// loss and objective. The first is
-/// only meaningful on a CPU with AVX2 and FMA (every CI machine we have
-/// seen); elsewhere both runs take the portable path, and the test says so.
+/// Every path of the fused kernels this CPU can take (portable, with FMA in
+/// software; AVX2 + FMA; AVX-512) gives the same bits, and so do the lane
+/// kernel (tiny nets, in groups of 16, 4 and 1 lanes) and the one-member
+/// kernel, on every depth, loss and objective. A path the CPU lacks cannot
+/// run here, and the test says which it compared; CI runs it on machines
+/// with and without AVX-512.
 #[test]
-fn fused_avx2_portable_lane_and_member_kernels_give_the_same_bits() {
-    #[cfg(target_arch = "x86_64")]
-    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
-        eprintln!("this CPU has no AVX2 and FMA: both runs take the portable path");
-    }
+fn every_vector_path_and_the_lane_and_member_kernels_give_the_same_bits() {
+    let paths = engine::fused::paths();
+    eprintln!(
+        "comparing the paths {:?} (the widest this CPU has: {})",
+        paths.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        engine::fused::widest_path().name()
+    );
     for depth in 1..=4 {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
             for (members, n, d, width) in
@@ -204,12 +206,15 @@ fn fused_avx2_portable_lane_and_member_kernels_give_the_same_bits() {
                     probe: None,
                 };
                 let native = engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap();
-                let portable =
-                    engine::fused::portable_only(|| engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap());
-                assert!(
-                    native == portable,
-                    "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: the paths differ"
-                );
+                for &path in &paths {
+                    let on_path =
+                        engine::fused::at_most(path, || engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap());
+                    assert!(
+                        native == on_path,
+                        "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: the {} path differs",
+                        path.name()
+                    );
+                }
                 let one_by_one = engine::fused::member_kernel_only(|| {
                     engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap()
                 });
@@ -246,8 +251,14 @@ fn four_rows_at_once_give_the_bits_of_one_row_at_a_time() {
                 let one_by_one = engine::fused::one_row_at_a_time(train);
                 assert!(blocked.diverged_at.iter().all(Option::is_none), "the test problem diverged");
                 assert!(blocked == one_by_one, "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}");
-                let portable = engine::fused::portable_only(train);
-                assert!(blocked == portable, "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: portable");
+                for path in engine::fused::paths() {
+                    let on_path = engine::fused::at_most(path, train);
+                    assert!(
+                        blocked == on_path,
+                        "depth {depth}, {loss:?}, {members}x{n}x{d}, width {width}: {}",
+                        path.name()
+                    );
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use learning_dynamics::engine::fused::VectorPath;
 use learning_dynamics::engine::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
 use learning_dynamics::kinds::Job;
 use learning_dynamics::spec;
@@ -43,6 +44,27 @@ struct Args {
     /// Time every job of each figure, not only the one with the most work.
     #[arg(long)]
     every_job: bool,
+    /// The fused kernels' instruction set, at the widest: portable, avx2 or
+    /// avx512 (default: the widest this CPU has). Every path gives the same bits.
+    #[arg(long, value_parser = parse_path)]
+    vector_path: Option<VectorPath>,
+}
+
+fn parse_path(name: &str) -> Result<VectorPath, String> {
+    let path = match name {
+        "portable" => VectorPath::Portable,
+        "avx2" => VectorPath::Avx2Fma,
+        "avx512" => VectorPath::Avx512,
+        _ => return Err("expected portable, avx2 or avx512".into()),
+    };
+    if path > engine::fused::widest_path() {
+        return Err(format!(
+            "this CPU cannot take the {} path (its widest: {})",
+            path.name(),
+            engine::fused::widest_path().name()
+        ));
+    }
+    Ok(path)
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +80,12 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     engine::pin_candle_threads();
     let args = Args::parse();
+    let path = args.vector_path.unwrap_or_else(engine::fused::widest_path);
+    // Candle runs a custom op on the calling thread, so the path set here is the one taken.
+    engine::fused::at_most(path, || measure(&args))
+}
+
+fn measure(args: &Args) -> Result<()> {
     let paper = spec::load(&args.spec)?;
     for id in &args.only {
         anyhow::ensure!(
@@ -66,11 +94,16 @@ fn run() -> Result<()> {
             args.spec.display()
         );
     }
-    let peak = fma_peak_gflops();
+    let path = engine::fused::path();
+    println!("fused kernels: the {} path (this CPU's widest: {})", path.name(), engine::fused::widest_path().name());
+    let peak = fma_peak_gflops(path);
     match peak {
-        Some(p) => println!("FMA peak of one core, measured: {p:.1} GFLOP/s (f32, 10 chains of 8-lane FMAs)"),
-        None => println!("FMA peak: not measured (no AVX2 and FMA on this CPU)"),
+        Some((p, lanes)) => {
+            println!("FMA peak of one core, measured: {p:.1} GFLOP/s (f32, 10 chains of {lanes}-lane FMAs)")
+        }
+        None => println!("FMA peak: not measured (the portable path)"),
     }
+    let peak = peak.map(|(p, _)| p);
     println!("time per network-step (median of {} repetitions)", args.repeats);
     println!(
         "the pipeline uses the engine marked *; GFLOP/s: its dense-equivalent rate (2 x multiply-adds of the dense \
@@ -381,26 +414,35 @@ fn python_refs(python: &str, input: &TrainInput, steps: u64, repeats: usize) -> 
     Ok(out)
 }
 
-/// This core's f32 FMA peak in GFLOP/s, measured: 10 independent chains of
-/// 8-lane fused multiply-adds (enough to cover the FMA latency on current x86
-/// cores), best of 5 runs of about 20 ms.
-fn fma_peak_gflops() -> Option<f64> {
+/// This core's f32 FMA peak in GFLOP/s on `path`, and the lanes per
+/// register it used, measured: 10 independent chains of fused multiply-adds
+/// as wide as the path's registers (enough chains to cover the FMA latency
+/// on current x86 cores), best of 5 runs of about 20 ms.
+fn fma_peak_gflops(path: VectorPath) -> Option<(f64, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
-            return None;
-        }
         const ITERATIONS: usize = 2_000_000;
+        let lanes = match path {
+            VectorPath::Portable => return None,
+            VectorPath::Avx2Fma => 8,
+            VectorPath::Avx512 => 16,
+        };
         let best = (0..5)
             .map(|_| {
                 let start = Instant::now();
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                let sink = unsafe { fma_chains(ITERATIONS) };
+                // SAFETY: the CPU has the path's instructions (`VectorPath` is at most `widest_path`).
+                let sink = unsafe {
+                    if lanes == 16 {
+                        fma_chains_512(ITERATIONS)
+                    } else {
+                        fma_chains(ITERATIONS)
+                    }
+                };
                 std::hint::black_box(sink);
                 start.elapsed().as_secs_f64()
             })
             .fold(f64::INFINITY, f64::min);
-        Some((ITERATIONS * 10 * 8 * 2) as f64 / best / 1e9)
+        Some(((ITERATIONS * 10 * lanes * 2) as f64 / best / 1e9, lanes))
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -422,4 +464,19 @@ unsafe fn fma_chains(iterations: usize) -> f32 {
     let sum = acc.iter().fold(_mm256_setzero_ps(), |s, v| _mm256_add_ps(s, *v));
     _mm256_storeu_ps(out.as_mut_ptr(), sum);
     out.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_512(iterations: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(1.0); 10];
+    for _ in 0..iterations {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v)))
 }

@@ -199,9 +199,74 @@ impl Scratch {
     }
 }
 
+/// The instruction sets the fused kernels are compiled for, narrowest first.
+/// Every one gives the same bits: see `with_vector_paths!`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VectorPath {
+    /// Plain x86-64 (SSE2) or another architecture; fused multiply-adds in software (`fmaf`).
+    Portable,
+    /// AVX2 with FMA: 8 lanes per register.
+    Avx2Fma,
+    /// AVX-512 (F and VL): 16 lanes per register, 32 registers.
+    Avx512,
+}
+
+impl VectorPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorPath::Portable => "portable",
+            VectorPath::Avx2Fma => "AVX2+FMA",
+            VectorPath::Avx512 => "AVX-512",
+        }
+    }
+}
+
+/// The widest path this CPU can take.
+pub fn widest_path() -> VectorPath {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512vl") {
+                return VectorPath::Avx512;
+            }
+            return VectorPath::Avx2Fma;
+        }
+    }
+    VectorPath::Portable
+}
+
+/// Every path this CPU can take, narrowest first (for the tests and the benchmark).
+pub fn paths() -> Vec<VectorPath> {
+    [VectorPath::Portable, VectorPath::Avx2Fma, VectorPath::Avx512]
+        .into_iter()
+        .filter(|p| *p <= widest_path())
+        .collect()
+}
+
+/// The path the kernels take on this thread now.
+pub fn path() -> VectorPath {
+    widest_path().min(WIDEST_ALLOWED.with(|p| p.get()))
+}
+
+/// Runs `f` with the fused kernels on `path` at the widest on this thread (a
+/// Candle CPU op runs on it), restored when `f` returns or panics: for
+/// comparing the paths bit for bit (tests/engine.rs) and timing each (the benchmark).
+#[doc(hidden)]
+pub fn at_most<R>(path: VectorPath, f: impl FnOnce() -> R) -> R {
+    struct Restore(VectorPath);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WIDEST_ALLOWED.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(WIDEST_ALLOWED.with(|p| p.replace(path)));
+    f()
+}
+
 thread_local! {
-    /// Set by `portable_only` for the calling thread (a Candle CPU op runs on it).
-    static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by `at_most` for the calling thread.
+    static WIDEST_ALLOWED: std::cell::Cell<VectorPath> = const { std::cell::Cell::new(VectorPath::Avx512) };
     /// Set by `member_kernel_only`: tiny nets too are stepped one member at a time.
     static MEMBER_KERNEL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set by `one_row_at_a_time`: `combine` alone, never `combine_rows`.
@@ -232,14 +297,6 @@ fn with_flag<R>(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: 
     f()
 }
 
-/// Runs `f` with the fused kernels on their portable path (no AVX2, FMA in
-/// software) on this thread, whatever the CPU has: for comparing the paths
-/// bit for bit (tests/engine.rs).
-#[doc(hidden)]
-pub fn portable_only<R>(f: impl FnOnce() -> R) -> R {
-    with_flag(&PORTABLE_ONLY, f)
-}
-
 /// Runs `f` with every network stepped by the one-member kernel on this
 /// thread, the tiny ones too: for comparing it with the lane kernel bit for
 /// bit (tests/engine.rs).
@@ -248,35 +305,33 @@ pub fn member_kernel_only<R>(f: impl FnOnce() -> R) -> R {
     with_flag(&MEMBER_KERNEL_ONLY, f)
 }
 
-/// Whether this thread's kernels may take the AVX2 + FMA path.
-#[cfg(target_arch = "x86_64")]
-fn use_avx2() -> bool {
-    !PORTABLE_ONLY.with(|p| p.get())
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-}
-
-/// Defines `fn $name(args) body` twice over: compiled for AVX2 with FMA
-/// (taken where the CPU has both, see `use_avx2`) and portable. One body, so
-/// the two paths cannot drift apart; its arithmetic is written out lane by
-/// lane in a fixed order, every multiply-add a `mul_add`: a fused
-/// multiply-add is correctly rounded (IEEE 754), so the FMA instruction and
-/// the portable path's software `fmaf` give the same bits, and so does every
-/// CPU, whatever its vector width.
-macro_rules! with_avx2_path {
+/// Defines `fn $name(args) body` three times over: compiled for AVX-512,
+/// for AVX2 with FMA, and portable, and runs the one `path()` names. One
+/// body, so the paths cannot drift apart; its arithmetic is written out lane
+/// by lane in a fixed order, every multiply-add a `mul_add`, and the
+/// compiler keeps the order of float operations whatever the vector width
+/// (it never reassociates them). A fused multiply-add is correctly rounded
+/// (IEEE 754), so the FMA instruction and the portable path's software
+/// `fmaf` give the same bits; and so every path, and every CPU, does.
+macro_rules! with_vector_paths {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) $body
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $body
-                if use_avx2() {
-                    // SAFETY: the CPU supports AVX2 and FMA (`use_avx2` checked it).
-                    unsafe { avx2($($arg),*) };
-                    return;
+                match path() {
+                    // SAFETY: the CPU has AVX-512 F and VL, AVX2 and FMA (`widest_path` checked it).
+                    VectorPath::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: the CPU has AVX2 and FMA (`widest_path` checked it).
+                    VectorPath::Avx2Fma => return unsafe { avx2($($arg),*) },
+                    VectorPath::Portable => {}
                 }
             }
             $body
@@ -284,7 +339,7 @@ macro_rules! with_avx2_path {
     };
 }
 
-with_avx2_path! {
+with_vector_paths! {
     /// `steps` steps of one member, with the widest vector instructions the CPU has.
     fn run_steps(
         params: &mut [f32],
@@ -599,7 +654,7 @@ fn run_lanes(
     }
 }
 
-/// One group's steps, compiled for one lane count (see `with_avx2_path!`).
+/// One group's steps, compiled for one lane count (see `with_vector_paths!`).
 type LaneSteps<const L: usize> = fn(
     &mut [[f32; L]],
     &[(usize, usize)],
@@ -655,7 +710,7 @@ struct LaneScratch<const L: usize> {
 
 macro_rules! lane_steps {
     ($name:ident, $lanes:expr) => {
-        with_avx2_path! {
+        with_vector_paths! {
             /// `steps` steps of a group of lanes, with the widest vector instructions the CPU has.
             fn $name(
                 p: &mut [[f32; $lanes]],
