@@ -45,7 +45,8 @@ pub const AFTER_TRAINING: &[&str] = &[
     // (that code is engine/mod.rs, in the keys) and picks how many jobs run side by side, not what they compute.
     "src/main.rs",
     // The benchmark binary: times the engines, never computes a cached result.
-    "src/bin/bench.rs",
+    "src/bin/bench/main.rs",
+    "src/bin/bench/scaling.rs",
     // Notes of each job's last run beside the cache, written after a job is trained and read
     // only to explain why a job runs and to estimate costs.
     "src/records.rs",

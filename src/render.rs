@@ -205,8 +205,10 @@ fn tick_label(v: f64, log: bool) -> String {
             return if (-3..=4).contains(&p) { trim(10f64.powi(p)) } else { format!("1e{p}") };
         }
         // Between decades the ticks fall on 10^0.2, 10^0.5, ...: two
-        // significant digits read better than three (0.4, not 0.398).
-        return trim(crate::figure::round_sig(10f64.powf(v), 2));
+        // significant digits read better than three (0.4, not 0.398); far
+        // from 1 with an exponent, as the decades are (3e-5, not 0).
+        let value = crate::figure::round_sig(10f64.powf(v), 2);
+        return if (1e-3..1e5).contains(&value) { trim(value) } else { format!("{value:e}") };
     }
     trim(v)
 }
@@ -463,4 +465,21 @@ fn embed_metadata(svg: &str, fig: &FigureData) -> String {
     let Some(end) = svg[start..].find('>') else { return svg.to_string() };
     let at = start + end + 1;
     format!("{}\n<metadata>{escaped}</metadata>{}", &svg[..at], &svg[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn log_ticks_between_decades_keep_their_value_far_from_one() {
+        let at = |x: f64| tick_label(x.log10(), true);
+        assert_eq!(at(0.4), "0.4");
+        assert_eq!(at(3e-5), "3e-5");
+        assert_eq!(at(2.5e-5), "2.5e-5");
+        assert_eq!(at(3e6), "3e6");
+        assert_eq!(at(1e-5), "1e-5");
+        assert_eq!(at(100.0), "100");
+        assert_eq!(tick_label(0.25, false), "0.25");
+    }
 }

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+mod scaling;
+
 use learning_dynamics::engine::fused::VectorPath;
 use learning_dynamics::engine::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
 use learning_dynamics::kinds::Job;
@@ -48,6 +50,14 @@ struct Args {
     /// avx512 (default: the widest this CPU has). Every path gives the same bits.
     #[arg(long, value_parser = parse_path)]
     vector_path: Option<VectorPath>,
+    /// Instead of the figures' workloads: the scaling curves, one synthetic
+    /// workload as the ensemble (1 to 4096), the width (16 to 1024) and the
+    /// points (32 to 8192) grow, drawn to --scaling-out (SVG, and its data as JSON beside it).
+    #[arg(long)]
+    scaling: bool,
+    /// Where --scaling draws its figure.
+    #[arg(long, default_value = "bench/scaling.svg", requires = "scaling")]
+    scaling_out: PathBuf,
 }
 
 fn parse_path(name: &str) -> Result<VectorPath, String> {
@@ -86,6 +96,9 @@ fn run() -> Result<()> {
 }
 
 fn measure(args: &Args) -> Result<()> {
+    if args.scaling {
+        return scaling_curves(args);
+    }
     let paper = spec::load(&args.spec)?;
     for id in &args.only {
         anyhow::ensure!(
@@ -262,6 +275,38 @@ fn measure(args: &Args) -> Result<()> {
 }
 
 /// Multiply-adds of one step of the whole ensemble (dense count).
+/// `--scaling`: measures, prints, and draws the curves with the pipeline's renderer.
+fn scaling_curves(args: &Args) -> Result<()> {
+    let machine = machine();
+    println!("{machine}");
+    let python = (!args.no_python).then_some(args.python.as_str());
+    let measured = scaling::measure(python, args.repeats, args.seconds)?;
+    let fig = scaling::figure(&measured, &machine)?;
+    let render: learning_dynamics::spec::RenderSpec =
+        serde_json::from_value(serde_json::json!({"width": 1500, "height": 560}))?;
+    let svg = learning_dynamics::render::svg(&fig, &render)?;
+    std::fs::write(&args.scaling_out, svg).with_context(|| format!("writing {}", args.scaling_out.display()))?;
+    let json = args.scaling_out.with_extension("json");
+    let data = serde_json::json!({ "figure": fig, "measurements": measured });
+    std::fs::write(&json, serde_json::to_string_pretty(&data)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("wrote {} and {}", args.scaling_out.display(), json.display());
+    Ok(())
+}
+
+/// The CPU's model name, its cores and the kernels' path, in words.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores, the kernels on the {} path", engine::fused::path().name())
+}
+
 fn work(input: &TrainInput) -> usize {
     let n = input.data.points;
     input.data.members * input.init.shapes.iter().map(|(o, i)| 3 * n * o * i).sum::<usize>()
