@@ -289,6 +289,7 @@ impl Mlp {
     /// Each output is bias + w[k][0] a[0] + w[k][1] a[1] + ..., summed in that
     /// order; the loops run over k innermost (on the transposed weights) so
     /// that the compiler can use vector registers without reordering a sum.
+    #[inline(always)]
     fn forward(&self, x: &[f32], b: usize) -> Vec<Vec<f32>> {
         let mut acts = vec![x.to_vec()];
         let depth = self.shapes.len();
@@ -326,6 +327,7 @@ impl Mlp {
     /// of every parameter and of the inputs (relu'(0) = 0). Every gradient
     /// entry sums over the batch rows in order (and the inputs' over the
     /// outputs in order).
+    #[inline(always)]
     fn backward(&self, acts: &[Vec<f32>], b: usize, d_out: Vec<f32>) -> (Vec<Vec<f32>>, Vec<f32>) {
         let mut grads: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
         let mut d = d_out;
@@ -377,6 +379,7 @@ impl Adam {
         Adam { rate, step: 0, first: zeros.clone(), second: zeros }
     }
 
+    #[inline(always)]
     fn update(&mut self, net: &mut Mlp, grads: &[Vec<f32>]) {
         self.step += 1;
         let (c1, c2) = (1.0 - Self::BETA1.powi(self.step), 1.0 - Self::BETA2.powi(self.step));
@@ -390,6 +393,7 @@ impl Adam {
     }
 }
 
+#[inline(always)]
 fn sigmoid(z: f32) -> f32 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
@@ -418,10 +422,12 @@ impl Gan {
         (generator, discriminator)
     }
 
+    #[inline(always)]
     fn noise(&self, r: &mut ChaCha8Rng, count: usize) -> Vec<f32> {
         (0..count * self.noise_dim.usize()).map(|_| normal(r) as f32).collect()
     }
 
+    #[inline(always)]
     fn real(&self, r: &mut ChaCha8Rng, count: usize) -> Vec<f32> {
         let (modes, std) = (self.ring.modes.get(), self.ring.std.get());
         let mut x = Vec::with_capacity(2 * count);
@@ -433,8 +439,30 @@ impl Gan {
         x
     }
 
-    /// One seed's training, measured at each logged step.
+    /// One seed's training, measured at each logged step, with AVX2 where
+    /// the CPU has it (`engine::fused::path`), which about halves its time.
+    /// The same bits on every path: Rust never fuses a multiply and an add
+    /// (and FMA is not enabled here), never reorders a float sum, and every
+    /// path calls the same `exp` and the exact `sqrt`.
     fn run(&self, loss: Loss, seed: u64, log_steps: &[u64]) -> Run {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(gan: &Gan, loss: Loss, seed: u64, log_steps: &[u64]) -> Run {
+                gan.run_on_this_path(loss, seed, log_steps)
+            }
+            if crate::engine::fused::path() >= crate::engine::fused::VectorPath::Avx2Fma {
+                // SAFETY: the CPU has AVX2 (`path` is at most the widest it has).
+                return unsafe { avx2(self, loss, seed, log_steps) };
+            }
+        }
+        self.run_on_this_path(loss, seed, log_steps)
+    }
+
+    /// `run`'s body; it and everything it calls per step are inlined, so
+    /// that they are compiled for the path `run` chose.
+    #[inline(always)]
+    fn run_on_this_path(&self, loss: Loss, seed: u64, log_steps: &[u64]) -> Run {
         let (mut generator, mut discriminator) = self.networks(seed);
         let rate = self.learning_rate.get() as f32;
         let (mut adam_g, mut adam_d) = (Adam::new(&generator, rate), Adam::new(&discriminator, rate));
@@ -459,6 +487,7 @@ impl Gan {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn step(
         &self,
         loss: Loss,
@@ -521,6 +550,7 @@ impl Gan {
 
     /// [modes covered, fraction on a mode, mean |grad_x D|] on the evaluation
     /// noise, and the samples it measured.
+    #[inline(always)]
     fn measure(&self, generator: &Mlp, discriminator: &Mlp, eval: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let count = self.eval_samples.usize();
         let modes = self.ring.modes.usize();
@@ -580,6 +610,23 @@ mod tests {
         assert_eq!(once.samples.len(), 3);
         let repeated = Gan { losses: vec![Loss::Hinge, Loss::CrossEntropy, Loss::Hinge], ..small() };
         assert_eq!(repeated.problems().len(), 1);
+    }
+
+    /// Both losses train to the same bits on every vector path the CPU has.
+    #[test]
+    fn every_vector_path_gives_the_same_bits() {
+        let gan = small();
+        let log_steps = crate::engine::log_schedule(gan.steps.get(), gan.log_points.get());
+        for loss in [Loss::CrossEntropy, Loss::Hinge] {
+            let native = gan.run(loss, 1, &log_steps);
+            for path in crate::engine::fused::paths() {
+                let on_path = crate::engine::fused::at_most(path, || gan.run(loss, 1, &log_steps));
+                let bits = |run: &Run| {
+                    run.rows.iter().chain([&run.samples]).flatten().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert_eq!(bits(&native), bits(&on_path), "{loss:?}: the {} path differs", path.name());
+            }
+        }
     }
 
     /// The hand-written backward pass against central differences (in f64 of

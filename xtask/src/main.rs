@@ -39,10 +39,11 @@ USAGE:
         List the figures and their claims.
     cargo xtask cache [gc]
         Show the job cache by figure and job; gc removes entries no job uses.
-    cargo xtask bench [--only ID]... [--repeats N] [--no-python]
+    cargo xtask bench [--only ID]... [--repeats N] [--no-python] [--scaling]
         Time per network-step of every figure's workload: the fused engine, the
         batched Candle program, a hand-written loop, and the JAX and PyTorch
-        reference scripts in bench/ where those are installed.
+        reference scripts in bench/ where those are installed; --scaling draws
+        the time against ensemble, width and points (bench/scaling.svg).
 
 Every command accepts --help for its full options.";
 
