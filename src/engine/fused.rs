@@ -790,11 +790,23 @@ fn lane_step<const L: usize>(
         }
     }
     for pt in 0..n {
-        let m: [f32; L] = std::array::from_fn(|j| s.output[pt][j] * y[pt][j]);
-        let mut descent: [f32; L] = match objective.loss {
-            Loss::CrossEntropy => m.map(|m| 1.0 / (1.0 + exp(m))),
-            Loss::Hinge => m.map(|m| if m < 1.0 { 1.0 } else { 0.0 }),
-        };
+        // Plain loops, not `array::map` or `from_fn`: those were not inlined,
+        // so they ran compiled without AVX2 (exp's floor a call to libm).
+        let mut m = [0.0f32; L];
+        let mut descent = [0.0f32; L];
+        for j in 0..L {
+            m[j] = s.output[pt][j] * y[pt][j];
+            descent[j] = match objective.loss {
+                Loss::CrossEntropy => 1.0 / (1.0 + exp(m[j])),
+                Loss::Hinge => {
+                    if m[j] < 1.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+            };
+        }
         if objective.output_penalty != 0.0 {
             for j in 0..L {
                 descent[j] = (-objective.output_penalty).mul_add(m[j], descent[j]);
