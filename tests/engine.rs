@@ -339,8 +339,9 @@ fn the_vectorized_exp_is_within_a_few_ulp() {
     }
 }
 
-/// K outputs: softmax cross-entropy, labels the class indices 0..K, in the
-/// batched engine (the one that trains them), against Candle's autograd.
+/// K outputs: softmax cross-entropy, labels the class indices 0..K, in both
+/// engines, against Candle's autograd; then both engines' training against
+/// each other, and the fused engine's on every vector path, bit for bit.
 #[test]
 fn softmax_cross_entropy_gradients_match_candle_autograd() {
     let dev = Device::Cpu;
@@ -357,7 +358,8 @@ fn softmax_cross_entropy_gradients_match_candle_autograd() {
         let y: Vec<f32> = (0..members * n).map(|i| (i % k) as f32).collect();
         let init = EnsembleWeights { members, shapes: shapes.clone(), layers: layers.clone() };
         let data = EnsembleData { members, points: n, dim: d, x: x.clone(), y: y.clone() };
-        let got = gradients(Engine::Batched, &init, &data, Loss::CrossEntropy, 0.0);
+        let by_engine = [Engine::Batched, Engine::Fused]
+            .map(|engine| (engine, gradients(engine, &init, &data, Loss::CrossEntropy, 0.0)));
         // Autograd: mean over points of -log softmax(f)_y, summed over members.
         let vars: Vec<Var> = shapes
             .iter()
@@ -377,17 +379,51 @@ fn softmax_cross_entropy_gradients_match_candle_autograd() {
         let log_p = candle_nn::ops::log_softmax(&h, 2).unwrap();
         let total = ((log_p * one_hot).unwrap().sum_all().unwrap() * (-1.0 / n as f64)).unwrap();
         let grads = total.backward().unwrap();
-        for (l, v) in vars.iter().enumerate() {
-            let want = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for (a, b) in want.iter().zip(&got[l]) {
-                assert!((a - b).abs() <= 2e-5 * a.abs().max(1.0), "depth {depth}, layer {l}: autograd {a}, engine {b}");
+        for (engine, got) in &by_engine {
+            for (l, v) in vars.iter().enumerate() {
+                let want = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (a, b) in want.iter().zip(&got[l]) {
+                    assert!(
+                        (a - b).abs() <= 2e-5 * a.abs().max(1.0),
+                        "{engine:?}, depth {depth}, layer {l}: autograd {a}, engine {b}"
+                    );
+                }
             }
         }
-        // The engine picks the batched program for several outputs, and the fused one refuses them.
-        assert_eq!(engine::choose_engine(&shapes), Engine::Batched);
-        let cfg = TrainConfig::logged(Loss::CrossEntropy, 0.1, 2, 2);
-        assert!(engine::train_with(Engine::Fused, &init, &data, &cfg).is_err());
+        // Trained for a while, with a probe set: the two engines agree to float
+        // rounding, and every path of the fused one gives its bits.
+        assert_eq!(engine::choose_engine(&shapes), Engine::Fused);
+        let probe = EnsembleData { members, points: 3, dim: d, x: x_probe(members, 3, d), y: vec![1.0; members * 3] };
+        let cfg = TrainConfig {
+            loss: Loss::CrossEntropy,
+            output_penalty: 0.0,
+            learning_rate: 0.1,
+            log_steps: vec![0, 1, 10, 60],
+            record_weights: RecordWeights::Every,
+            probe: Some(probe),
+        };
+        let fused = engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap();
+        let batched = engine::train_with(Engine::Batched, &init, &data, &cfg).unwrap();
+        for (k, (a, b)) in fused.margins.iter().zip(&batched.margins).enumerate() {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "depth {depth}, log {k}: margins {x} vs {y}");
+            }
+        }
+        for (a, b) in fused.probe_margins.iter().flatten().zip(batched.probe_margins.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "depth {depth}: probe margins {a} vs {b}");
+        }
+        assert!(fused.margins[3].iter().all(|m| m.is_finite()));
+        for path in engine::fused::paths() {
+            let on_path =
+                engine::fused::at_most(path, || engine::train_with(Engine::Fused, &init, &data, &cfg).unwrap());
+            assert!(fused == on_path, "depth {depth}: the {} path differs", path.name());
+        }
         let hinge = TrainConfig::logged(Loss::Hinge, 0.1, 2, 2);
         assert!(engine::train(&init, &data, &hinge).is_err(), "hinge with several outputs is refused");
     }
+}
+
+/// Inputs of a probe set for the softmax test: fixed, not from the training stream.
+fn x_probe(members: usize, n: usize, d: usize) -> Vec<f32> {
+    (0..members * n * d).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect()
 }

@@ -122,7 +122,8 @@ impl InplaceOp1 for Steps<'_> {
         // as every weight is finite; once one is infinite, a zero activation's product is
         // NaN in the lanes and skipped by the member kernel. So a shard of one network
         // takes the whole ensemble's kernel, diverging or not.
-        if self.data.points * per <= MAX_LANE_WORK && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
+        let one_output = self.shapes.last().is_some_and(|&(out, _)| out == 1);
+        if one_output && self.data.points * per <= MAX_LANE_WORK && !MEMBER_KERNEL_ONLY.with(|m| m.get()) {
             run_lanes(params, self.shapes, self.data, self.objective, self.learning_rate, self.steps);
             return Ok(());
         }
@@ -169,7 +170,7 @@ fn member_data(data: &EnsembleData, e: usize) -> (&[f32], &[f32]) {
 struct Scratch {
     /// Post-activations of each hidden layer, (N, out_l).
     hidden: Vec<Vec<f32>>,
-    /// f(x) per point.
+    /// f(x) per point: (N, K), K = 1 for one output.
     output: Vec<f32>,
     /// dL/d(pre-activation) of the layer being differentiated, and of the one below.
     delta: Vec<f32>,
@@ -184,7 +185,7 @@ impl Scratch {
         let widest = shapes.iter().map(|s| s.0.max(s.1)).max().unwrap_or(1);
         Scratch {
             hidden: shapes[..shapes.len() - 1].iter().map(|(o, _)| vec![0.0; n * o]).collect(),
-            output: vec![0.0; n],
+            output: vec![0.0; n * shapes[shapes.len() - 1].0],
             delta: vec![0.0; n * widest],
             below: vec![0.0; n * widest],
             grad: vec![0.0; ROWS * widest],
@@ -357,10 +358,15 @@ with_vector_paths! {
     /// them, `forward`'s every `mul_add` would be a call to software `fmaf`).
     fn all_margins(params: &[f32], shapes: &[(usize, usize)], data: &EnsembleData, out: &mut Vec<f32>) {
         let mut scratch = Scratch::new(shapes, data.points);
+        let classes = shapes[shapes.len() - 1].0;
         for (e, member) in params.chunks_exact(params_per_member(shapes)).enumerate() {
             let (x, y) = member_data(data, e);
             forward(member, shapes, x, &mut scratch);
-            out.extend(scratch.output.iter().zip(y).map(|(f, y)| f * y));
+            if classes == 1 {
+                out.extend(scratch.output.iter().zip(y).map(|(f, y)| f * y));
+            } else {
+                out.extend(scratch.output.chunks_exact(classes).zip(y).map(|(f, &c)| class_margin(f, c as usize)));
+            }
         }
     }
 }
@@ -493,7 +499,7 @@ fn combine_blocks<const B: usize>(
 #[inline(always)]
 fn forward(params: &[f32], shapes: &[(usize, usize)], x: &[f32], s: &mut Scratch) {
     let depth = shapes.len();
-    let n = s.output.len();
+    let n = s.output.len() / shapes[depth - 1].0;
     for l in 0..depth {
         let (out, inp) = shapes[l];
         // Transposed: wt[i * out + o] is the weight from input i to output o.
@@ -548,10 +554,24 @@ fn step(
     let depth = shapes.len();
     let n = y.len();
     forward(params, shapes, x, s);
+    let classes = shapes[depth - 1].0;
+    if classes > 1 {
+        // Softmax cross-entropy over K classes, y the class index:
+        // dL/df[p][k] = (softmax(f[p])[k] - 1[k = y[p]]) / N.
+        for p in 0..n {
+            let f = &s.output[p * classes..(p + 1) * classes];
+            let delta = &mut s.delta[p * classes..(p + 1) * classes];
+            softmax_into(f, delta);
+            delta[y[p] as usize] -= 1.0;
+            for d in delta.iter_mut() {
+                *d /= n as f32;
+            }
+        }
+    }
     // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1],
     // less lambda m under the output penalty (left out at 0, so the plain loss keeps its bits).
     let penalty = objective.output_penalty;
-    for p in 0..n {
+    for p in (0..n).filter(|_| classes == 1) {
         let m = s.output[p] * y[p];
         let mut descent = match objective.loss {
             Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
@@ -882,6 +902,28 @@ fn lane_dot<'a, const L: usize>(count: usize, term: impl Fn(usize) -> (&'a [f32;
         }
     }
     sum
+}
+
+/// softmax(f) into `out`: e^(f[k] - max f) over their sum, every sum in
+/// order of k, with the kernels' own exp (so every path gives the same bits).
+#[inline(always)]
+fn softmax_into(f: &[f32], out: &mut [f32]) {
+    let top = f.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0f32;
+    for (o, &v) in out.iter_mut().zip(f) {
+        *o = exp(v - top);
+        total += *o;
+    }
+    for o in out.iter_mut() {
+        *o /= total;
+    }
+}
+
+/// The true class's logit minus the largest other one (the batched program's margin).
+#[inline(always)]
+fn class_margin(f: &[f32], class: usize) -> f32 {
+    let other = f.iter().enumerate().filter(|&(k, _)| k != class).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    f[class] - other
 }
 
 /// The kernels' exp of one number, for the tests.

@@ -35,21 +35,16 @@ pub fn train(init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> 
     train_with(choose_engine(&init.shapes), init, data, cfg)
 }
 
-/// The fused engine for every network of one output: its arithmetic is
-/// defined to the last bit (a fixed order of every sum, fused multiply-adds,
-/// its own exp), so it gives the same bits on every CPU with FMA and on the
-/// portable path. The batched program only for several outputs (softmax
-/// cross-entropy), which the fused kernels lack: its matmuls are gemm's,
-/// whose kernels and blocking depend on the CPU. This is the one place that
-/// chooses (and where a GPU build of the batched program would be chosen).
-/// Measured with `cargo xtask bench` on 2 cores: fused is faster on every
-/// figure's nets but the dense digits nets, where gemm is about 1.3x faster.
-pub fn choose_engine(shapes: &[(usize, usize)]) -> Engine {
-    if shapes.last().is_some_and(|&(out, _)| out > 1) {
-        Engine::Batched
-    } else {
-        Engine::Fused
-    }
+/// The fused engine, for every network: its arithmetic is defined to the
+/// last bit (a fixed order of every sum, fused multiply-adds, its own exp,
+/// softmax included), so it gives the same bits on every CPU with FMA and on
+/// the portable path, and it is the faster engine on every figure's nets
+/// (`cargo xtask bench`). The batched program's matmuls are gemm's, whose
+/// kernels and blocking depend on the CPU: it stays as the independent
+/// implementation the fused one is tested against (and where a GPU build
+/// would be chosen). This is the one place that chooses.
+pub fn choose_engine(_shapes: &[(usize, usize)]) -> Engine {
+    Engine::Fused
 }
 
 pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, cfg: &TrainConfig) -> Result<TrainLog> {
@@ -69,7 +64,6 @@ pub fn train_with(engine: Engine, init: &EnsembleWeights, data: &EnsembleData, c
     let outputs = init.shapes.last().map_or(0, |s| s.0);
     if outputs > 1 {
         // K classes: labels are class indices 0..K, the loss softmax cross-entropy.
-        ensure!(engine == Engine::Batched, "only the batched engine trains several outputs (softmax cross-entropy)");
         ensure!(
             cfg.loss == Loss::CrossEntropy && cfg.output_penalty == 0.0,
             "several outputs train with softmax cross-entropy only (no hinge, no output penalty)"

@@ -171,18 +171,26 @@ fn measure(args: &Args) -> Result<()> {
         for (input, job) in prepared {
             let members = input.data.members;
             if input.init.shapes.last().is_some_and(|&(out, _)| out > 1) {
-                // Softmax over several outputs: only the batched program trains it (and
-                // neither the plain loop nor the references are written for it).
+                // Softmax over several outputs: our two engines only (neither the plain
+                // loop nor the references are written for it).
                 let steps = 200;
-                let batched = median(args.repeats, || time_engine(Engine::Batched, &input, steps))?
-                    / (steps as f64 * members as f64);
+                let time = |engine| -> Result<f64> {
+                    Ok(median(args.repeats, || time_engine(engine, &input, steps))? / (steps as f64 * members as f64))
+                };
+                let mark = |engine, t| {
+                    if engine::choose_engine(&input.init.shapes) == engine {
+                        format!("{}*", human(t))
+                    } else {
+                        human(t)
+                    }
+                };
                 println!(
-                    "{:<16} {:<40} {:>5} {:>11} {:>11}  (softmax over {} outputs: the batched program only)",
+                    "{:<16} {:<40} {:>5} {:>11} {:>11}  (softmax over {} outputs: no loop or reference written for it)",
                     fig.id(),
                     job.name,
                     members,
-                    "-",
-                    format!("{}*", human(batched)),
+                    mark(Engine::Fused, time(Engine::Fused)?),
+                    mark(Engine::Batched, time(Engine::Batched)?),
                     input.init.shapes.last().map_or(0, |s| s.0)
                 );
                 continue;
@@ -257,7 +265,7 @@ fn measure(args: &Args) -> Result<()> {
         against_jax.sort_by(f64::total_cmp);
         let mid = against_jax.len() / 2;
         // With an even count, the mean of the two in the middle.
-        let median = if against_jax.len() % 2 == 0 {
+        let median = if against_jax.len().is_multiple_of(2) {
             (against_jax[mid - 1] + against_jax[mid]) / 2.0
         } else {
             against_jax[mid]
