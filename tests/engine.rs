@@ -192,9 +192,18 @@ fn every_vector_path_and_the_lane_and_member_kernels_give_the_same_bits() {
     );
     for depth in 1..=4 {
         for loss in [Loss::CrossEntropy, Loss::Hinge] {
-            for (members, n, d, width) in
-                [(11, 1, 2, 1), (9, 2, 3, 2), (3, 2, 2, 3), (1, 3, 2, 2), (3, 5, 4, 6), (2, 9, 17, 11)]
-            {
+            // The first two and the lone chain (1, 1, 1, 1) are the narrow nets
+            // (one unit per layer, one point) of `narrow_step`.
+            for (members, n, d, width) in [
+                (11, 1, 2, 1),
+                (3, 1, 9, 1),
+                (1, 1, 1, 1),
+                (9, 2, 3, 2),
+                (3, 2, 2, 3),
+                (1, 3, 2, 2),
+                (3, 5, 4, 6),
+                (2, 9, 17, 11),
+            ] {
                 let (init, data) = problem(depth, members, n, d, width);
                 let cfg = TrainConfig {
                     loss,

@@ -751,6 +751,12 @@ macro_rules! lane_steps {
                 steps: u64,
                 s: &mut LaneScratch<$lanes>,
             ) {
+                if y.len() == 1 && shapes.len() <= MAX_NARROW_DEPTH && shapes.iter().all(|&(out, _)| out == 1) {
+                    for _ in 0..steps {
+                        narrow_step(p, shapes, offsets, x, &y[0], objective, lr);
+                    }
+                    return;
+                }
                 for _ in 0..steps {
                     lane_step(p, shapes, offsets, x, y, objective, lr, s);
                 }
@@ -761,6 +767,73 @@ macro_rules! lane_steps {
 lane_steps!(run_lane_steps_16, 16);
 lane_steps!(run_lane_steps_4, 4);
 lane_steps!(run_lane_steps_1, 1);
+
+/// The deepest net `narrow_step` takes (a net's depth is at most 8).
+const MAX_NARROW_DEPTH: usize = 8;
+
+/// `lane_step` for the narrowest nets, one unit per layer and one point
+/// (the phase grid, the depth figure's lone chain): the same arithmetic in
+/// the same order, with every activation in registers instead of the
+/// scratch's vectors and no loop over points or units.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn narrow_step<const L: usize>(
+    p: &mut [[f32; L]],
+    shapes: &[(usize, usize)],
+    offsets: &[usize],
+    x: &[[f32; L]],
+    y: &[f32; L],
+    objective: Objective,
+    lr: f32,
+) {
+    let depth = shapes.len();
+    // h[l]: the input of layer l past the first (relu of the one below), h[depth]: f.
+    let mut h = [[0.0f32; L]; MAX_NARROW_DEPTH + 1];
+    h[1] = lane_dot(shapes[0].1, |i| (&x[i], &p[i]));
+    for l in 1..depth {
+        let (a, w) = (h[l], &p[offsets[l]]);
+        for j in 0..L {
+            // relu of the layer below, then `lane_dot` of one term: a product added to +0.
+            let a = a[j].max(0.0);
+            h[l][j] = a;
+            h[l + 1][j] = a.mul_add(w[j], 0.0);
+        }
+    }
+    let mut delta = [0.0f32; L];
+    for j in 0..L {
+        let m = h[depth][j] * y[j];
+        let mut descent = match objective.loss {
+            Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
+            Loss::Hinge => {
+                if m < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        };
+        if objective.output_penalty != 0.0 {
+            descent = (-objective.output_penalty).mul_add(m, descent);
+        }
+        delta[j] = -descent * y[j] / 1.0;
+    }
+    for l in (1..depth).rev() {
+        let w = &mut p[offsets[l]];
+        for j in 0..L {
+            // Through the old weight, where the unit is active; then the step.
+            let below = if h[l][j] > 0.0 { delta[j].mul_add(w[j], 0.0) } else { 0.0 };
+            let grad = h[l][j].mul_add(delta[j], 0.0);
+            w[j] = (-lr).mul_add(grad, w[j]);
+            delta[j] = below;
+        }
+    }
+    for i in 0..shapes[0].1 {
+        for j in 0..L {
+            let grad = x[i][j].mul_add(delta[j], 0.0);
+            p[i][j] = (-lr).mul_add(grad, p[i][j]);
+        }
+    }
+}
 
 /// One step of `L` members, lane by lane: the same arithmetic, in the
 /// same order, as `step` (which only skips additions of zero products).
