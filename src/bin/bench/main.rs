@@ -6,14 +6,14 @@
 //! under bench/; with the achieved GFLOP/s beside this core's FMA peak
 //! (measured at start). Medians over repetitions.
 
+mod scaling;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-mod scaling;
-
 use learning_dynamics::engine::fused::VectorPath;
 use learning_dynamics::engine::{self, Engine, EnsembleData, EnsembleWeights, RecordWeights, TrainConfig, TrainInput};
 use learning_dynamics::kinds::Job;
@@ -47,7 +47,8 @@ struct Args {
     #[arg(long)]
     every_job: bool,
     /// The fused kernels' instruction set, at the widest: portable, avx2 or
-    /// avx512 (default: the widest this CPU has). Every path gives the same bits.
+    /// avx512 (default: the widest this CPU has). Every path gives the same
+    /// bits. Not the GAN's row: its seeds run on worker threads, on the widest.
     #[arg(long, value_parser = parse_path)]
     vector_path: Option<VectorPath>,
     /// Instead of the figures' workloads: the scaling curves, one synthetic
