@@ -205,6 +205,8 @@ struct SlurmArgs {
 enum CacheAction {
     /// Remove the entries that no job of the spec uses now (old code, old
     /// configs). Entries of other specs sharing the cache count as unused.
+    /// Also removes the Slurm run directories (`<cache>/slurm/*`, each with a
+    /// copy of the binary) whose every shard is in the cache.
     Gc,
 }
 
@@ -1024,6 +1026,16 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
     let entries = cache.entries()?;
     let mb = |b: u64| preflight::bytes(b as f64);
     if gc {
+        // Finished Slurm runs first: the entries that prove them finished may be removed next.
+        let finished: Vec<_> =
+            learning_dynamics::slurm::run_dirs(dir, &cache).into_iter().filter(|r| r.finished).collect();
+        for run in &finished {
+            std::fs::remove_dir_all(&run.dir).with_context(|| format!("cannot remove {}", run.dir.display()))?;
+        }
+        if !finished.is_empty() {
+            let freed = finished.iter().map(|r| r.bytes).sum::<u64>();
+            println!("removed {} finished Slurm run director(ies), {}", finished.len(), mb(freed));
+        }
         let (mut removed, mut freed) = (0, 0);
         for (key, size) in entries.iter().filter(|(k, _)| !used(k)) {
             cache.remove(key)?;
@@ -1051,6 +1063,10 @@ fn show_cache(paper: &spec::Paper, dir: &std::path::Path, gc: bool) -> Result<Ex
             let size = size(&s.key).map_or_else(|| "missing".to_string(), mb);
             println!("  {size:>9}  {}  {}{part}", &s.key[..12], p.job.name);
         }
+    }
+    for run in learning_dynamics::slurm::run_dirs(dir, &cache) {
+        let state = if run.finished { "finished (removed by `cargo xtask cache gc`)" } else { "unfinished, kept" };
+        println!("Slurm run directory {}: {}, {state}", run.dir.display(), mb(run.bytes));
     }
     let unused: Vec<u64> = entries.iter().filter(|(k, _)| !used(k)).map(|(_, s)| *s).collect();
     if !unused.is_empty() {

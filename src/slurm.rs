@@ -377,6 +377,54 @@ pub fn last_submission(cache_dir: &Path) -> Option<(LastSubmission, Prepared)> {
     Some((last, prepared))
 }
 
+/// A run directory under `<cache>/slurm/`, as `cache` and `cache gc` see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    pub dir: PathBuf,
+    /// Every shard of its assignment has a cache entry written after the run
+    /// was prepared: its array has nothing left to do (a task still pending
+    /// would find all its shards there), so `cache gc` removes the directory.
+    pub finished: bool,
+    /// Its size on disk (mostly the copy of the binary).
+    pub bytes: u64,
+}
+
+/// Every run directory under `<cache>/slurm/`, by name. One without a
+/// readable assignment (a preparation that failed halfway) counts as unfinished.
+pub fn run_dirs(cache_dir: &Path, cache: &Cache) -> Vec<RunDir> {
+    let Ok(listing) = std::fs::read_dir(cache_dir.join("slurm")) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<RunDir> = listing
+        .filter_map(|item| item.ok().map(|i| i.path()))
+        .filter(|dir| dir.is_dir())
+        .map(|dir| {
+            let written = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let assignment = dir.join("assignment.json");
+            let finished = match (
+                std::fs::read(&assignment).ok().and_then(|t| serde_json::from_slice::<Assignment>(&t).ok()),
+                written(&assignment),
+            ) {
+                (Some(a), Some(prepared)) => {
+                    a.shards().all(|s| written(&cache.path(&s.key)).is_some_and(|t| t >= prepared))
+                }
+                _ => false,
+            };
+            let bytes = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .chain(std::fs::read_dir(dir.join("logs")).into_iter().flatten())
+                .filter_map(|item| item.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum();
+            RunDir { dir, finished, bytes }
+        })
+        .collect();
+    runs.sort_by(|a, b| a.dir.cmp(&b.dir));
+    runs
+}
+
 /// For each task of a submission whose shards are not all in the cache: the
 /// task, how it ended (where Slurm still knows), its missing shards and its log.
 pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> {

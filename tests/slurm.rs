@@ -229,4 +229,19 @@ fn emit_sbatch_writes_a_job_array_over_the_missing_shards() {
     assert_eq!(assignment.tasks.len(), 3);
     let paper = learning_dynamics::spec::load(&spec).unwrap();
     assert_eq!(assignment.shards().count(), status::plan(&paper, &[], &cache, false).unwrap().len());
+
+    // `cache gc` keeps the run directory while its shards are missing, and removes it
+    // once its tasks (run here by hand, as Slurm would) have put every one in the cache.
+    let gc = || text(&ok(command(&spec, &["cache", "--cache-dir", &arg(&cache), "gc"]).output().unwrap()).stdout);
+    let said = gc();
+    assert!(said.contains("unfinished, kept") && runs[0].is_dir(), "{said}");
+    let assignment_path = runs[0].join("assignment.json");
+    for t in 0..3 {
+        let task = ["shard-task", "--assignment", &arg(&assignment_path), "--task", &t.to_string()];
+        ok(command(&spec, &[&task[..], &["--cache-dir", &arg(&cache)]].concat()).output().unwrap());
+    }
+    let said = gc();
+    assert!(said.contains("removed 1 finished Slurm run director(ies)"), "{said}");
+    assert!(!runs[0].exists(), "the finished run directory is still there");
+    assert!(!gc().contains("Slurm run directory"), "a run directory is still listed");
 }
