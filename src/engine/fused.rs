@@ -567,26 +567,27 @@ fn step(
                 *d /= n as f32;
             }
         }
-    }
-    // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1],
-    // less lambda m under the output penalty (left out at 0, so the plain loss keeps its bits).
-    let penalty = objective.output_penalty;
-    for p in (0..n).filter(|_| classes == 1) {
-        let m = s.output[p] * y[p];
-        let mut descent = match objective.loss {
-            Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
-            Loss::Hinge => {
-                if m < 1.0 {
-                    1.0
-                } else {
-                    0.0
+    } else {
+        // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1],
+        // less lambda m under the output penalty (left out at 0, so the plain loss keeps its bits).
+        let penalty = objective.output_penalty;
+        for p in 0..n {
+            let m = s.output[p] * y[p];
+            let mut descent = match objective.loss {
+                Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
+                Loss::Hinge => {
+                    if m < 1.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 }
+            };
+            if penalty != 0.0 {
+                descent = (-penalty).mul_add(m, descent);
             }
-        };
-        if penalty != 0.0 {
-            descent = (-penalty).mul_add(m, descent);
+            s.delta[p] = -descent * y[p] / n as f32;
         }
-        s.delta[p] = -descent * y[p] / n as f32;
     }
     for l in (0..depth).rev() {
         let (out, inp) = shapes[l];
