@@ -568,25 +568,8 @@ fn step(
             }
         }
     } else {
-        // dL/df per point: -descent(m) y / N, with descent = -dl/dm = sigma(-m) or 1[m < 1],
-        // less lambda m under the output penalty (left out at 0, so the plain loss keeps its bits).
-        let penalty = objective.output_penalty;
         for p in 0..n {
-            let m = s.output[p] * y[p];
-            let mut descent = match objective.loss {
-                Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
-                Loss::Hinge => {
-                    if m < 1.0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                }
-            };
-            if penalty != 0.0 {
-                descent = (-penalty).mul_add(m, descent);
-            }
-            s.delta[p] = -descent * y[p] / n as f32;
+            s.delta[p] = output_delta(s.output[p], y[p], n, objective);
         }
     }
     for l in (0..depth).rev() {
@@ -802,21 +785,7 @@ fn narrow_step<const L: usize>(
     }
     let mut delta = [0.0f32; L];
     for j in 0..L {
-        let m = h[depth][j] * y[j];
-        let mut descent = match objective.loss {
-            Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
-            Loss::Hinge => {
-                if m < 1.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-        };
-        if objective.output_penalty != 0.0 {
-            descent = (-objective.output_penalty).mul_add(m, descent);
-        }
-        delta[j] = -descent * y[j] / 1.0;
+        delta[j] = output_delta(h[depth][j], y[j], 1, objective);
     }
     for l in (1..depth).rev() {
         let w = &mut p[offsets[l]];
@@ -884,30 +853,10 @@ fn lane_step<const L: usize>(
         }
     }
     for pt in 0..n {
-        // Plain loops, not `array::map` or `from_fn`: those were not inlined,
+        // A plain loop, not `array::map` or `from_fn`: those were not inlined,
         // so they ran compiled without AVX2 (exp's floor a call to libm).
-        let mut m = [0.0f32; L];
-        let mut descent = [0.0f32; L];
         for j in 0..L {
-            m[j] = s.output[pt][j] * y[pt][j];
-            descent[j] = match objective.loss {
-                Loss::CrossEntropy => 1.0 / (1.0 + exp(m[j])),
-                Loss::Hinge => {
-                    if m[j] < 1.0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                }
-            };
-        }
-        if objective.output_penalty != 0.0 {
-            for j in 0..L {
-                descent[j] = (-objective.output_penalty).mul_add(m[j], descent[j]);
-            }
-        }
-        for j in 0..L {
-            s.delta[pt][j] = -descent[j] * y[pt][j] / n as f32;
+            s.delta[pt][j] = output_delta(s.output[pt][j], y[pt][j], n, objective);
         }
     }
     for l in (0..depth).rev() {
@@ -976,6 +925,29 @@ fn lane_dot<'a, const L: usize>(count: usize, term: impl Fn(usize) -> (&'a [f32;
         }
     }
     sum
+}
+
+/// dL/df at one point of `n` for one output f and label y: -descent(m) y / n,
+/// m = f y, with descent = -dl/dm = sigma(-m) or 1[m < 1], less lambda m
+/// under the output penalty (left out at 0, so the plain loss keeps its
+/// bits). The one formula of the member, lane and narrow kernels.
+#[inline(always)]
+fn output_delta(f: f32, y: f32, n: usize, objective: Objective) -> f32 {
+    let m = f * y;
+    let mut descent = match objective.loss {
+        Loss::CrossEntropy => 1.0 / (1.0 + exp(m)),
+        Loss::Hinge => {
+            if m < 1.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    };
+    if objective.output_penalty != 0.0 {
+        descent = (-objective.output_penalty).mul_add(m, descent);
+    }
+    -descent * y / n as f32
 }
 
 /// softmax(f) into `out`: e^(f[k] - max f) over their sum, every sum in
