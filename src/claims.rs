@@ -41,12 +41,12 @@ fn evaluate_one(claim: &ClaimSpec, body: &FigureBody) -> ClaimResult {
     ClaimResult {
         name: claim.name.clone(),
         passed: outcome.passed,
-        expected_to_pass: claim.holds,
+        expected_to_pass: claim.holds(),
         measured: rounded(outcome.measured),
         expected: outcome.expected,
         detail: outcome.detail,
         reason: claim.reason.clone(),
-        class: claim.class,
+        class: *claim.class.get_ref(),
         control,
     }
 }
@@ -162,6 +162,29 @@ fn run_check(check: &Check, body: &FigureBody) -> Outcome {
                 detail,
             }
         }
+        Check::Interval { samples: name, min, max, level } => {
+            let values = body.samples.get(name).map_or(&[][..], Vec::as_slice);
+            let i = crate::stats::mean_interval(values, *level);
+            let bounds = [min.map(|m| format!("above {m}")), max.map(|m| format!("below {m}"))];
+            let within = min.is_none_or(|m| i.lo > m) && max.is_none_or(|m| i.hi < m);
+            Outcome {
+                passed: within,
+                measured: i.mean,
+                expected: format!(
+                    "{}% interval of the mean wholly {}",
+                    fmt(100.0 * level),
+                    bounds.into_iter().flatten().collect::<Vec<_>>().join(" and ")
+                ),
+                detail: format!(
+                    "{name}: n = {}, mean {}, {}% interval [{}, {}] (Student's t)",
+                    i.n,
+                    fmt(i.mean),
+                    fmt(100.0 * level),
+                    fmt(i.lo),
+                    fmt(i.hi)
+                ),
+            }
+        }
         Check::Sharper { series: a, than: b } => {
             let wa = series(a).map_or(f64::NAN, transition_width);
             let wb = series(b).map_or(f64::NAN, transition_width);
@@ -217,9 +240,13 @@ fn perturb(control: &Control, check: &Check, body: &FigureBody) -> (String, Figu
     (what, out)
 }
 
-/// Swaps two scalars, or the points of two series (their names, panels and
-/// styles stay).
+/// Swaps two scalars, two sets of samples, or the points of two series
+/// (their names, panels and styles stay).
 fn swap(body: &mut FigureBody, a: &str, b: &str) {
+    if let (Some(va), Some(vb)) = (body.samples.get(a).cloned(), body.samples.get(b).cloned()) {
+        body.samples.insert(a.into(), vb);
+        body.samples.insert(b.into(), va);
+    }
     if let (Some(&va), Some(&vb)) = (body.scalars.get(a), body.scalars.get(b)) {
         body.scalars.insert(a.into(), vb);
         body.scalars.insert(b.into(), va);

@@ -14,6 +14,10 @@ pub struct FigureBody {
     /// where the measurement is undefined, e.g. a time never reached.
     #[serde(with = "nan_as_null")]
     pub scalars: BTreeMap<String, f64>,
+    /// Named per-seed values (one per seed, or per pair of seeds) of a
+    /// quantity that varies by seed, for claims that decide on an interval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Vec<f64>>,
     /// Trainings that produced NaN or infinity.
     pub divergences: Vec<Divergence>,
 }
@@ -274,11 +278,30 @@ pub struct Divergence {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimClass {
-    /// Evidence for (or against) the paper: the measurement could contradict it.
+    /// A statement of the paper about networks that the measurement could
+    /// contradict; its control puts counterfactual data in place of the
+    /// measurement (another arm's series, the naive rule, a substitute curve).
     #[default]
     Evidence,
-    /// Holds by construction of the setup; checks the code, not the paper.
+    /// Gradient descent against an exact theory of the same system: it tests
+    /// the engine and the derivation, not the paper.
     Consistency,
+    /// A measured statement that contradicts a claim, declared not to hold,
+    /// with a computed or measured reason.
+    Finding,
+}
+
+impl ClaimClass {
+    pub const ALL: [ClaimClass; 3] = [ClaimClass::Evidence, ClaimClass::Consistency, ClaimClass::Finding];
+
+    /// Its name in paper.toml, the JSON and the summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimClass::Evidence => "evidence",
+            ClaimClass::Consistency => "consistency",
+            ClaimClass::Finding => "finding",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -313,6 +336,21 @@ pub struct ControlResult {
     pub passed: bool,
     pub measured: Option<f64>,
     pub detail: String,
+}
+
+/// Claims counted by class, as the summaries print them:
+/// "evidence 14/16, consistency 49/49, findings 5" (passed of all; a finding
+/// counts as found while it fails as declared).
+pub fn class_counts<'a>(claims: impl IntoIterator<Item = &'a ClaimResult>) -> String {
+    let mut counts = [(0usize, 0usize); 3];
+    for c in claims {
+        let i = ClaimClass::ALL.iter().position(|&k| k == c.class).unwrap_or(0);
+        counts[i].1 += 1;
+        counts[i].0 += usize::from(!c.surprising());
+    }
+    let [(ep, en), (cp, cn), (fp, fn_)] = counts;
+    let findings = if fp == fn_ { format!("findings {fn_}") } else { format!("findings {fp}/{fn_} as declared") };
+    format!("evidence {ep}/{en}, consistency {cp}/{cn}, {findings}")
 }
 
 impl ClaimResult {
@@ -367,6 +405,9 @@ impl FigureBody {
                 return Some(format!("series {:?}", s.name));
             }
         }
+        if let Some((k, _)) = self.samples.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
+            return Some(format!("samples {k:?}"));
+        }
         self.scalars.iter().find(|(_, v)| v.is_infinite()).map(|(k, _)| format!("scalar {k:?}"))
     }
 
@@ -378,6 +419,10 @@ impl FigureBody {
             if v.is_infinite() {
                 *v = f64::NAN;
             }
+        }
+        // A diverged seed has no value: the interval is over the rest (its n says so).
+        for v in self.samples.values_mut() {
+            v.retain(|x| x.is_finite());
         }
         for s in &mut self.series {
             let keep: Vec<bool> = (0..s.x.len())
@@ -479,6 +524,9 @@ impl FigureBody {
         }
         for v in self.scalars.values_mut() {
             *v = round_sig(*v, digits);
+        }
+        for v in self.samples.values_mut() {
+            r(v);
         }
     }
 

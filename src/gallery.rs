@@ -19,10 +19,16 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
          Each figure's data, claims and provenance are in its JSON file beside the SVG; \
          `cargo xtask cite ID` prints how to cite and regenerate one. \
          Every claim is also run on a declared counterfactual of the data (its negative control), \
-         which must give the opposite outcome; consistency checks hold by construction of the setup \
-         and test the code, not the paper.\n",
+         which must give the opposite outcome. Claims come in three classes: evidence (a statement of \
+         the paper that the measurement could contradict; its control puts counterfactual data in \
+         place of the measurement), consistency checks (gradient descent against an exact theory of \
+         the same system: they test the code and the derivation, not the paper) and findings (where \
+         the measurement contradicts the claim, with the computed reason).\n",
     );
-    for (fig, data, status) in statuses(paper, out_dir) {
+    let figures = statuses(paper, out_dir);
+    let claims = figures.iter().flat_map(|(_, data, _)| data.iter().flat_map(|d| &d.claims));
+    md.push_str(&format!("\nClaims of all figures: {}.\n", crate::figure::class_counts(claims)));
+    for (fig, data, status) in figures {
         let Some(data) = data else { continue };
         let status = match status {
             Status::Current => "current: made by the code and `paper.toml` of this tree".to_string(),
@@ -41,9 +47,11 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
             data.id,
             data.caption.replace(" \\\n", " ")
         ));
-        for (class, heading) in
-            [(ClaimClass::Evidence, "claim"), (ClaimClass::Consistency, "consistency check (exact by construction)")]
-        {
+        for (class, heading) in [
+            (ClaimClass::Evidence, "evidence"),
+            (ClaimClass::Consistency, "consistency check (against an exact theory of the same system)"),
+            (ClaimClass::Finding, "finding (the measurement contradicts the claim)"),
+        ] {
             let claims: Vec<&ClaimResult> = data.claims.iter().filter(|c| c.class == class).collect();
             if claims.is_empty() {
                 continue;
@@ -55,7 +63,7 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
                 let result = match (c.passed, c.expected_to_pass) {
                     (true, true) => "pass",
                     (false, true) => "**FAIL**",
-                    (false, false) => "fails (known)",
+                    (false, false) => "does not hold",
                     (true, false) => "**holds, but marked not holding**",
                 };
                 let measured = c.measured.map_or("-".to_string(), |m| format!("{}", crate::figure::round_sig(m, 4)));

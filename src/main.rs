@@ -323,17 +323,17 @@ fn run() -> Result<ExitCode> {
     let paper = preflight::load(&spec_path, limit)?;
     match cli.command {
         Command::List { out } => {
+            let mut counts = [0usize; 3];
             for (fig, _, status) in pipeline::statuses(&paper, &out_dir(out)) {
                 println!("{}  ({}, {status})\n  {}", fig.id(), fig.experiment.name(), fig.title);
                 for c in &fig.claims {
-                    let class = match c.class {
-                        ClaimClass::Evidence => "claim",
-                        ClaimClass::Consistency => "consistency check",
-                    };
-                    let mark = if c.holds { "" } else { " (marked not holding)" };
-                    println!("    {class}{mark}: {}", c.name);
+                    let class = *c.class.get_ref();
+                    counts[ClaimClass::ALL.iter().position(|&k| k == class).unwrap_or(0)] += 1;
+                    println!("    {}: {}", class.name(), c.name);
                 }
             }
+            let [evidence, consistency, findings] = counts;
+            println!("\nclaims: evidence {evidence}, consistency {consistency}, findings {findings}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Cite { id, out, full, bibtex, keys } => {
@@ -819,11 +819,21 @@ fn status(
 }
 
 fn print_table(reports: &[pipeline::FigureReport]) {
-    let mut rows = vec![["figure", "claims", "failed", "diverged", "compute", "cache"].map(String::from)];
+    let mut rows =
+        vec![["figure", "evidence", "consistency", "findings", "failed", "diverged", "compute", "cache"]
+            .map(String::from)];
     for r in reports {
-        let passed = r.claims.iter().filter(|c| c.passed).count();
+        // Passed of all, per class; a finding counts while it fails as declared.
+        let of_class = |class: ClaimClass| {
+            let claims: Vec<_> = r.claims.iter().filter(|c| c.class == class).collect();
+            let good = claims.iter().filter(|c| !c.surprising()).count();
+            if claims.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{good}/{}", claims.len())
+            }
+        };
         let unexpected = r.claims.iter().filter(|c| c.surprising()).count();
-        let known = r.claims.iter().filter(|c| !c.passed && !c.expected_to_pass).count();
         let cache = match (r.cached, r.jobs) {
             (c, j) if c == j => "all cached".to_string(),
             (0, _) => "computed".to_string(),
@@ -834,35 +844,27 @@ fn print_table(reports: &[pipeline::FigureReport]) {
         } else {
             format!(", {} damaged entry(ies) recomputed", r.damaged.len())
         };
-        let failed = if known > 0 { format!("{unexpected} (+{known} known)") } else { unexpected.to_string() };
         rows.push([
             r.id.clone(),
-            format!("{passed}/{}", r.claims.len()),
-            failed,
+            of_class(ClaimClass::Evidence),
+            of_class(ClaimClass::Consistency),
+            of_class(ClaimClass::Finding),
+            unexpected.to_string(),
             r.divergences.len().to_string(),
             format!("{:.2}s", r.compute.as_secs_f64()),
             format!("{cache}{damaged}"),
         ]);
     }
     // Every column as wide as its widest cell: names left, numbers right.
-    let width = |c: usize| rows.iter().map(|r| r[c].len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..6).map(width).collect();
+    let widths: Vec<usize> = (0..8).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     for r in &rows {
-        println!(
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4]
-        );
+        let mut line = format!("{:<w$}", r[0], w = widths[0]);
+        for (cell, w) in r[1..7].iter().zip(&widths[1..7]) {
+            line.push_str(&format!("  {cell:>w$}"));
+        }
+        println!("{line}  {}", r[7]);
     }
+    println!("claims: {}", learning_dynamics::figure::class_counts(reports.iter().flat_map(|r| &r.claims)));
 }
 
 /// What `cite` prints besides the short form.

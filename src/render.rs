@@ -83,11 +83,13 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
     for line in wrap(&fig.caption, text_width_chars) {
         footer.push((line, RGBColor(40, 40, 40)));
     }
-    // Claims that are evidence for the paper first, then the consistency
-    // checks (exact by construction), each under its own heading.
-    for (class, heading) in
-        [(ClaimClass::Evidence, "CLAIMS"), (ClaimClass::Consistency, "CONSISTENCY CHECKS (exact by construction)")]
-    {
+    // Evidence for the paper first, then the consistency checks (against an
+    // exact theory of the same system), then the findings, each under its own heading.
+    for (class, heading) in [
+        (ClaimClass::Evidence, "EVIDENCE"),
+        (ClaimClass::Consistency, "CONSISTENCY CHECKS (against an exact theory of the same system)"),
+        (ClaimClass::Finding, "FINDINGS (the measurement contradicts the claim)"),
+    ] {
         let claims: Vec<_> = fig.claims.iter().filter(|c| c.class == class).collect();
         if !claims.is_empty() {
             footer.push((heading.to_string(), RGBColor(40, 40, 40)));
@@ -97,7 +99,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
                 (_, _, true) => ("CONTROL DID NOT FLIP", rgb("#D55E00")),
                 (true, true, _) => ("PASS", rgb("#009E73")),
                 (false, true, _) => ("FAIL", rgb("#D55E00")),
-                (false, false, _) => ("FAILS AS KNOWN", rgb("#B8860B")),
+                (false, false, _) => ("DOES NOT HOLD", rgb("#B8860B")),
                 (true, false, _) => ("HOLDS, BUT MARKED NOT HOLDING", rgb("#D55E00")),
             };
             let control = format!(

@@ -52,3 +52,13 @@ pub fn random_layers(purpose: &str, seed: u64, shapes: &[(usize, usize)], scale:
         })
         .collect()
 }
+
+/// A reproducible random permutation of `0..n` from the stream `(purpose, 0)`:
+/// the order in which a control pairs a quantity with the wrong items
+/// (permuted labels, permuted norms), so that the pairing is what it tests.
+pub fn permutation(purpose: &str, n: usize) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut stream(purpose, 0));
+    order
+}

@@ -114,25 +114,27 @@ pub struct ClaimSpec {
     pub check: Spanned<Check>,
     /// The negative control: a declared counterfactual of the figure's data
     /// under which the check must give the opposite outcome (fail for a claim
-    /// that holds, pass for one marked `holds = false`). Required: a claim
-    /// that no counterfactual can flip tests nothing.
+    /// expected to hold, pass for a finding). Required: a claim that no
+    /// counterfactual can flip tests nothing. An evidence claim's control must
+    /// put counterfactual data in place of the measurement (`swap`,
+    /// `exponential`), never move its own number.
     pub control: Option<Spanned<Control>>,
-    /// `evidence` (default): a claim of the paper that the measurement could
-    /// contradict. `consistency`: exact by construction of the setup, so it
-    /// only retests that gradient descent tracks its flow.
-    #[serde(default)]
-    pub class: ClaimClass,
-    /// `false` marks a claim of the paper that our measurement does not support.
-    /// It is still computed; the run fails if it starts to hold.
-    #[serde(default = "yes")]
-    pub holds: bool,
-    /// Why the claim does not hold (required when `holds = false`).
+    /// Required: `evidence` (a statement of the paper about networks that the
+    /// measurement could contradict), `consistency` (gradient descent against
+    /// an exact theory of the same system) or `finding` (a measured statement
+    /// that contradicts a claim: it is expected to fail, with a `reason`).
+    pub class: Spanned<ClaimClass>,
+    /// Why a finding does not hold: computed or measured, not a hypothesis
+    /// (required for a finding, refused for the other classes).
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-fn yes() -> bool {
-    true
+impl ClaimSpec {
+    /// Whether the claim is expected to hold: every class but a finding.
+    pub fn holds(&self) -> bool {
+        *self.class.get_ref() != ClaimClass::Finding
+    }
 }
 
 /// The computations a claim can ask for. Names refer to the figure's series
@@ -164,6 +166,11 @@ pub enum Check {
     Increasing { scalars: Vec<String> },
     /// The scalars, in the order given, strictly decrease.
     Decreasing { scalars: Vec<String> },
+    /// The `level` (e.g. 0.95) confidence interval of the mean of per-seed
+    /// `samples` (Student's t) lies wholly above `min` and/or below `max`:
+    /// for a quantity that varies by seed, a preset effect size decided on an
+    /// interval rather than on a raw difference or a t statistic.
+    Interval { samples: String, min: Option<f64>, max: Option<f64>, level: f64 },
 }
 
 impl Check {
@@ -189,6 +196,12 @@ impl Check {
             _ => vec![],
         }
     }
+    pub fn sample_names(&self) -> Vec<&str> {
+        match self {
+            Check::Interval { samples, .. } => vec![samples],
+            _ => vec![],
+        }
+    }
     /// Checks on an ordered list (or pair), which a reversal turns around.
     pub fn is_ordering(&self) -> bool {
         matches!(self, Check::Increasing { .. } | Check::Decreasing { .. } | Check::Sharper { .. })
@@ -201,7 +214,9 @@ impl Check {
 pub enum Control {
     /// The order of the claim's scalars (or its two series) reversed.
     Reverse,
-    /// Two scalars, or two series, trade their values.
+    /// Two scalars, two series or two sets of per-seed samples trade their
+    /// values: the measurement of another arm (another init, loss, rule or
+    /// labelling) in place of the claim's.
     Swap { a: String, b: String },
     /// A scalar moved by `by` (e.g. a gap to theory 10 points wider).
     Offset { scalar: String, by: f64 },
@@ -213,6 +228,21 @@ pub enum Control {
 }
 
 impl Control {
+    /// Counterfactual data in place of the measurement (what an evidence
+    /// claim's control must be), as opposed to a move of the claim's own number.
+    pub fn is_data(&self) -> bool {
+        matches!(self, Control::Swap { .. } | Control::Exponential { .. })
+    }
+    /// Its name in paper.toml.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Control::Reverse => "reverse",
+            Control::Swap { .. } => "swap",
+            Control::Offset { .. } => "offset",
+            Control::Scale { .. } => "scale",
+            Control::Exponential { .. } => "exponential",
+        }
+    }
     pub fn series_names(&self) -> Vec<&str> {
         match self {
             Control::Exponential { series } => series.iter().map(String::as_str).collect(),
@@ -404,8 +434,11 @@ fn figure_problems(
     }
     for claim in &fig.claims {
         let check = claim.check.get_ref();
-        let named =
-            [("series", check.series_names(), &outputs.series), ("scalar", check.scalar_names(), &outputs.scalars)];
+        let named = [
+            ("series", check.series_names(), &outputs.series),
+            ("scalar", check.scalar_names(), &outputs.scalars),
+            ("samples", check.sample_names(), &outputs.samples),
+        ];
         for (what, names, known) in named {
             for name in names.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
                 error(
@@ -441,13 +474,44 @@ fn figure_problems(
                      of the data under which the check must {}",
                     claim.name,
                     kinds::<Control>().unwrap_or_default(),
-                    if claim.holds { "fail" } else { "pass" }
+                    if claim.holds() { "fail" } else { "pass" }
                 ),
             ),
             Some(control) => {
                 for problem in control_problems(check, control.get_ref(), &outputs) {
                     error(control.span(), format!("claim {:?}: control: {problem}", claim.name));
                 }
+                if *claim.class.get_ref() == ClaimClass::Evidence && !control.get_ref().is_data() {
+                    error(
+                        control.span(),
+                        format!(
+                            "claim {:?} is evidence, so its control must put counterfactual data in place of the \
+                             measurement (`swap` with another arm's series, scalar or samples: another init, loss, \
+                             rule or labelling; or `exponential` substitute curves); `{}` only moves the claim's own \
+                             number. Name such data, or declare `class = \"consistency\"` if the claim compares \
+                             with an exact theory of the same system",
+                            claim.name,
+                            control.get_ref().kind()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Check::Interval { min, max, level, .. } = check {
+            if min.is_none() && max.is_none() {
+                error(
+                    claim.check.span(),
+                    format!("claim {:?}: an interval check needs `min`, `max` or both", claim.name),
+                );
+            }
+            if min.into_iter().chain(max).any(|v| !v.is_finite()) {
+                error(claim.check.span(), format!("claim {:?}: expected finite `min` and `max`", claim.name));
+            }
+            if !(*level > 0.0 && *level < 1.0) {
+                error(
+                    claim.check.span(),
+                    format!("claim {:?}: expected a `level` strictly between 0 and 1, got {level}", claim.name),
+                );
             }
         }
         if matches!(check, Check::Increasing { scalars } | Check::Decreasing { scalars } if scalars.len() < 2) {
@@ -461,10 +525,24 @@ fn figure_problems(
                 );
             }
         }
-        if !claim.holds && claim.reason.as_deref().is_none_or(str::is_empty) {
+        let empty_reason = claim.reason.as_deref().is_none_or(|r| r.trim().is_empty());
+        if !claim.holds() && empty_reason {
             error(
-                claim.check.span(),
-                format!("claim {:?} is marked `holds = false`: expected a `reason` saying why", claim.name),
+                claim.class.span(),
+                format!(
+                    "claim {:?} is a finding: expected a `reason`, computed or measured, saying why the claim does \
+                     not hold",
+                    claim.name
+                ),
+            );
+        }
+        if claim.holds() && !empty_reason {
+            error(
+                claim.class.span(),
+                format!(
+                    "claim {:?} has a `reason` but is expected to hold: only a `class = \"finding\"` gives one",
+                    claim.name
+                ),
             );
         }
     }
@@ -629,16 +707,18 @@ fn walk<'a, 'i>(mut node: &'a toml::de::DeValue<'i>, path: &str) -> Option<(Rang
 /// Why a control cannot be a counterfactual of this check: it must change
 /// something the check reads, or it could never flip its outcome.
 fn control_problems(check: &Check, control: &Control, outputs: &Outputs) -> Vec<String> {
-    let (series, scalars) = (check.series_names(), check.scalar_names());
-    let reads = |name: &str| series.contains(&name) || scalars.contains(&name);
+    let (series, scalars, samples) = (check.series_names(), check.scalar_names(), check.sample_names());
+    let reads = |name: &str| series.contains(&name) || scalars.contains(&name) || samples.contains(&name);
     let mut problems = Vec::new();
     match control {
         Control::Reverse if !check.is_ordering() => problems
             .push("`reverse` turns around an ordering (increasing, decreasing, sharper); this check has none".into()),
         Control::Swap { a, b } => {
             for name in [a, b] {
-                if !outputs.series.contains(name) && !outputs.scalars.contains(name) {
-                    problems.push(format!("swap names {name:?}, which is neither a series nor a scalar of the figure"));
+                if ![&outputs.series, &outputs.scalars, &outputs.samples].iter().any(|known| known.contains(name)) {
+                    problems.push(format!(
+                        "swap names {name:?}, which is neither a series, a scalar nor samples of the figure"
+                    ));
                 }
             }
             if a == b {

@@ -58,9 +58,41 @@ pub fn crossing_time(times: &[f64], values: &[f64], target: f64) -> Option<f64> 
 pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
     let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
     let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
-    let n = lx.len() as f64;
-    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
-    let cov: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let var: f64 = lx.iter().map(|a| (a - mx) * (a - mx)).sum();
+    slope(&lx, &ly)
+}
+
+/// The least-squares slope of y on x.
+pub fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
     cov / var
+}
+
+/// A two-sided confidence interval for the mean of independent values
+/// (per seed, or per pair of seeds): Student's t with n - 1 degrees of
+/// freedom, at `level` (e.g. 0.95).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanInterval {
+    pub n: usize,
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// The interval of the mean of `values`; NaN bounds where it is undefined
+/// (fewer than two values, or a non-finite one), so a claim on it fails.
+pub fn mean_interval(values: &[f64], level: f64) -> MeanInterval {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let undefined = MeanInterval { n, mean: if n == 0 { f64::NAN } else { mean }, lo: f64::NAN, hi: f64::NAN };
+    if n < 2 || values.iter().any(|v| !v.is_finite()) || !(level > 0.0 && level < 1.0) {
+        return undefined;
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let Ok(t) = StudentsT::new(0.0, 1.0, (n - 1) as f64) else { return undefined };
+    let half = t.inverse_cdf(0.5 + level / 2.0) * (variance / n as f64).sqrt();
+    MeanInterval { n, mean, lo: mean - half, hi: mean + half }
 }

@@ -236,4 +236,7 @@ impl Loss {
 pub struct Outputs {
     pub series: Vec<String>,
     pub scalars: Vec<String>,
+    /// Per-seed values (one per seed, or per pair of seeds), for claims that
+    /// decide on an interval.
+    pub samples: Vec<String>,
 }

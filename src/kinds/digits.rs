@@ -64,6 +64,18 @@ fn final_scalar(q: f64) -> String {
 }
 /// The first shortcut fraction is 0 and they increase (checked in `problems`).
 const DROP_SCALAR: &str = "clean test accuracy, control minus largest q";
+/// Per seed (every q shares the seed's init, so the runs are paired).
+const DROP_SAMPLES: &str = "clean test accuracy, control minus largest q, per seed";
+/// The counterfactual: the control arm in place of the shortcut one (seed k's
+/// control minus seed k+1's), where no shortcut can act.
+const NULL_DROP_SAMPLES: &str = "clean test accuracy, control minus another seed's control, per seed";
+/// The trend across q: each seed's least-squares slope of its final clean
+/// accuracy on q (a trend test, not strict monotonicity, which one test
+/// image of noise breaks).
+const TREND_SAMPLES: &str = "slope of the clean test accuracy on q, per seed";
+/// The same slope with the q values permuted: a pairing that carries no trend.
+const NULL_TREND_SAMPLES: &str =
+    "slope of the clean test accuracy on q permuted (a pairing that carries no trend), per seed";
 
 /// The images of the two classes: pixels scaled to 0..1 and labels +-1.
 struct Images {
@@ -133,6 +145,7 @@ impl Kind for Digits {
         }
         out.series.push("clean test accuracy at the end".into());
         out.scalars.push(DROP_SCALAR.into());
+        out.samples = [DROP_SAMPLES, NULL_DROP_SAMPLES, TREND_SAMPLES, NULL_TREND_SAMPLES].map(String::from).to_vec();
         out
     }
 
@@ -178,7 +191,22 @@ impl Kind for Digits {
             body.scalars.insert(final_scalar(q), line.y[line.y.len() - 1]);
             body.series.push(line);
         }
-        let qs = self.shortcut_fractions.iter().map(|q| q.get()).collect();
+        let qs: Vec<f64> = self.shortcut_fractions.iter().map(|q| q.get()).collect();
+        let drops: Vec<f64> = finals_per_seed.iter().map(|f| f[0] - f[last]).collect();
+        let next_control: Vec<f64> = finals_per_seed.iter().cycle().skip(1).take(seeds.len()).map(|f| f[0]).collect();
+        body.samples.insert(DROP_SAMPLES.into(), drops);
+        body.samples.insert(
+            NULL_DROP_SAMPLES.into(),
+            finals_per_seed.iter().zip(&next_control).map(|(f, c)| f[0] - c).collect(),
+        );
+        let permuted: Vec<f64> =
+            crate::rng::permutation("digits/permuted-q", qs.len()).into_iter().map(|i| qs[i]).collect();
+        body.samples
+            .insert(TREND_SAMPLES.into(), finals_per_seed.iter().map(|f| crate::stats::slope(&qs, f)).collect());
+        body.samples.insert(
+            NULL_TREND_SAMPLES.into(),
+            finals_per_seed.iter().map(|f| crate::stats::slope(&permuted, f)).collect(),
+        );
         let finals = Series::mean_over_seeds(END_OF_TRAINING, 1, END_OF_TRAINING_COLOR, qs, &finals_per_seed);
         body.scalars.insert(DROP_SCALAR.into(), finals.y[0] - finals.y[finals.y.len() - 1]);
         body.series.push(finals);

@@ -79,6 +79,13 @@ impl Net {
 fn slope_scalar(net: Net) -> String {
     format!("{}: log-log slope of learning time vs frequency", net.name())
 }
+/// The random net's log-log slope, one per seed: what the claims about it decide on.
+const RANDOM_SLOPES: &str = "two-layer, random init: log-log slope of learning time vs frequency, per seed";
+/// The same with each seed's learning times paired with the frequencies in a
+/// fixed random permutation: the counterfactual where frequency sets nothing.
+const RANDOM_SLOPES_PERMUTED: &str =
+    "two-layer, random init: the same slope with the frequencies permuted (a pairing that carries no law), per seed";
+
 fn gap_scalar(net: Net) -> String {
     format!("{}: largest gap of learning times to theory (%)", net.name())
 }
@@ -160,6 +167,7 @@ impl Kind for Frequency {
                 out.scalars.push(gap_scalar(net));
             }
         }
+        out.samples = vec![RANDOM_SLOPES.into(), RANDOM_SLOPES_PERMUTED.into()];
         out
     }
 
@@ -279,6 +287,27 @@ impl Kind for Frequency {
                 .collect();
             for (k, t) in learn_times.iter().enumerate() {
                 body.scalars.insert(time_scalar(net, k), *t);
+            }
+            if net == Net::Random {
+                let permuted: Vec<f64> = crate::rng::permutation("frequency/permuted-frequencies", freqs.len())
+                    .into_iter()
+                    .map(|k| freqs[k])
+                    .collect();
+                let per_seed = |fs: &[f64]| -> Vec<f64> {
+                    (0..members)
+                        .map(|e| {
+                            let ts: Vec<f64> = curves
+                                .iter()
+                                .map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN))
+                                .collect();
+                            loglog_slope(fs, &ts)
+                        })
+                        // A seed that never learned some feature has no slope: the interval's n says so.
+                        .filter(|v| v.is_finite())
+                        .collect()
+                };
+                body.samples.insert(RANDOM_SLOPES.into(), per_seed(&freqs));
+                body.samples.insert(RANDOM_SLOPES_PERMUTED.into(), per_seed(&permuted));
             }
             body.scalars.insert(slope_scalar(net), loglog_slope(&freqs, &learn_times));
             // A feature never learned has no point to draw (its scalar is NaN).

@@ -49,6 +49,10 @@ const ALIGNED_GAP: &str = "aligned: largest gap to the mode ODE (% of the margin
 const RANDOM_GAP: &str = "random: largest gap to the aligned mode ODE (margin units)";
 const RANDOM_ORDER: &str = "random: rank correlation of the points' norms with their learning times";
 const ALIGNED_ORDER: &str = "aligned: rank correlation of the points' norms with their learning times";
+/// The random init's learning times against the norms in a fixed random
+/// permutation: the counterfactual where a point's norm does not set its time.
+const RANDOM_ORDER_PERMUTED: &str =
+    "random: rank correlation of the learning times with the norms permuted (a pairing that carries no order)";
 const POINT_COLORS: [&str; 6] =
     [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE, palette::SKY_BLUE];
 
@@ -104,7 +108,14 @@ impl Kind for Modes {
     fn outputs(&self) -> Outputs {
         Outputs {
             series: Vec::new(),
-            scalars: vec![ALIGNED_GAP.into(), RANDOM_GAP.into(), ALIGNED_ORDER.into(), RANDOM_ORDER.into()],
+            scalars: vec![
+                ALIGNED_GAP.into(),
+                RANDOM_GAP.into(),
+                ALIGNED_ORDER.into(),
+                RANDOM_ORDER.into(),
+                RANDOM_ORDER_PERMUTED.into(),
+            ],
+            ..Outputs::default()
         }
     }
 
@@ -167,6 +178,11 @@ impl Kind for Modes {
                 if panel == 0 { ALIGNED_ORDER } else { RANDOM_ORDER }.into(),
                 rank_correlation(&norms, &learned),
             );
+            if panel == 1 {
+                let permuted: Vec<f64> =
+                    crate::rng::permutation("modes/permuted-norms", n).into_iter().map(|i| norms[i]).collect();
+                body.scalars.insert(RANDOM_ORDER_PERMUTED.into(), rank_correlation(&permuted, &learned));
+            }
             let shown = self.shown(&norms);
             for (rank, &i) in shown.iter().enumerate() {
                 let color = POINT_COLORS[rank];

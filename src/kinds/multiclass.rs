@@ -159,6 +159,12 @@ impl Multiclass {
         format!("K = {k}: power of the norm in the time to the target margin (fit of ln t on ln s)")
     }
 
+    /// The same fit with the norms paired to the points in a fixed random
+    /// permutation: the counterfactual where a point's norm does not set its time.
+    fn permuted_exponent_scalar(k: usize) -> String {
+        format!("K = {k}: the same power with the norms permuted (a pairing that carries no law)")
+    }
+
     /// Each point's class for K classes, uniform, from the data seed.
     fn classes(&self, k: usize) -> Vec<usize> {
         let mut r = rng::stream(&format!("multiclass/classes-{k}"), self.data.data_seed);
@@ -272,6 +278,7 @@ impl Kind for Multiclass {
                 self.closed_form_scalar(k),
                 Self::spread_scalar(k),
                 Self::exponent_scalar(k),
+                Self::permuted_exponent_scalar(k),
             ]);
         }
         out.series.extend([
@@ -470,6 +477,14 @@ impl Kind for Multiclass {
                 .unzip();
             let exponent = if s_all.len() < 3 { f64::NAN } else { loglog_slope(&s_all, &t_all) };
             body.scalars.insert(Self::exponent_scalar(k), exponent);
+            let permutation = crate::rng::permutation("multiclass/permuted-norms", norms.len());
+            let (s_perm, t_perm): (Vec<f64>, Vec<f64>) = point_times
+                .iter()
+                .zip(permutation.iter().map(|&i| norms[i]))
+                .flat_map(|(ts, s)| ts.iter().filter(|t| t.is_finite() && **t > 0.0).map(move |&t| (s, t)))
+                .unzip();
+            let permuted = if s_perm.len() < 3 { f64::NAN } else { loglog_slope(&s_perm, &t_perm) };
+            body.scalars.insert(Self::permuted_exponent_scalar(k), permuted);
             let per_point_median: Vec<(f64, f64)> = point_times
                 .iter()
                 .zip(&norms)

@@ -70,6 +70,13 @@ pub struct Start {
 /// Agreement of the grid points with y0 > 0 (away from the boundary) with the rule.
 const GRID_AGREEMENT: &str = "grid agreement";
 const GRID_CHECKED: &str = "grid points checked";
+/// The largest |c - c0| of a trained trajectory in view, c = y^2 - z^2, and
+/// the same for discrete gradient descent's own map of (z, y) in float64.
+const DRIFT: &str = "largest hyperbola drift";
+const DRIFT_PREDICTED: &str = "largest hyperbola drift of discrete GD (float64 map)";
+/// The naive rival rule, "learns iff z0 > 0", scored on the same points and
+/// outcomes: the counterfactual that the paper's rule must beat.
+const NAIVE_AGREEMENT: &str = "grid agreement of the naive rule (learns iff z0 > 0)";
 /// The same for the rows that start dead (y0 < 0): the rule's other branch.
 const DEAD_AGREEMENT: &str = "grid agreement, y0 < 0 (dead from the start)";
 const DEAD_CHECKED: &str = "grid points checked, y0 < 0";
@@ -213,10 +220,11 @@ impl Kind for PhaseDiagram {
             series.push(format!("{} (trained)", s.name));
             series.push(format!("{} (theory)", s.name));
         }
-        let scalars = [GRID_AGREEMENT, GRID_CHECKED, DEAD_AGREEMENT, DEAD_CHECKED, "largest hyperbola drift"]
-            .map(String::from)
-            .to_vec();
-        Outputs { series, scalars }
+        let scalars =
+            [GRID_AGREEMENT, NAIVE_AGREEMENT, GRID_CHECKED, DEAD_AGREEMENT, DEAD_CHECKED, DRIFT, DRIFT_PREDICTED]
+                .map(String::from)
+                .to_vec();
+        Outputs { series, scalars, ..Outputs::default() }
     }
 
     fn jobs(&self) -> Vec<Job> {
@@ -306,9 +314,10 @@ impl Kind for PhaseDiagram {
         // Grid outcomes, per seed, from the final weights and margins.
         let grid = self.grid_points();
         let directions: Vec<Vec<f64>> = seeds.iter().map(|&s| x_direction(s, self.input_dim.usize())).collect();
-        let outcomes = final_outcomes(grid_log, grid.len(), &directions)?;
-        // (checked, agreeing) for the rows alive at the start, then the dead ones.
-        let mut tally = [(0usize, 0usize); 2];
+        let outcomes = final_outcomes(grid_log)?;
+        // (checked, agreeing) for the rows alive at the start, then the dead
+        // ones, then the naive rule on the rows alive at the start.
+        let mut tally = [(0usize, 0usize); 3];
         let mut groups: [(Vec<f64>, Vec<f64>); 4] = Default::default();
         for (i, &(z0, y0)) in grid.iter().enumerate() {
             let per_seed: Vec<Outcome> = (0..seeds.len()).map(|k| outcomes[k * grid.len() + i]).collect();
@@ -317,6 +326,11 @@ impl Kind for PhaseDiagram {
                 let t = &mut tally[usize::from(y0 <= 0.0)];
                 t.0 += per_seed.len();
                 t.1 += per_seed.iter().filter(|&&o| o == expected).count();
+                if y0 > 0.0 {
+                    let naive = if z0 > 0.0 { Outcome::Success } else { Outcome::Failure };
+                    tally[2].0 += per_seed.len();
+                    tally[2].1 += per_seed.iter().filter(|&&o| o == naive).count();
+                }
             }
             let group = if per_seed.iter().all(|&o| o == per_seed[0]) {
                 match per_seed[0] {
@@ -341,15 +355,21 @@ impl Kind for PhaseDiagram {
             body.series.push(Series::points(*name, 0, color, x, y).in_legend(legend));
         }
         // No point checked is no evidence: 0, so the claim fails.
-        for ((checked, agree), (agreement, count)) in
+        let fraction =
+            |(checked, agree): (usize, usize)| if checked == 0 { 0.0 } else { agree as f64 / checked as f64 };
+        for (t, (agreement, count)) in
             tally.into_iter().zip([(GRID_AGREEMENT, GRID_CHECKED), (DEAD_AGREEMENT, DEAD_CHECKED)])
         {
-            body.scalars.insert(agreement.into(), if checked == 0 { 0.0 } else { agree as f64 / checked as f64 });
-            body.scalars.insert(count.into(), checked as f64);
+            body.scalars.insert(agreement.into(), fraction(t));
+            body.scalars.insert(count.into(), t.0 as f64);
         }
+        body.scalars.insert(NAIVE_AGREEMENT.into(), fraction(tally[2]));
 
         // Trajectories from the marked starts (seed 0 drawn; every seed checked).
         let mut drift: f64 = 0.0;
+        let mut drift_predicted: f64 = 0.0;
+        let in_view = |z: f64, y: f64| z >= z_range.0 && z <= z_range.1 && y > 0.0 && y <= y_max;
+        let logged_steps: Vec<u64> = traj_log.weights.iter().map(|(step, _)| *step).collect();
         let per_seed = self.starts.len();
         for (i, start) in self.starts.iter().enumerate() {
             let color = TRAJECTORY_COLORS[i];
@@ -357,8 +377,7 @@ impl Kind for PhaseDiagram {
             for (k, _) in seeds.iter().enumerate() {
                 let path = trajectory(traj_log, k * per_seed + i, &directions[k]);
                 for &(z, y) in &path {
-                    let in_view = z >= z_range.0 && z <= z_range.1 && y > 0.0 && y <= y_max;
-                    if in_view {
+                    if in_view(z, y) {
                         drift = drift.max((y * y - z * z - c0).abs());
                     }
                 }
@@ -375,11 +394,51 @@ impl Kind for PhaseDiagram {
                 theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
             body.series.push(Series::line(format!("{} (theory)", start.name), 0, Source::Theory, color, x, y));
         }
-        body.scalars.insert("largest hyperbola drift".into(), drift);
+        // Discrete GD's own map of (z, y), from the same starts at the same rate,
+        // read at the same logged steps: the drift the trained nets should show.
+        for start in &self.starts {
+            let c0 = start.y * start.y - start.z * start.z;
+            for (z, y) in self.discrete_gd(start.z, start.y, &logged_steps) {
+                if in_view(z, y) {
+                    drift_predicted = drift_predicted.max((y * y - z * z - c0).abs());
+                }
+            }
+        }
+        body.scalars.insert(DRIFT.into(), drift);
+        body.scalars.insert(DRIFT_PREDICTED.into(), drift_predicted);
         let (x, y) = self.starts.iter().map(|s| (s.z, s.y)).unzip();
         let labels = self.starts.iter().map(|s| s.name.clone()).collect();
         body.series.push(Series::points("marked starts", 0, palette::BLACK, x, y).with_labels(labels));
         Ok(body)
+    }
+}
+
+impl PhaseDiagram {
+    /// (z, y) under discrete gradient descent of the reduced unit, in float64,
+    /// at each of `steps` (ascending): with pre-activation s y and g = -l'(f),
+    /// z' = z + lr g s y and y' = y + lr g s z while y > 0 (nothing moves once
+    /// y <= 0). Each step multiplies c = y^2 - z^2 by 1 - lr^2 s^2 g^2, so GD
+    /// drifts off the flow's hyperbola by exactly that shrinkage, proportional
+    /// to lr over a fixed time.
+    fn discrete_gd(&self, z0: f64, y0: f64, steps: &[u64]) -> Vec<(f64, f64)> {
+        let (lr, s) = (self.learning_rate.get(), self.input_norm.get());
+        let (mut z, mut y, mut step) = (z0, y0, 0u64);
+        let mut out = Vec::with_capacity(steps.len());
+        for &target in steps {
+            while step < target {
+                if y > 0.0 {
+                    let f = z * s * y;
+                    let g = match self.loss {
+                        Loss::CrossEntropy => 1.0 / (1.0 + f.exp()),
+                        Loss::Hinge => f64::from(u8::from(f < 1.0)),
+                    };
+                    (z, y) = (z + lr * g * s * y, y + lr * g * s * z);
+                }
+                step += 1;
+            }
+            out.push((z, y));
+        }
+        out
     }
 }
 
@@ -395,18 +454,21 @@ fn unit_coordinates(w: &EnsembleWeights, member: usize, direction: &[f64]) -> (f
     (z, u.iter().zip(direction).map(|(a, b)| *a as f64 * b).sum())
 }
 
-/// Where each member ended: success (alive and correct), failure (the unit
-/// died: y <= 0), or undecided (alive, still wrong, or not finite).
-fn final_outcomes(log: &TrainLog, per_seed: usize, directions: &[Vec<f64>]) -> Result<Vec<Outcome>> {
-    let (_, w) = log.weights.last().ok_or_else(|| anyhow::anyhow!("grid log has no final weights"))?;
+/// Where each member ended, read from the engine's own float32 state (its
+/// margin m = f = z relu(u.x)): success (m > 0), failure (m = 0: the unit's
+/// pre-activation is <= 0 in the engine's arithmetic, so it is dead and
+/// frozen, a step that landed on the kink included), or undecided (alive and
+/// still wrong, or not finite). A float64 recomputation of y from the weights
+/// would call a unit frozen at y = -6e-8 alive (+1e-10..5e-8), which the
+/// training never saw.
+fn final_outcomes(log: &TrainLog) -> Result<Vec<Outcome>> {
     let margins = log.margins.last().ok_or_else(|| anyhow::anyhow!("grid log has no margins"))?;
-    Ok((0..w.members)
-        .map(|e| {
-            let (_, y) = unit_coordinates(w, e, &directions[e / per_seed]);
-            let m = margins[e] as f64;
+    Ok(margins
+        .iter()
+        .map(|&m| {
             if !m.is_finite() {
                 Outcome::Undecided
-            } else if y <= 0.0 {
+            } else if m == 0.0 {
                 Outcome::Failure
             } else if m > 0.0 {
                 Outcome::Success

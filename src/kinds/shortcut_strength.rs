@@ -69,6 +69,16 @@ impl Run {
 const CONTROL_LEVEL: &str = "control (no shortcut) at the end";
 const WEAKEST_MINUS_STRONGEST: &str = "clean test accuracy, weakest minus strongest shortcut";
 const CONTROL_MINUS_STRONGEST: &str = "clean test accuracy, control minus strongest shortcut";
+/// Per seed (every run shares the seed's init, so the runs are paired).
+const WEAKEST_MINUS_STRONGEST_SAMPLES: &str = "clean test accuracy, weakest minus strongest shortcut, per seed";
+/// The counterfactual: the weakest arm in place of the strongest (seed k's
+/// weakest run minus seed k+1's), where the intensity does not change.
+const NULL_SAMPLES: &str = "clean test accuracy, weakest shortcut minus another seed's weakest, per seed";
+/// The trend across intensities: each seed's least-squares slope of its final
+/// clean accuracy on log2 v.
+const TREND_SAMPLES: &str = "slope of the clean test accuracy on log2 v, per seed";
+const NULL_TREND_SAMPLES: &str =
+    "slope of the clean test accuracy on log2 v permuted (a pairing that carries no trend), per seed";
 
 impl ShortcutStrength {
     fn runs(&self) -> Vec<Run> {
@@ -122,7 +132,10 @@ impl Kind for ShortcutStrength {
         series.extend(["clean test accuracy at the end".to_string(), CONTROL_LEVEL.to_string()]);
         let mut scalars: Vec<String> = runs.iter().map(|r| r.final_scalar()).collect();
         scalars.extend([WEAKEST_MINUS_STRONGEST.to_string(), CONTROL_MINUS_STRONGEST.to_string()]);
-        Outputs { series, scalars }
+        let samples = [WEAKEST_MINUS_STRONGEST_SAMPLES, NULL_SAMPLES, TREND_SAMPLES, NULL_TREND_SAMPLES]
+            .map(String::from)
+            .to_vec();
+        Outputs { series, scalars, samples }
     }
 
     fn jobs(&self) -> Vec<Job> {
@@ -190,6 +203,23 @@ impl Kind for ShortcutStrength {
             }
         }
         let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
+        let last = values.len() - 1;
+        let next_weakest: Vec<f64> = finals_per_seed.iter().cycle().skip(1).take(seeds.len()).map(|f| f[0]).collect();
+        body.samples
+            .insert(WEAKEST_MINUS_STRONGEST_SAMPLES.into(), finals_per_seed.iter().map(|f| f[0] - f[last]).collect());
+        body.samples
+            .insert(NULL_SAMPLES.into(), finals_per_seed.iter().zip(&next_weakest).map(|(f, w)| f[0] - w).collect());
+        let log_v: Vec<f64> = values.iter().map(|v| v.log2()).collect();
+        let permuted: Vec<f64> = crate::rng::permutation("shortcut_strength/permuted-v", log_v.len())
+            .into_iter()
+            .map(|i| log_v[i])
+            .collect();
+        body.samples
+            .insert(TREND_SAMPLES.into(), finals_per_seed.iter().map(|f| crate::stats::slope(&log_v, f)).collect());
+        body.samples.insert(
+            NULL_TREND_SAMPLES.into(),
+            finals_per_seed.iter().map(|f| crate::stats::slope(&permuted, f)).collect(),
+        );
         let finals = Series::mean_over_seeds(
             digits::END_OF_TRAINING,
             1,

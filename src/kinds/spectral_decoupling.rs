@@ -96,6 +96,12 @@ impl Run {
 fn gain_scalar(what: &str) -> String {
     format!("{what}: test accuracy, largest lambda minus none")
 }
+/// What the control (trained without A, or without the shortcut, and without
+/// the penalty) gains over the unpenalized net: the counterfactual of an arm
+/// that does bring B (or the digit) back.
+fn control_gain_scalar(what: &str) -> String {
+    format!("{what}: test accuracy, control minus none")
+}
 
 const GAP: &str = "linear: largest gap of w_B to the ODE for t >= 1 (% of w_A)";
 const FIXED_POINT: &str = "linear, largest lambda: w_A at the end / m* (its fixed point)";
@@ -181,6 +187,7 @@ impl Kind for SpectralDecoupling {
         }
         out.scalars.extend([GAP.to_string(), FIXED_POINT.to_string()]);
         out.scalars.extend(["linear", "two-layer", "digits"].map(gain_scalar));
+        out.scalars.extend(["linear", "two-layer", "digits"].map(control_gain_scalar));
         out
     }
 
@@ -360,6 +367,7 @@ impl Kind for SpectralDecoupling {
         {
             let end = &ends[slot];
             body.scalars.insert(gain_scalar(what), end[end.len() - 1] - end[0]);
+            body.scalars.insert(control_gain_scalar(what), controls[slot] - end[0]);
             body.series.push(Series::line(
                 format!("{what}, end"),
                 panel,

@@ -72,6 +72,15 @@ pub(crate) enum Model {
     TwoLayer,
 }
 
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Model::Linear => "linear",
+            Model::TwoLayer => "two-layer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Run {
     pub(crate) model: Model,
@@ -84,7 +93,7 @@ impl Run {
     fn name(self) -> String {
         format!(
             "{}, {}, {}",
-            if self.model == Model::Linear { "linear" } else { "two-layer" },
+            self.model.name(),
             self.loss.name(),
             if self.control { "control (B without A)" } else { "starved (A + B)" }
         )
@@ -110,17 +119,31 @@ fn accuracy_scalar(run: Run, p: f64) -> String {
     format!("{}, p = {p}: B-only test accuracy", run.name())
 }
 fn versus_control_scalar(model: Model, p: f64) -> String {
-    format!(
-        "{}, cross-entropy, p = {p}: B strength, starved / control, at the end",
-        if model == Model::Linear { "linear" } else { "two-layer" }
-    )
+    format!("{}, cross-entropy, p = {p}: B strength, starved / control, at the end", model.name())
 }
 fn accuracy_gain_scalar(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved", model.name())
+}
+/// Per seed (the two-layer net's seeds, paired: the starved and the control
+/// run of one seed share its index): B's final strength, starved / control.
+fn versus_control_samples(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B strength, starved / control, per seed", model.name())
+}
+/// The counterfactual: the control arm in place of the starved one (seed k's
+/// control over seed k+1's), where no starvation can show.
+fn control_versus_control_samples(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B strength, control / another seed's control, per seed", model.name())
+}
+fn accuracy_gain_samples(model: Model, p: f64) -> String {
+    format!("{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved, per seed", model.name())
+}
+fn control_accuracy_gain_samples(model: Model, p: f64) -> String {
     format!(
-        "{}, cross-entropy, p = {p}: B-only test accuracy, control minus starved",
-        if model == Model::Linear { "linear" } else { "two-layer" }
+        "{}, cross-entropy, p = {p}: B-only test accuracy, control minus another seed's control, per seed",
+        model.name()
     )
 }
+
 fn gap_scalar(loss: Loss) -> String {
     format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss.name())
 }
@@ -297,6 +320,12 @@ impl Kind for Starvation {
                 out.scalars.push(versus_control_scalar(model, f.get()));
                 out.scalars.push(accuracy_gain_scalar(model, f.get()));
             }
+            out.samples.extend([
+                versus_control_samples(Model::TwoLayer, f.get()),
+                control_versus_control_samples(Model::TwoLayer, f.get()),
+                accuracy_gain_samples(Model::TwoLayer, f.get()),
+                control_accuracy_gain_samples(Model::TwoLayer, f.get()),
+            ]);
         }
         out
     }
@@ -370,6 +399,8 @@ impl Kind for Starvation {
         let mut gaps = [0.0f64; 2];
         // Per run, per p: B's final strength (mean over seeds).
         let mut finals: Vec<Vec<f64>> = Vec::new();
+        // Per run, per p, per seed: B's final strength and the B-only test accuracy.
+        let mut per_seed: Vec<Vec<(Vec<f64>, Vec<f64>)>> = Vec::new();
         for (&run, log) in runs.iter().zip(logs) {
             let seeds = self.model_seeds(run.model);
             let per_p = seeds.len().max(1);
@@ -383,6 +414,7 @@ impl Kind for Starvation {
             let (_, weights) =
                 log.weights.last().ok_or_else(|| anyhow::anyhow!("{}: no final weights logged", run.name()))?;
             let mut run_finals = Vec::new();
+            let mut run_per_seed = Vec::new();
             let mut accuracies = Vec::new();
             for (j, &p) in ps.iter().enumerate() {
                 let members: Vec<usize> = (j * per_p..(j + 1) * per_p).collect();
@@ -399,7 +431,10 @@ impl Kind for Starvation {
                 run_finals.push(
                     strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64,
                 );
-                let accuracy = members.iter().map(|&e| accuracy_of(weights, e)).sum::<f64>() / members.len() as f64;
+                let seed_accuracies: Vec<f64> = members.iter().map(|&e| accuracy_of(weights, e)).collect();
+                let accuracy = seed_accuracies.iter().sum::<f64>() / members.len() as f64;
+                run_per_seed
+                    .push((strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).collect(), seed_accuracies));
                 body.scalars.insert(accuracy_scalar(run, p), accuracy);
                 accuracies.push(accuracy);
                 let panel = match (run.model, run.loss, run.control) {
@@ -436,6 +471,7 @@ impl Kind for Starvation {
                 }
             }
             finals.push(run_finals);
+            per_seed.push(run_per_seed);
             if run.loss == Loss::CrossEntropy {
                 // The frequencies' colours are taken: the model is black or grey
                 // here, the starved net a line and its control points.
@@ -462,6 +498,22 @@ impl Kind for Starvation {
                 let accuracy = |control: bool| body.scalars[&accuracy_scalar(run(control), p)];
                 let gain = accuracy(true) - accuracy(false);
                 body.scalars.insert(accuracy_gain_scalar(model, p), gain);
+                if model == Model::TwoLayer {
+                    let ((starved_b, starved_acc), (control_b, control_acc)) =
+                        (&per_seed[find(false)][j], &per_seed[find(true)][j]);
+                    // Seed k's control against seed k+1's (cyclically): two runs of one arm.
+                    let next = |v: &[f64]| -> Vec<f64> { v.iter().cycle().skip(1).take(v.len()).copied().collect() };
+                    let pairs = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
+                        a.iter().zip(b).map(|(&a, &b)| f(a, b)).filter(|v| v.is_finite()).collect()
+                    };
+                    let (ratio, minus): (fn(f64, f64) -> f64, fn(f64, f64) -> f64) = (|a, b| a / b, |a, b| a - b);
+                    body.samples.insert(versus_control_samples(model, p), pairs(starved_b, control_b, ratio));
+                    body.samples
+                        .insert(control_versus_control_samples(model, p), pairs(control_b, &next(control_b), ratio));
+                    body.samples.insert(accuracy_gain_samples(model, p), pairs(control_acc, starved_acc, minus));
+                    body.samples
+                        .insert(control_accuracy_gain_samples(model, p), pairs(control_acc, &next(control_acc), minus));
+                }
             }
         }
         Ok(body)

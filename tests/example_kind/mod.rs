@@ -71,6 +71,7 @@ impl Kind for OnePoint {
         Outputs {
             series: norms.clone().flat_map(|s| [measured_name(s), theory_name(s)]).collect(),
             scalars: vec![gap_scalar()],
+            ..Outputs::default()
         }
     }
 
