@@ -53,12 +53,19 @@ pub fn random_layers(purpose: &str, seed: u64, shapes: &[(usize, usize)], scale:
         .collect()
 }
 
-/// A reproducible random permutation of `0..n` from the stream `(purpose, 0)`:
-/// the order in which a control pairs a quantity with the wrong items
+/// A reproducible random permutation of `0..n` from the stream `(purpose,
+/// seed)`: the order in which a control pairs a quantity with the wrong items
 /// (permuted labels, permuted norms), so that the pairing is what it tests.
-pub fn permutation(purpose: &str, n: usize) -> Vec<usize> {
+/// Per-seed values take one permutation per seed: a single one shared by all
+/// would keep whatever trend it happens to carry in every seed.
+pub fn permutation(purpose: &str, seed: u64, n: usize) -> Vec<usize> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut stream(purpose, 0));
+    order.shuffle(&mut stream(purpose, seed));
     order
+}
+
+/// `values` in the order of [`permutation`]`(purpose, seed, values.len())`.
+pub fn permuted(purpose: &str, seed: u64, values: &[f64]) -> Vec<f64> {
+    permutation(purpose, seed, values.len()).into_iter().map(|i| values[i]).collect()
 }

@@ -199,13 +199,13 @@ impl Kind for Digits {
             NULL_DROP_SAMPLES.into(),
             finals_per_seed.iter().zip(&next_control).map(|(f, c)| f[0] - c).collect(),
         );
-        let permuted: Vec<f64> =
-            crate::rng::permutation("digits/permuted-q", qs.len()).into_iter().map(|i| qs[i]).collect();
         body.samples
             .insert(TREND_SAMPLES.into(), finals_per_seed.iter().map(|f| crate::stats::slope(&qs, f)).collect());
         body.samples.insert(
             NULL_TREND_SAMPLES.into(),
-            finals_per_seed.iter().map(|f| crate::stats::slope(&permuted, f)).collect(),
+            (finals_per_seed.iter().enumerate())
+                .map(|(k, f)| crate::stats::slope(&crate::rng::permuted("digits/permuted-q", k as u64, &qs), f))
+                .collect(),
         );
         let finals = Series::mean_over_seeds(END_OF_TRAINING, 1, END_OF_TRAINING_COLOR, qs, &finals_per_seed);
         body.scalars.insert(DROP_SCALAR.into(), finals.y[0] - finals.y[finals.y.len() - 1]);

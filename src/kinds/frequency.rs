@@ -82,7 +82,7 @@ fn slope_scalar(net: Net) -> String {
 /// The random net's log-log slope, one per seed: what the claims about it decide on.
 const RANDOM_SLOPES: &str = "two-layer, random init: log-log slope of learning time vs frequency, per seed";
 /// The same with each seed's learning times paired with the frequencies in a
-/// fixed random permutation: the counterfactual where frequency sets nothing.
+/// random permutation of its own: the counterfactual where frequency sets nothing.
 const RANDOM_SLOPES_PERMUTED: &str =
     "two-layer, random init: the same slope with the frequencies permuted (a pairing that carries no law), per seed";
 
@@ -289,25 +289,27 @@ impl Kind for Frequency {
                 body.scalars.insert(time_scalar(net, k), *t);
             }
             if net == Net::Random {
-                let permuted: Vec<f64> = crate::rng::permutation("frequency/permuted-frequencies", freqs.len())
-                    .into_iter()
-                    .map(|k| freqs[k])
-                    .collect();
-                let per_seed = |fs: &[f64]| -> Vec<f64> {
+                // Each seed's frequencies in its own permutation for the control.
+                let per_seed = |permute: bool| -> Vec<f64> {
                     (0..members)
                         .map(|e| {
                             let ts: Vec<f64> = curves
                                 .iter()
                                 .map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN))
                                 .collect();
-                            loglog_slope(fs, &ts)
+                            let fs = if permute {
+                                crate::rng::permuted("frequency/permuted-frequencies", e as u64, &freqs)
+                            } else {
+                                freqs.clone()
+                            };
+                            loglog_slope(&fs, &ts)
                         })
                         // A seed that never learned some feature has no slope: the interval's n says so.
                         .filter(|v| v.is_finite())
                         .collect()
                 };
-                body.samples.insert(RANDOM_SLOPES.into(), per_seed(&freqs));
-                body.samples.insert(RANDOM_SLOPES_PERMUTED.into(), per_seed(&permuted));
+                body.samples.insert(RANDOM_SLOPES.into(), per_seed(false));
+                body.samples.insert(RANDOM_SLOPES_PERMUTED.into(), per_seed(true));
             }
             body.scalars.insert(slope_scalar(net), loglog_slope(&freqs, &learn_times));
             // A feature never learned has no point to draw (its scalar is NaN).

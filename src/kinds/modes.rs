@@ -180,7 +180,7 @@ impl Kind for Modes {
             );
             if panel == 1 {
                 let permuted: Vec<f64> =
-                    crate::rng::permutation("modes/permuted-norms", n).into_iter().map(|i| norms[i]).collect();
+                    crate::rng::permutation("modes/permuted-norms", 0, n).into_iter().map(|i| norms[i]).collect();
                 body.scalars.insert(RANDOM_ORDER_PERMUTED.into(), rank_correlation(&permuted, &learned));
             }
             let shown = self.shown(&norms);

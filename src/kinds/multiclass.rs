@@ -477,7 +477,7 @@ impl Kind for Multiclass {
                 .unzip();
             let exponent = if s_all.len() < 3 { f64::NAN } else { loglog_slope(&s_all, &t_all) };
             body.scalars.insert(Self::exponent_scalar(k), exponent);
-            let permutation = crate::rng::permutation("multiclass/permuted-norms", norms.len());
+            let permutation = crate::rng::permutation("multiclass/permuted-norms", 0, norms.len());
             let (s_perm, t_perm): (Vec<f64>, Vec<f64>) = point_times
                 .iter()
                 .zip(permutation.iter().map(|&i| norms[i]))

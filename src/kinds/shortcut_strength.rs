@@ -210,15 +210,15 @@ impl Kind for ShortcutStrength {
         body.samples
             .insert(NULL_SAMPLES.into(), finals_per_seed.iter().zip(&next_weakest).map(|(f, w)| f[0] - w).collect());
         let log_v: Vec<f64> = values.iter().map(|v| v.log2()).collect();
-        let permuted: Vec<f64> = crate::rng::permutation("shortcut_strength/permuted-v", log_v.len())
-            .into_iter()
-            .map(|i| log_v[i])
-            .collect();
         body.samples
             .insert(TREND_SAMPLES.into(), finals_per_seed.iter().map(|f| crate::stats::slope(&log_v, f)).collect());
         body.samples.insert(
             NULL_TREND_SAMPLES.into(),
-            finals_per_seed.iter().map(|f| crate::stats::slope(&permuted, f)).collect(),
+            (finals_per_seed.iter().enumerate())
+                .map(|(k, f)| {
+                    crate::stats::slope(&crate::rng::permuted("shortcut_strength/permuted-v", k as u64, &log_v), f)
+                })
+                .collect(),
         );
         let finals = Series::mean_over_seeds(
             digits::END_OF_TRAINING,
