@@ -49,13 +49,24 @@ fn body() -> FigureBody {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+        // Per-seed values: a clear effect, no effect, and too few to decide.
+        samples: [
+            ("effect", vec![0.31, 0.27, 0.35, 0.29, 0.33, 0.30]),
+            ("null", vec![0.04, -0.05, 0.02, -0.03, 0.01, -0.02]),
+            ("one", vec![0.3]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         divergences: Vec::new(),
     }
 }
 
 /// A claim from the lines of a `[[figure.claim]]` table (its name added).
 fn claim(lines: &str) -> ClaimSpec {
-    let text = format!("name = \"the claim\"\n{lines}");
+    // Consistency unless the lines say otherwise: the class rules are the spec's, tested there.
+    let class = if lines.contains("class = ") { "" } else { "class = \"consistency\"\n" };
+    let text = format!("name = \"the claim\"\n{class}{lines}");
     toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
@@ -173,7 +184,7 @@ fn a_control_too_weak_to_flip_its_claim_is_caught() {
 
 #[test]
 fn a_claim_marked_not_holding_needs_a_control_that_passes() {
-    let not_holding = "holds = false\nreason = \"the measurement does not support it\"";
+    let not_holding = "class = \"finding\"\nreason = \"the measurement does not support it\"";
     // Fails as declared; its control passes: the check can tell them apart.
     let r = evaluate(&format!(
         "check.at_least = {{ scalar = \"a\", min = 1.5 }}\n\
@@ -414,8 +425,13 @@ fn a_claim_without_a_negative_control_is_rejected_at_its_check() {
     let expect = [no_control.as_str(), "`control.<kind>`", "must fail"];
     spec_error(&[(&format!("{GRID_CONTROL}\n"), "")], GRID_CHECK, true, &expect);
     // One marked not holding needs a control under which it passes.
-    let not_holding = "holds = false\nreason = \"a test\"\n";
-    spec_error(&[(&format!("{GRID_CONTROL}\n"), not_holding)], GRID_CHECK, true, &[&no_control, "must pass"]);
+    let finding = format!("name = {GRID_CLAIM:?}\nclass = \"finding\"\nreason = \"a test\"");
+    spec_error(
+        &[(&format!("{GRID_CONTROL}\n"), ""), (&format!("name = {GRID_CLAIM:?}\nclass = \"consistency\""), &finding)],
+        GRID_CHECK,
+        true,
+        &[&no_control, "must pass"],
+    );
 }
 
 #[test]
@@ -434,9 +450,9 @@ fn a_control_that_cannot_change_what_the_check_reads_is_rejected_at_the_control(
          &[&grid, "it changes \"grid points checked\", which this check does not read"]),
         // a swap naming something the figure does not have
         (GRID_CONTROL, "control.swap = { a = \"grid agreement\", b = \"no such scalar\" }",
-         &[&grid, "swap names \"no such scalar\", which is neither a series nor a scalar of the figure"]),
+         &[&grid, "swap names \"no such scalar\", which is neither a series, a scalar nor samples of the figure"]),
         (GRID_CONTROL, "control.swap = { a = \"c9 (trained)\", b = \"grid agreement\" }",
-         &[&grid, "swap names \"c9 (trained)\", which is neither a series nor a scalar"]),
+         &[&grid, "swap names \"c9 (trained)\", which is neither a series, a scalar nor samples"]),
         // a swap of two real names, neither read by the check
         (GRID_CONTROL, "control.swap = { a = \"c1 (trained)\", b = \"c1 (theory)\" }",
          &[&grid, "swap changes neither \"c1 (trained)\" nor \"c1 (theory)\" for this check"]),
@@ -516,8 +532,12 @@ fn list(spec: &Path, out: &Path) -> Vec<(String, String)> {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("--spec").arg(spec).arg("list").arg("--out").arg(out);
     let result = output(&mut cmd);
     assert!(result.status.success(), "{}", stderr(&result));
-    // "<id>  (<kind>, <status>)" lines; claims and titles are indented.
-    stdout(&result)
+    // "<id>  (<kind>, <status>)" lines; claims and titles are indented; the
+    // counts of each class close the list after an empty line.
+    let text = stdout(&result);
+    let (figures, counts) = text.split_once("\n\nclaims: ").expect("the counts of each class");
+    assert!(counts.starts_with("evidence ") && counts.contains(", consistency ") && counts.contains(", findings "));
+    figures
         .lines()
         .filter(|l| !l.starts_with(' '))
         .map(|l| {
@@ -641,4 +661,93 @@ fn a_control_that_cannot_flip_its_claim_fails_the_run() {
     let checked = figures(&spec, &cache, &out, &["--check"]);
     assert_eq!(checked.status.code(), Some(1), "{}", stderr(&checked));
     assert!(stderr(&checked).contains(&line), "{}", stderr(&checked));
+}
+
+#[test]
+fn an_interval_check_decides_on_the_interval_of_the_mean() {
+    // A clear effect: its interval lies above 0.2; swapped for the null arm, it does not.
+    let effect = "check.interval = { samples = \"effect\", min = 0.2, level = 0.95 }\n\
+                  control.swap = { a = \"effect\", b = \"null\" }";
+    check(effect, true, false);
+    let r = evaluate(effect);
+    assert!(
+        r.detail.contains("n = 6") && r.detail.contains("95% interval ["),
+        "the claim shows n and its interval: {r:#?}"
+    );
+    // An equivalence claim: the null arm's interval lies inside (-0.1, 0.1); the effect's does not.
+    check(
+        "check.interval = { samples = \"null\", min = -0.1, max = 0.1, level = 0.95 }\n\
+         control.swap = { a = \"null\", b = \"effect\" }",
+        true,
+        false,
+    );
+    // A mean above the bound is not enough: the interval of the null arm reaches below 0.
+    check(
+        "check.interval = { samples = \"null\", min = -0.02, level = 0.95 }\n\
+         control.swap = { a = \"null\", b = \"effect\" }",
+        false,
+        true,
+    );
+    // One value has no interval: the claim fails rather than pass on nothing.
+    let one = evaluate(
+        "check.interval = { samples = \"one\", min = 0.0, level = 0.95 }\n\
+                        control.swap = { a = \"one\", b = \"effect\" }",
+    );
+    assert!(!one.passed && one.measured == Some(0.3), "{one:#?}");
+}
+
+#[test]
+fn an_evidence_claim_needs_counterfactual_data_as_its_control() {
+    // The grid claim as evidence, with its offset control: refused at the control.
+    let evidence = format!("name = {GRID_CLAIM:?}\nclass = \"evidence\"");
+    spec_error(
+        &[(&format!("name = {GRID_CLAIM:?}\nclass = \"consistency\""), &evidence)],
+        GRID_CONTROL,
+        true,
+        &["is evidence", "counterfactual data", "`offset` only moves the claim's own number"],
+    );
+    // With another arm's data swapped in, it is accepted.
+    let text = edited(&[
+        (&format!("name = {GRID_CLAIM:?}\nclass = \"consistency\""), &evidence),
+        (
+            GRID_CONTROL,
+            "control.swap = { a = \"grid agreement\", b = \"grid agreement of the naive rule (learns iff z0 > 0)\" }",
+        ),
+    ]);
+    spec::parse(Path::new("controls.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn only_a_finding_gives_a_reason() {
+    let with_reason = format!("name = {GRID_CLAIM:?}\nclass = \"consistency\"\nreason = \"why not\"");
+    spec_error(
+        &[(&format!("name = {GRID_CLAIM:?}\nclass = \"consistency\""), &with_reason)],
+        "class = \"consistency\"\nreason",
+        false,
+        &["has a `reason` but is expected to hold"],
+    );
+}
+
+#[test]
+fn the_summary_counts_each_class() {
+    let mut results = claims::evaluate(
+        &[
+            claim("check.at_least = { scalar = \"a\", min = 0.5 }\ncontrol.offset = { scalar = \"a\", by = -1.0 }"),
+            claim(
+                "class = \"evidence\"\ncheck.at_least = { scalar = \"b\", min = 1.5 }\n\
+                 control.swap = { a = \"b\", b = \"nan\" }",
+            ),
+            claim(
+                "class = \"finding\"\nreason = \"r\"\ncheck.at_least = { scalar = \"a\", min = 5.0 }\n\
+                 control.offset = { scalar = \"a\", by = 10.0 }",
+            ),
+        ],
+        &body(),
+    );
+    assert_eq!(learning_dynamics::figure::class_counts(&results), "evidence 1/1, consistency 1/1, findings 1");
+    results[2].passed = true;
+    assert_eq!(
+        learning_dynamics::figure::class_counts(&results),
+        "evidence 1/1, consistency 1/1, findings 0/1 as declared"
+    );
 }

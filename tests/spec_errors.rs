@@ -258,7 +258,18 @@ fn drop_width_needs_a_series() {
 #[test]
 fn claim_marked_not_holding_needs_a_reason() {
     let from = "check.at_least = { scalar = \"grid agreement\", min = 1.0 }";
-    check(from, &format!("{from}\nholds = false"), line_of(from), "expected a `reason`");
+    let class = "class = \"consistency\"";
+    let text = common::small_spec_text();
+    let at = text.find(from).unwrap();
+    // The class line of the claim whose check is `from`: the last one before it.
+    let class_at = text[..at].rfind(class).unwrap();
+    let line = text[..class_at].matches('\n').count() + 1;
+    check(
+        &text[class_at..at + from.len()],
+        &text[class_at..at + from.len()].replacen(class, "class = \"finding\"", 1),
+        line,
+        "expected a `reason`",
+    );
 }
 
 #[test]

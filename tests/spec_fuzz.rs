@@ -82,7 +82,7 @@ const TOKENS: &[&str] = &[
     "id",
     "check.at_least",
     "check.sharper",
-    "holds = false",
+    "class = \"finding\"",
     "series = []",
     "scalar",
     "init.random",
