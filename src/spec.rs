@@ -504,7 +504,7 @@ fn figure_problems(
                     format!("claim {:?}: an interval check needs `min`, `max` or both", claim.name),
                 );
             }
-            if min.into_iter().chain(max).any(|v| !v.is_finite()) {
+            if min.iter().chain(max).any(|v| !v.is_finite()) {
                 error(claim.check.span(), format!("claim {:?}: expected finite `min` and `max`", claim.name));
             }
             if !(*level > 0.0 && *level < 1.0) {

@@ -295,8 +295,9 @@ impl Kind for PhaseDiagram {
         let (z_range, y_max) = ((g.z_min, g.z_max), g.y_max.get());
         let mut body = FigureBody {
             panels: vec![Panel::new(
+                // Short enough for one line at the publication's column width.
                 format!(
-                    "f = z relu(u.x), |x| = {}, x in R^{}, {} loss, lr {}",
+                    "|x| = {}, x in R^{}, {}, lr {}",
                     self.input_norm.get(),
                     self.input_dim.get(),
                     self.loss.name(),

@@ -506,7 +506,8 @@ impl Kind for Starvation {
                     let pairs = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
                         a.iter().zip(b).map(|(&a, &b)| f(a, b)).filter(|v| v.is_finite()).collect()
                     };
-                    let (ratio, minus): (fn(f64, f64) -> f64, fn(f64, f64) -> f64) = (|a, b| a / b, |a, b| a - b);
+                    let ratio: fn(f64, f64) -> f64 = |a, b| a / b;
+                    let minus: fn(f64, f64) -> f64 = |a, b| a - b;
                     body.samples.insert(versus_control_samples(model, p), pairs(starved_b, control_b, ratio));
                     body.samples
                         .insert(control_versus_control_samples(model, p), pairs(control_b, &next(control_b), ratio));
