@@ -212,7 +212,15 @@ impl Mode {
 /// `decoupled_margin` for where this flow ends).
 /// Returns (a, b) at each of `times` (ascending), RK4 with steps of at most
 /// `dt`, growing to 1% of t late in training when the flow is slow.
+///
+/// Hinge without the penalty is piecewise linear (each push is 0 or 1): it is
+/// solved exactly, from kink to kink ([`starvation_hinge`]). A smooth
+/// integrator would step across the kink where a margin reaches 1 (its steps
+/// grow to 1% of t) and miss the switch by up to a step.
 pub fn starvation_weights(p: f64, loss: Loss, control: bool, penalty: f64, times: &[f64], dt: f64) -> Vec<(f64, f64)> {
+    if loss == Loss::Hinge && penalty == 0.0 {
+        return starvation_hinge(p, control, times);
+    }
     let pull = |m: f64| push(loss, m) - penalty * m;
     let velocity = |a: f64, b: f64| -> (f64, f64) {
         if control {
@@ -252,6 +260,51 @@ pub fn starvation_weights(p: f64, loss: Loss, control: bool, penalty: f64, times
                 t += h;
             }
             (a, b)
+        })
+        .collect()
+}
+
+/// The hinge flow of `starvation_weights` (no penalty), exactly: between
+/// kinks every velocity is constant, so the state moves in straight lines
+/// and each kink (a margin reaching 1, where its push switches off) is
+/// located, not stepped across. Tracked in the two margins that switch,
+/// m1 = a and m2 = a + b (the control's: a and b), each set to exactly 1 when
+/// it arrives:
+///   dm1/dt = ((1 - p) [m1 < 1] + p [m2 < 1]) / 2,   dm2/dt = dm1/dt + p [m2 < 1] / 2
+/// (control: (1 - p) [m1 < 1] / 2 and p [m2 < 1] / 2). From zero both rise
+/// until a + b = 1 at t = 2 / (1 + p), with b = p / (1 + p); then a alone, to
+/// 1 at t = 2 / (1 + p) + 2 p / ((1 + p)(1 - p)); then nothing moves.
+fn starvation_hinge(p: f64, control: bool, times: &[f64]) -> Vec<(f64, f64)> {
+    let on = |m: f64| f64::from(u8::from(m < 1.0));
+    let (mut m, mut t) = ([0.0f64; 2], 0.0f64);
+    times
+        .iter()
+        .map(|&target| {
+            while t < target {
+                let v = if control {
+                    [(1.0 - p) * on(m[0]) / 2.0, p * on(m[1]) / 2.0]
+                } else {
+                    let v1 = ((1.0 - p) * on(m[0]) + p * on(m[1])) / 2.0;
+                    [v1, v1 + p * on(m[1]) / 2.0]
+                };
+                if v == [0.0, 0.0] {
+                    break;
+                }
+                // The next kink, if it comes before the target.
+                let arrival = |i: usize| if m[i] < 1.0 && v[i] > 0.0 { (1.0 - m[i]) / v[i] } else { f64::INFINITY };
+                let h = (target - t).min(arrival(0)).min(arrival(1));
+                let arrives = [arrival(0) <= h, arrival(1) <= h];
+                for i in 0..2 {
+                    m[i] = if arrives[i] { 1.0 } else { m[i] + v[i] * h };
+                }
+                t += h;
+            }
+            t = t.max(target);
+            if control {
+                (m[0], m[1])
+            } else {
+                (m[0], m[1] - m[0])
+            }
         })
         .collect()
 }

@@ -243,12 +243,24 @@ fn starvation_hinge_freezes_at_p_over_one_plus_p() {
     // Both kinds of positive points move until w_A + w_B = 1 (at t = 2/(1+p)),
     // then the A-only points alone until w_A = 1. The notes' 0.335 for p = 0.5
     // is gradient descent with a finite rate; the flow gives 1/3.
+    // The flow is solved from kink to kink, so these hold to rounding, at any
+    // logging times (the step size is not a parameter of the hinge path).
     for p in [0.1, 0.5] {
-        let w = theory::starvation_weights(p, Loss::Hinge, false, 0.0, &[50.0], 1e-4);
-        let (a, b) = w[0];
-        assert!((a - 1.0).abs() < 2e-3, "p = {p}: w_A = {a}");
-        assert!((b - p / (1.0 + p)).abs() < 2e-3, "p = {p}: w_B = {b}");
+        let t1 = 2.0 / (1.0 + p);
+        let t2 = t1 + 2.0 * p / ((1.0 + p) * (1.0 - p));
+        let times = [0.5 * t1, t1, 0.5 * (t1 + t2), t2, 50.0];
+        let w = theory::starvation_weights(p, Loss::Hinge, false, 0.0, &times, 1e-4);
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+        assert!(close(w[0].0, t1 / 4.0) && close(w[0].1, p * t1 / 4.0), "p = {p}: before the kink {:?}", w[0]);
+        assert!(close(w[1].0 + w[1].1, 1.0) && close(w[1].1, p / (1.0 + p)), "p = {p}: at a + b = 1 {:?}", w[1]);
+        assert!(w[2].0 < 1.0 && close(w[2].1, p / (1.0 + p)), "p = {p}: B frozen while A goes on {:?}", w[2]);
+        for &(a, b) in &w[3..] {
+            assert!(close(a, 1.0) && close(b, p / (1.0 + p)), "p = {p}: w_A = {a}, w_B = {b}");
+        }
     }
+    // The control: B alone rises at p / 2 until its margin reaches 1, at t = 2 / p.
+    let w = theory::starvation_weights(0.1, Loss::Hinge, true, 0.0, &[10.0, 20.0, 30.0], 1e-4);
+    assert!((w[0].1 - 0.5).abs() < 1e-12 && w[1].1 == 1.0 && w[2].1 == 1.0, "{w:?}");
 }
 
 #[test]
