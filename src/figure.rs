@@ -45,6 +45,12 @@ pub struct Panel {
     /// Fixed axis ranges; None = fitted to the data.
     pub x_range: Option<(f64, f64)>,
     pub y_range: Option<(f64, f64)>,
+    /// Points in the plane (both axes in one unit): drawn with as many units
+    /// per pixel across as up, the shorter range widened, so distances and
+    /// angles read true (`render::draw_panel`).
+    /// Off by default and left out of the JSON when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equal_aspect: bool,
 }
 
 /// The x label of every panel drawn against gradient-flow time.
@@ -61,6 +67,7 @@ impl Panel {
             y_log: false,
             x_range: None,
             y_range: None,
+            equal_aspect: false,
         }
     }
 
@@ -86,6 +93,12 @@ impl Panel {
 
     pub fn y_range(mut self, lo: f64, hi: f64) -> Panel {
         self.y_range = Some((lo, hi));
+        self
+    }
+
+    /// One unit as long across as up (points in the plane).
+    pub fn equal_aspect(mut self) -> Panel {
+        self.equal_aspect = true;
         self
     }
 }

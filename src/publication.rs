@@ -22,7 +22,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use svg2pdf::usvg;
 
 use crate::figure::{FigureData, LegendEntry, Series, Source, Style};
-use crate::render::{arrowhead, draw_err, draw_panel, rgb, Look, FONT};
+use crate::render::{arrowhead, draw_err, draw_panel, rgb, DrawnPanel, Look, FONT};
 use crate::spec::{PublicationSpec, PublicationWidth};
 
 /// DejaVu Sans (licence: data/fonts/LICENSE), in the binary: the output
@@ -119,7 +119,7 @@ pub fn text_width(text: &str, pt: f64) -> f64 {
 }
 
 /// Greedy word wrap at `width` points of text at `pt` points.
-fn wrap(text: &str, pt: f64, width: f64) -> Vec<String> {
+pub fn wrap(text: &str, pt: f64, width: f64) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -193,8 +193,43 @@ struct PanelText {
     y_pt: f64,
 }
 
+/// A text of the publication variant, with the size it is set at and the
+/// room it was wrapped to (`wrap(text, pt, room)` gives its lines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedText {
+    /// "panel title", "x label", "y label" or "legend entry".
+    pub what: &'static str,
+    /// The panel it belongs to (a legend entry: its series' panel).
+    pub panel: usize,
+    /// The series a legend entry shows.
+    pub series: Option<String>,
+    pub text: String,
+    pub pt: f64,
+    /// Width it may take, in points.
+    pub room: f64,
+}
+
+/// How the publication variant is laid out: each panel as drawn (in canvas
+/// units) and each text with its room. What a reader sees, for `lint`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub panels: Vec<DrawnPanel>,
+    pub texts: Vec<PlacedText>,
+    /// Pixels of the PNG (at `DPI`) per canvas unit.
+    pub png_pixels_per_unit: f64,
+}
+
 /// The publication variant as SVG, in canvas units (`UNITS_PER_PT` per point).
 pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
+    Ok(draw(fig, spec)?.0)
+}
+
+/// The publication variant's layout, from drawing it (see [`Layout`]).
+pub fn layout(fig: &FigureData, spec: &PublicationSpec) -> Result<Layout> {
+    Ok(draw(fig, spec)?.1)
+}
+
+fn draw(fig: &FigureData, spec: &PublicationSpec) -> Result<(String, Layout)> {
     let width_pt = width_inches(spec.width) * 72.0;
     let panels = &fig.body.panels;
     let cols = columns(spec.width, panels.len());
@@ -268,6 +303,28 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
     let (w, h) = (units(width_pt).round() as u32, units(height_pt).round() as u32);
     let at = |x_pt: f64, y_pt: f64| (units(x_pt).round() as i32, units(y_pt).round() as i32);
 
+    // Each text with the size and room it was wrapped to, as above.
+    let mut placed = Vec::new();
+    for (i, (p, t)) in panels.iter().zip(&texts).enumerate() {
+        let place = |what, text: String, pt, room| PlacedText { what, panel: i, series: None, text, pt, room };
+        let title =
+            if panels.len() > 1 { format!("({}) {}", (b'a' + i as u8) as char, p.title) } else { p.title.clone() };
+        placed.push(place("panel title", title, PANEL_TITLE_PT, cell_pt - 6.0));
+        placed.push(place("x label", p.x_label.clone(), t.x_pt, x_room));
+        placed.push(place("y label", p.y_label.clone(), t.y_pt, chart_pt - 2.0 * MARGIN_PT - row_x_area_pt[i / cols]));
+    }
+    for e in &entries {
+        placed.push(PlacedText {
+            what: "legend entry",
+            panel: e.series.panel,
+            series: Some(e.series.name.clone()),
+            text: text(e),
+            pt: LEGEND_PT,
+            room: label_room,
+        });
+    }
+    let mut layout = Layout { panels: Vec::new(), texts: placed, png_pixels_per_unit: DPI / 72.0 / UNITS_PER_PT };
+
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (w, h)).into_drawing_area();
@@ -315,7 +372,13 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
                     ((plot_right - plot_left) / 26.0).clamp(3.0, 7.0) as usize,
                     ((plot_bottom - plot_top) / 20.0).clamp(4.0, 7.0) as usize,
                 );
-                draw_panel(&area, panel, &series, &mut arrowheads, &look(x_area_pt, y_area_pt, ticks))?;
+                layout.panels.push(draw_panel(
+                    &area,
+                    panel,
+                    &series,
+                    &mut arrowheads,
+                    &look(x_area_pt, y_area_pt, ticks),
+                )?);
             }
             top_pt = chart_top_pt + chart_pt;
         }
@@ -325,7 +388,7 @@ pub fn svg(fig: &FigureData, spec: &PublicationSpec) -> Result<String> {
         draw_legend(&root, &entries, &labels, &legend_columns, legend_top_pt, width_pt / legend_cols as f64)?;
         root.present().map_err(draw_err)?;
     }
-    Ok(out)
+    Ok((out, layout))
 }
 
 fn draw_legend<DB: DrawingBackend>(

@@ -73,8 +73,55 @@ pub(crate) const SCREEN: Look = Look {
     arrowhead: (9.0, 4.0),
 };
 
+/// How a panel was drawn: its plotting area, in the canvas's units, and the
+/// axis ranges plotters mapped onto it (log10 of the data on a log axis).
+/// Read back from the chart that drew it, so a check of it (`lint`) checks
+/// the drawing, not a second account of the layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnPanel {
+    /// The first and last pixel column of the plotting area (plotters maps
+    /// an axis onto its rectangle's first to last pixel, `end - 1`).
+    pub x_pixels: (f64, f64),
+    /// The pixel rows of the bottom and the top of the y axis.
+    pub y_pixels: (f64, f64),
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+}
+
+impl DrawnPanel {
+    /// Where a data point is drawn, in the canvas's units; None for a value
+    /// the axis cannot show (not finite, or <= 0 on a log axis).
+    pub fn at(&self, panel: &Panel, x: f64, y: f64) -> Option<(f64, f64)> {
+        let map = |v: f64, (lo, hi): (f64, f64), (a, b): (f64, f64)| a + (v - lo) / (hi - lo) * (b - a);
+        let x = map(axis_value(x, panel.x_log)?, self.x_range, self.x_pixels);
+        let y = map(axis_value(y, panel.y_log)?, self.y_range, self.y_pixels);
+        Some((x, y))
+    }
+
+    /// Axis units (decades on a log axis) per canvas unit, across and up.
+    pub fn units_per_pixel(&self) -> (f64, f64) {
+        let per = |(lo, hi): (f64, f64), (a, b): (f64, f64)| (hi - lo).abs() / (b - a).abs().max(1e-9);
+        (per(self.x_range, self.x_pixels), per(self.y_range, self.y_pixels))
+    }
+
+    /// Whether a drawn point (in canvas units) lies inside the plotting area.
+    pub fn contains(&self, (x, y): (f64, f64)) -> bool {
+        let within = |v: f64, (a, b): (f64, f64)| a.min(b) <= v && v <= a.max(b);
+        within(x, self.x_pixels) && within(y, self.y_pixels)
+    }
+}
+
 /// Renders a figure as SVG: same data, same bytes.
 pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
+    Ok(draw(fig, spec)?.0)
+}
+
+/// How each panel of the SVG is drawn (see [`DrawnPanel`]), in the order of the panels.
+pub fn drawn_panels(fig: &FigureData, spec: &RenderSpec) -> Result<Vec<DrawnPanel>> {
+    Ok(draw(fig, spec)?.1)
+}
+
+fn draw(fig: &FigureData, spec: &RenderSpec) -> Result<(String, Vec<DrawnPanel>)> {
     // `height` is the title's and the panels'; the caption and the claims
     // below take what they need, so a longer text never squeezes the panels.
     let (width, plots_height) = (spec.width.get(), spec.height.get());
@@ -125,6 +172,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
     let footer_height = 14 + LINE_HEIGHT * footer.len() as u32 + 18;
     let height = plots_height + footer_height;
     let mut out = String::new();
+    let mut drawn = Vec::new();
     {
         let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
@@ -138,7 +186,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
         let mut arrowheads = Vec::new();
         for (i, (panel, area)) in fig.body.panels.iter().zip(&areas).enumerate() {
             let series: Vec<&Series> = fig.body.series.iter().filter(|s| s.panel == i).collect();
-            draw_panel(area, panel, &series, &mut arrowheads, &SCREEN)?;
+            drawn.push(draw_panel(area, panel, &series, &mut arrowheads, &SCREEN)?);
         }
         for head in arrowheads {
             root.draw(&Polygon::new(head, rgb("#777777").filled())).map_err(draw_err)?;
@@ -164,7 +212,7 @@ pub fn svg(fig: &FigureData, spec: &RenderSpec) -> Result<String> {
             .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
-    Ok(embed_metadata(&out, fig))
+    Ok((embed_metadata(&out, fig), drawn))
 }
 
 pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -177,7 +225,7 @@ pub(crate) fn rgb(hex: &str) -> RGBColor {
 }
 
 /// Maps a data value to the plotted coordinate: log10 on log axes.
-fn axis_value(v: f64, log: bool) -> Option<f64> {
+pub(crate) fn axis_value(v: f64, log: bool) -> Option<f64> {
     match (log, v.is_finite()) {
         (_, false) => None,
         (true, _) if v <= 0.0 => None,
@@ -243,13 +291,80 @@ fn runs(pts: &[Option<(f64, f64)>]) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
+/// A chart on `area` with the panel's title (if the look draws it), margins
+/// and label areas: one definition for drawing a panel and for measuring it.
+fn chart_builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    panel: &Panel,
+    look: &Look,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(size) = look.title {
+        builder.caption(&panel.title, (FONT, size));
+    }
+    builder
+        .margin(look.margin)
+        .margin_right(look.margin_right)
+        .x_label_area_size(look.x_label_area)
+        .y_label_area_size(look.y_label_area);
+    builder
+}
+
+/// The plotting area's width and height in pixels, as plotters maps an axis
+/// onto it (first to last pixel). Measured by building the same chart on a
+/// scratch canvas of the area's size: the title's height is the font's,
+/// which only plotters knows, and building on `area` itself would draw it twice.
+fn plotting_size<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, look: &Look) -> Result<(f64, f64)> {
+    let mut scratch = String::new();
+    let probe = SVGBackend::with_string(&mut scratch, area.dim_in_pixel()).into_drawing_area();
+    let chart = chart_builder(&probe, panel, look).build_cartesian_2d(0.0..1.0, 0.0..1.0).map_err(draw_err)?;
+    let (w, h) = chart.plotting_area().dim_in_pixel();
+    Ok((w.saturating_sub(1) as f64, h.saturating_sub(1) as f64))
+}
+
+/// The ranges widened so that one unit spans as many pixels across as up
+/// on a plotting area of `size` pixels: the range with fewer units per
+/// pixel grows about its centre (a fixed range too: the other axis's data
+/// must still fit).
+pub(crate) fn equal_scale(xr: (f64, f64), yr: (f64, f64), (w, h): (f64, f64)) -> ((f64, f64), (f64, f64)) {
+    let per = ((xr.1 - xr.0) / w.max(1.0)).max((yr.1 - yr.0) / h.max(1.0));
+    let widen = |(lo, hi): (f64, f64), pixels: f64| {
+        let (centre, half) = ((lo + hi) / 2.0, per * pixels.max(1.0) / 2.0);
+        (centre - half, centre + half)
+    };
+    (widen(xr, w), widen(yr, h))
+}
+
+/// Grey theory lines (streamlines) are background: drawn thin, and not a
+/// quantity a reader must tell apart from the others by colour.
+pub(crate) fn is_background(s: &Series) -> bool {
+    s.style == Style::Line && s.source == Source::Theory && s.color == crate::figure::palette::GREY
+}
+
+/// The order a panel's series are drawn in: areas first, then bands (with
+/// their lines), then measured lines, theory lines, arrows and points on
+/// top; in the figure's order within each (a stable sort).
+pub(crate) fn draw_order<'a>(series: &[&'a Series]) -> Vec<&'a Series> {
+    let order = |s: &&Series| match s.style {
+        Style::Area => 0,
+        _ if s.band.is_some() => 1,
+        Style::Line if s.source == Source::Measured => 2,
+        Style::Line => 3,
+        Style::Arrows => 4,
+        Style::Points => 5,
+    };
+    let mut sorted = series.to_vec();
+    sorted.sort_by_key(order);
+    sorted
+}
+
 pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     series: &[&Series],
     arrowheads: &mut Vec<Vec<(i32, i32)>>,
     look: &Look,
-) -> Result<()>
+) -> Result<DrawnPanel>
 where
     DB::ErrorType: 'static,
 {
@@ -259,19 +374,19 @@ where
         let band = s.band.iter().flat_map(|b| b.lo.iter().chain(&b.hi));
         s.y.iter().chain(band).filter_map(|&y| axis_value(y, yl))
     });
-    let xr = range(panel.x_range, all_x, xl);
-    let yr = range(panel.y_range, all_y, yl);
-    let mut builder = ChartBuilder::on(area);
-    if let Some(size) = look.title {
-        builder.caption(&panel.title, (FONT, size));
+    let mut xr = range(panel.x_range, all_x, xl);
+    let mut yr = range(panel.y_range, all_y, yl);
+    if panel.equal_aspect {
+        (xr, yr) = equal_scale(xr, yr, plotting_size(area, panel, look)?);
     }
-    let mut chart = builder
-        .margin(look.margin)
-        .margin_right(look.margin_right)
-        .x_label_area_size(look.x_label_area)
-        .y_label_area_size(look.y_label_area)
-        .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-        .map_err(draw_err)?;
+    let mut chart = chart_builder(area, panel, look).build_cartesian_2d(xr.0..xr.1, yr.0..yr.1).map_err(draw_err)?;
+    let (x_pixels, y_pixels) = chart.plotting_area().get_pixel_range();
+    let drawn = DrawnPanel {
+        x_pixels: (x_pixels.start as f64, (x_pixels.end - 1) as f64),
+        y_pixels: ((y_pixels.end - 1) as f64, y_pixels.start as f64),
+        x_range: (chart.x_range().start, chart.x_range().end),
+        y_range: (chart.y_range().start, chart.y_range().end),
+    };
     let x_fmt = |v: &f64| tick_label(*v, xl);
     let y_fmt = |v: &f64| tick_label(*v, yl);
     let mut mesh = chart.configure_mesh();
@@ -290,18 +405,7 @@ where
         mesh.axis_style(BLACK.stroke_width(width)).set_all_tick_mark_size(tick);
     }
     mesh.draw().map_err(draw_err)?;
-    // Areas first, then bands, then lines and points on top.
-    let order = |s: &&&Series| match s.style {
-        Style::Area => 0,
-        _ if s.band.is_some() => 1,
-        Style::Line if s.source == Source::Measured => 2,
-        Style::Line => 3,
-        Style::Arrows => 4,
-        Style::Points => 5,
-    };
-    let mut sorted: Vec<&&Series> = series.iter().collect();
-    sorted.sort_by_key(order);
-    for s in sorted {
+    for s in draw_order(series) {
         let color = rgb(&s.color);
         let pts = points(s, xl, yl, &s.y);
         match s.style {
@@ -320,11 +424,7 @@ where
                         .map_err(draw_err)?;
                 }
                 // Grey theory lines are background (streamlines): thin.
-                let width = if s.source == Source::Theory && s.color == crate::figure::palette::GREY {
-                    look.thin_line
-                } else {
-                    look.line
-                };
+                let width = if is_background(s) { look.thin_line } else { look.line };
                 for run in runs(&pts) {
                     match s.source {
                         Source::Measured => {
@@ -373,7 +473,7 @@ where
             }
         }
     }
-    Ok(())
+    Ok(drawn)
 }
 
 /// A small filled triangle pointing from `tail` to `head`, in pixels.
