@@ -74,8 +74,12 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
                     (false, false) => "fails",
                 };
                 md.push_str(&format!(
-                    "| {}{reason} | {result} | {measured} | {} | {}: {verdict} |\n",
-                    c.name, c.expected, c.control.counterfactual
+                    "| {} | {} | {} | {} | {} |\n",
+                    cell(&format!("{}{reason}", c.name)),
+                    cell(result),
+                    cell(&measured),
+                    cell(&c.expected),
+                    cell(&format!("{}: {verdict}", c.control.counterfactual))
                 ));
             }
         }
@@ -86,4 +90,11 @@ pub fn write(out_dir: &Path, paper: &Paper) -> Result<()> {
         ));
     }
     files::write_atomically(&out_dir.join("README.md"), md.as_bytes())
+}
+
+/// Text as one markdown table cell: a `|` would end the cell there and shift
+/// the rest of the row (claims speak of norms, |w|), and a line break would
+/// end the row, so `|` is escaped and breaks become spaces.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
