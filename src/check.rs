@@ -151,10 +151,12 @@ fn verdict(passed: bool) -> &'static str {
 
 fn series(old: &Series, new: &Series, out: &mut Vec<String>) {
     let name = &old.name;
-    if (old.panel, old.source, old.style, old.legend, &old.color, &old.legend_label, &old.labels)
-        != (new.panel, new.source, new.style, new.legend, &new.color, &new.legend_label, &new.labels)
+    if (old.panel, old.source, old.style, old.legend, &old.color, &old.legend_label, &old.labels, &old.identical_to)
+        != (new.panel, new.source, new.style, new.legend, &new.color, &new.legend_label, &new.labels, &new.identical_to)
     {
-        out.push(format!("series {name:?}: panel, source, style, colour, legend, legend label or labels changed"));
+        out.push(format!(
+            "series {name:?}: panel, source, style, colour, legend, legend label, labels or declared identity changed"
+        ));
     }
     let mut listed = 0;
     let mut more = 0;

@@ -47,7 +47,7 @@ pub struct Panel {
     pub y_range: Option<(f64, f64)>,
     /// Points in the plane (both axes in one unit): drawn with as many units
     /// per pixel across as up, the shorter range widened, so distances and
-    /// angles read true (`render::draw_panel`).
+    /// angles read true (`render::draw_panel`; `lint` checks the drawing).
     /// Off by default and left out of the JSON when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub equal_aspect: bool,
@@ -149,6 +149,12 @@ pub struct Series {
     /// Text drawn next to each point (Points style only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// The name of a series of the same panel that this one equals by
+    /// declaration (a closed form exact by construction, say), drawn with
+    /// another mark so that both show where they coincide: the lint's rule
+    /// on series hidden under a later one lets such a pair lie on each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identical_to: Option<String>,
 }
 
 /// A spread around a line, e.g. min-max over seeds.
@@ -184,6 +190,7 @@ impl Series {
             y,
             band: None,
             labels: None,
+            identical_to: None,
         }
     }
 
@@ -255,6 +262,13 @@ impl Series {
         if !keep {
             self.band = None;
         }
+        self
+    }
+
+    /// Declared equal to the series `name` of its panel, which it is drawn
+    /// over or under with another mark (see `identical_to`).
+    pub fn identical_to(mut self, name: impl Into<String>) -> Series {
+        self.identical_to = Some(name.into());
         self
     }
 

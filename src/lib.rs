@@ -15,6 +15,7 @@ pub mod figure;
 pub mod files;
 pub mod gallery;
 pub mod kinds;
+pub mod lint;
 pub mod pipeline;
 pub mod preflight;
 pub mod provenance;

@@ -34,6 +34,8 @@ pub const AFTER_TRAINING: &[&str] = &[
     "src/check.rs",
     // Writes figures/README.md from the written figures.
     "src/gallery.rs",
+    // Checks what a reader sees of an assembled figure (and the gallery); changes no data.
+    "src/lint.rs",
     // Fills a caption's placeholders from the config and the assembled scalars.
     "src/caption.rs",
     // The figure data schema and its rounding; used by `assemble`, never by training.

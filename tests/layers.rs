@@ -29,14 +29,15 @@ const LAYERS: &[(&str, usize)] = &[
     ("render", 5),
     ("preflight", 5),
     ("publication", 6),
-    ("pipeline", 7),
-    ("check", 8),
-    ("gallery", 8),
-    ("status", 8),
-    ("slurm", 9),
-    ("main", 10),
-    ("bin", 10),
-    ("lib", 11),
+    ("lint", 7),
+    ("pipeline", 8),
+    ("check", 9),
+    ("gallery", 9),
+    ("status", 9),
+    ("slurm", 10),
+    ("main", 11),
+    ("bin", 11),
+    ("lib", 12),
 ];
 
 /// The module a source file belongs to: `src/kinds/sigmoid.rs` -> `kinds`.
