@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use learning_dynamics::figure::ClaimClass;
 use learning_dynamics::pipeline::{self, Event, Options};
-use learning_dynamics::{cache, check, engine, gallery, preflight, provenance, spec};
+use learning_dynamics::{cache, check, engine, gallery, lint, preflight, provenance, spec};
 
 #[derive(Parser)]
 #[command(
@@ -152,6 +152,17 @@ enum Command {
     /// List the figures with their titles, claims, and whether the committed
     /// data is current (made by this tree's code and paper.toml) or stale.
     List {
+        /// Where the committed figures are [default: figures in the repository root].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// A referee's checks on the committed figures as a reader sees them
+    /// (series hidden under others, clipped data, legend or caption promises
+    /// with nothing drawn, colours too close or too faint, unequal scales on
+    /// an equal-aspect panel, text that overflows or wraps badly) and on the
+    /// gallery's tables; trains nothing. One line per problem: figure, panel,
+    /// series, rule, what. Exit status 1 when there is any.
+    Lint {
         /// Where the committed figures are [default: figures in the repository root].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -336,6 +347,7 @@ fn run() -> Result<ExitCode> {
             println!("\nclaims: evidence {evidence}, consistency {consistency}, findings {findings}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lint { out } => lint_committed(&paper, &out_dir(out)),
         Command::Cite { id, out, full, bibtex, keys } => {
             cite(&paper, &id, &out_dir(out), CiteAs { full, bibtex, keys })
         }
@@ -541,6 +553,19 @@ fn figures(
         }
     }
     let mut failed = !surprising.is_empty();
+    // Reported, not refused, while `lint::REFUSE` is off (with it on, the run refused the figure).
+    let lint_problems: Vec<&lint::Problem> = run.reports.iter().flat_map(|r| &r.lint).collect();
+    for problem in &lint_problems {
+        eprintln!("lint: {problem}");
+    }
+    if !lint_problems.is_empty() {
+        eprintln!(
+            "lint: {} problem(s) in {} figure(s) ({})",
+            lint_problems.len(),
+            run.reports.iter().filter(|r| !r.lint.is_empty()).count(),
+            if lint::REFUSE { "refused" } else { "reported only: `lint::REFUSE` is off" }
+        );
+    }
     if pipeline::interrupted() {
         // Ctrl-C after the last job finished: every job is cached.
         let jobs: usize = run.reports.iter().map(|r| r.jobs).sum();
@@ -554,6 +579,15 @@ fn figures(
             for d in diffs {
                 eprintln!("  - {d}");
             }
+        }
+        // The committed gallery's tables, as `cargo xtask lint` reads them.
+        let gallery_path = opts.out_dir.join("README.md");
+        if let Ok(text) = std::fs::read_to_string(&gallery_path) {
+            let problems = lint::gallery(&text);
+            for problem in &problems {
+                eprintln!("lint: {problem}");
+            }
+            failed |= lint::REFUSE && !problems.is_empty();
         }
         let orphans = check::orphans(paper, &opts.out_dir);
         for path in &orphans {
@@ -585,6 +619,42 @@ fn figures(
         );
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `lint`: every committed figure of the spec (its JSON as written, drawn
+/// at its sizes) and the gallery's tables, each problem on its own line;
+/// exit status 1 when there is any. Trains nothing.
+fn lint_committed(paper: &spec::Paper, out: &std::path::Path) -> Result<ExitCode> {
+    let mut problems = Vec::new();
+    let mut figures = 0;
+    for fig in &paper.figures {
+        let path = out.join(format!("{}.json", fig.id()));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            eprintln!("note: {}: no committed figure data at {}; not linted", fig.id(), path.display());
+            continue;
+        };
+        let data: learning_dynamics::figure::FigureData =
+            serde_json::from_str(&text).with_context(|| format!("{} does not parse as figure data", path.display()))?;
+        problems.extend(
+            lint::figure(&data, &fig.render, &fig.publication).with_context(|| format!("linting {}", fig.id()))?,
+        );
+        figures += 1;
+    }
+    let gallery = out.join("README.md");
+    match std::fs::read_to_string(&gallery) {
+        Ok(text) => problems.extend(lint::gallery(&text)),
+        Err(e) => eprintln!("note: cannot read the gallery {}: {e}; not linted", gallery.display()),
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    let failing: std::collections::BTreeSet<&str> = problems.iter().map(|p| p.figure.as_str()).collect();
+    println!(
+        "lint: {} problem(s) in {} of {figures} figure(s) and the gallery (figure | panel | series | rule | what)",
+        problems.len(),
+        failing.len()
+    );
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `figures --slurm`: the shards the cache lacks as one job array, then the

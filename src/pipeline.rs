@@ -19,7 +19,7 @@ use crate::figure::{ClaimResult, Divergence, FigureBody, FigureData, Provenance}
 use crate::kinds::{self, Job, Kind};
 use crate::records::{self, JobRecord};
 use crate::spec::{FigureSpec, Paper, PublicationSpec};
-use crate::{claims, files, provenance, publication, render};
+use crate::{claims, files, lint, provenance, publication, render};
 
 /// Bump when the meaning of a cached result changes without its code changing.
 const CACHE_FORMAT: u32 = 1;
@@ -107,6 +107,9 @@ pub struct FigureReport {
     pub claims: Vec<ClaimResult>,
     /// Trainings that produced NaN or infinity (also in the figure's data).
     pub divergences: Vec<Divergence>,
+    /// What a reader would trip over in the figure as drawn (`lint`); with
+    /// `lint::REFUSE` on, a figure with any is refused instead.
+    pub lint: Vec<lint::Problem>,
 }
 
 pub struct Run {
@@ -620,6 +623,14 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             claims: claims.clone(),
         };
         let svg = render::svg(&data, &fig.render).with_context(|| format!("rendering figure {:?}", fig.id()))?;
+        // A referee's checks on what the reader will see, at the figure's sizes: reported,
+        // or refusing the figure as `figure_body` refuses a misleading legend (`lint::REFUSE`).
+        let lint = lint::figure(&data, &fig.render, &fig.publication)
+            .with_context(|| format!("linting figure {:?}", fig.id()))?;
+        if lint::REFUSE && !lint.is_empty() {
+            let lines: Vec<String> = lint.iter().map(|p| format!("\n  {p}")).collect();
+            bail!("figure {:?} fails the figure lint:{}", fig.id(), lines.concat());
+        }
         out.reports.push(FigureReport {
             id: data.id.clone(),
             jobs: idx.len(),
@@ -631,6 +642,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             compute: idx.iter().map(|&i| times[i]).sum(),
             claims,
             divergences: data.body.divergences.clone(),
+            lint,
         });
         out.figures.push((data, svg));
         out.publication.push(fig.publication.clone());

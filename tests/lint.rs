@@ -1,7 +1,7 @@
 //! The figure lint (src/lint.rs): each rule refuses a small hand-built
 //! figure with the defect planted and accepts the same figure without it;
 //! the colour science against published values; the gallery's tables as
-//! written.
+//! written; and `cargo xtask lint` on a figures folder.
 
 mod common;
 
@@ -11,7 +11,7 @@ use learning_dynamics::figure::{
 };
 use learning_dynamics::lint::{self, Drawing, Problem, Rule, Vision};
 use learning_dynamics::spec::{PublicationSpec, PublicationWidth, RenderSpec};
-use learning_dynamics::{gallery, publication, render};
+use learning_dynamics::{gallery, pipeline, publication, render};
 
 // ---------------------------------------------------------------------------
 // Hand-built figures
@@ -484,4 +484,46 @@ fn the_written_gallery_escapes_pipes_so_every_row_has_the_headers_cells() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].figure == fig.id && found[0].rule == Rule::Gallery, "{found:?}");
     assert!(found[0].what.contains("header 5"), "{}", found[0].what);
+}
+
+// ---------------------------------------------------------------------------
+// The command
+
+#[test]
+fn cargo_xtask_lint_prints_each_problem_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paper = common::small_paper();
+    let id = paper.figures[0].id().to_string();
+    let run = |fig: &FigureData| {
+        let fig = FigureData { id: id.clone(), ..fig.clone() };
+        std::fs::write(tmp.path().join(format!("{id}.json")), serde_json::to_string(&fig).unwrap()).unwrap();
+        std::process::Command::new(common::binary())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--spec")
+            .arg(common::small_spec_path())
+            .arg("lint")
+            .arg("--out")
+            .arg(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&two_colours(palette::BLUE, palette::YELLOW));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with(&id)).expect("a line for the figure");
+    assert!(line.contains("| panel 0 \"curves\" | series \"rising\" | colour |"), "{line}");
+    let out = run(&clean());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn a_run_reports_each_figures_lint_problems() {
+    let paper = common::small_paper();
+    let tmp = tempfile::tempdir().unwrap();
+    let fig = &paper.figures[0];
+    let options = pipeline::Options { only: vec![fig.id().to_string()], ..common::options(tmp.path(), 2) };
+    let (run, _) = common::run_with_events(&paper, &options);
+    let (data, _) = &run.figures[0];
+    // The problems of the figure as built, in its report: what `figures` prints.
+    assert_eq!(run.reports[0].lint, lint::figure(data, &fig.render, &fig.publication).unwrap());
 }

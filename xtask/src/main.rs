@@ -7,6 +7,7 @@
 //!   cargo xtask status | plan
 //!   cargo xtask cite ID [--full | --bibtex]
 //!   cargo xtask list
+//!   cargo xtask lint
 //!   cargo xtask cache [gc]
 //!   cargo xtask bench [--only ID]...
 //!
@@ -37,6 +38,10 @@ USAGE:
         config itself; --bibtex: BibTeX for the paper and this repository).
     cargo xtask list
         List the figures and their claims.
+    cargo xtask lint
+        Check the committed figures as a reader sees them (hidden series,
+        clipped data, promises nothing draws, colours, equal aspect, text) and
+        the gallery's tables; one line per problem, exit status 1 if any.
     cargo xtask cache [gc]
         Show the job cache by figure and job; gc removes entries no job uses.
     cargo xtask bench [--only ID]... [--repeats N] [--no-python] [--scaling]
