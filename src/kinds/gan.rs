@@ -16,11 +16,15 @@
 //! two ReLU layers of `width` -> R^2. Discriminator: R^2 -> two ReLU layers
 //! of `width` -> R. Biases everywhere. Each step draws a fresh batch of real
 //! samples and of noise, takes one Adam step of the discriminator, then one
-//! of the generator on the same noise. Losses:
-//!   cross-entropy: D minimizes softplus(-D(real)) + softplus(D(fake)),
-//!                  G minimizes softplus(-D(G(z))) (the non-saturating form);
-//!   hinge:         D minimizes relu(1 - D(real)) + relu(1 + D(fake)),
-//!                  G minimizes -D(G(z)) (as in the hinge GANs of 2018).
+//! of the generator on the same noise. The discriminator's losses:
+//!   cross-entropy: D minimizes softplus(-D(real)) + softplus(D(fake));
+//!   hinge:         D minimizes relu(1 - D(real)) + relu(1 + D(fake)).
+//! The generator's loss is set apart (`generator_loss`), so that a comparison
+//! of the two discriminators changes nothing else: `non_saturating`, G
+//! minimizes softplus(-D(G(z))); `linear`, G minimizes -D(G(z)); or `matched`,
+//! each discriminator with its usual partner (cross-entropy with the
+//! non-saturating form, hinge with the linear one, as in the hinge GANs of
+//! 2018), which confounds the two losses' effects.
 //! Adam, not plain descent: GANs this small rarely train with plain descent,
 //! and both losses get the same optimizer, rate and steps.
 //!
@@ -83,6 +87,33 @@ pub struct Gan {
     pub seed_count: Count,
     /// Noise draws for the measurements, fixed per seed.
     pub eval_samples: Count,
+    /// What the generator minimizes, the same for every discriminator loss
+    /// unless `matched` (see the module doc). Required: it decides whether a
+    /// comparison of the losses is confounded.
+    pub generator_loss: GeneratorLoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorLoss {
+    /// softplus(-D(G(z))), whatever the discriminator's loss.
+    NonSaturating,
+    /// -D(G(z)), whatever the discriminator's loss.
+    Linear,
+    /// Each discriminator loss with its usual partner: cross-entropy with the
+    /// non-saturating form, hinge with the linear one.
+    Matched,
+}
+
+impl GeneratorLoss {
+    /// The generator's loss when the discriminator trains with `loss`.
+    fn with(self, loss: Loss) -> GeneratorLoss {
+        match (self, loss) {
+            (GeneratorLoss::Matched, Loss::CrossEntropy) => GeneratorLoss::NonSaturating,
+            (GeneratorLoss::Matched, Loss::Hinge) => GeneratorLoss::Linear,
+            (other, _) => other,
+        }
+    }
 }
 
 /// Per member and logged step, in this order (a row of the log's `margins`).
@@ -119,6 +150,9 @@ const PAIRED_ON_MODE: &str = "hinge minus cross-entropy, fraction on a mode at t
 /// generator against its own untrained one (step 0).
 const TRAINED_ON_MODE: &str =
     "hinge at the end minus the same seed's untrained generator (step 0), fraction on a mode, per seed";
+/// The counterfactual of no difference between the losses: cross-entropy in
+/// place of hinge (seed k's cross-entropy against seed k+1's).
+const NULL_ON_MODE: &str = "cross-entropy minus another seed's cross-entropy, fraction on a mode at the end, per seed";
 /// The signal's growth (end over step 1), cross-entropy minus hinge, per seed.
 const PAIRED_GROWTH: &str = "cross-entropy minus hinge, |grad_x D| at the end over step 1, per seed (paired)";
 /// The counterfactual: cross-entropy in place of hinge (seed k's
@@ -160,7 +194,8 @@ impl Kind for Gan {
         }
         out.series.push("real modes".into());
         if self.compares_losses() {
-            out.samples = [PAIRED_ON_MODE, TRAINED_ON_MODE, PAIRED_GROWTH, NULL_GROWTH].map(String::from).to_vec();
+            out.samples =
+                [PAIRED_ON_MODE, TRAINED_ON_MODE, NULL_ON_MODE, PAIRED_GROWTH, NULL_GROWTH].map(String::from).to_vec();
         }
         out
     }
@@ -264,6 +299,7 @@ impl Kind for Gan {
             let next = |v: &[f64]| -> Vec<f64> { v.iter().cycle().skip(1).take(v.len()).copied().collect() };
             body.samples.insert(PAIRED_ON_MODE.into(), minus(&hinge.1, &ce.1));
             body.samples.insert(TRAINED_ON_MODE.into(), minus(&hinge.1, &hinge.0));
+            body.samples.insert(NULL_ON_MODE.into(), minus(&ce.1, &next(&ce.1)));
             body.samples.insert(PAIRED_GROWTH.into(), minus(&ce.2, &hinge.2));
             body.samples.insert(NULL_GROWTH.into(), minus(&ce.2, &next(&ce.2)));
         }
@@ -553,9 +589,9 @@ impl Gan {
             .last()
             .unwrap()
             .iter()
-            .map(|&d| match loss {
-                Loss::CrossEntropy => -sigmoid(-d) * scale,
-                Loss::Hinge => -scale,
+            .map(|&d| match self.generator_loss.with(loss) {
+                GeneratorLoss::NonSaturating => -sigmoid(-d) * scale,
+                _ => -scale,
             })
             .collect();
         let (_, d_fake_x) = discriminator.backward(&acts, b, d_out);
@@ -606,6 +642,7 @@ mod tests {
         toml::from_str(
             "losses = [\"cross_entropy\", \"hinge\"]\nnoise_dim = 2\nwidth = 8\nbatch = 16\n\
              learning_rate = 0.001\nsteps = 200\nlog_points = 5\nseed_count = 3\neval_samples = 64\n\
+             generator_loss = \"matched\"\n\
              [ring]\nmodes = 4\nradius = 2.0\nstd = 0.05",
         )
         .unwrap()
