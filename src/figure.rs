@@ -213,8 +213,13 @@ impl Series {
         per_seed: &[Vec<f64>],
     ) -> Series {
         let (mean, lo, hi) = crate::stats::mean_min_max(per_seed);
-        let band = Band { what: format!("min-max over {} seeds", per_seed.len()), lo, hi };
-        Series::line(name, panel, Source::Measured, color, x, mean).with_band(band)
+        let line = Series::line(name, panel, Source::Measured, color, x, mean);
+        // Seeds that all give the same curve (a deterministic run) have no
+        // spread to draw: a band of no width would promise one in the legend.
+        if lo == hi {
+            return line;
+        }
+        line.with_band(Band { what: format!("min-max over {} seeds", per_seed.len()), lo, hi })
     }
 
     /// Drawn as `style` (an area, arrows) instead of a line.

@@ -331,9 +331,12 @@ impl Kind for Discriminator {
         let mut body = FigureBody {
             panels: vec![
                 Panel::over_log_time("linear D: the signal |grad_x D| = |w| (dashed: the flow)", "|w|"),
-                Panel::over_log_time("linear D: its direction (dashed: the flow, grey: max margin)", "angle (degrees)"),
+                Panel::over_log_time(
+                    "linear D: direction (dashed: flow; grey: max margin)",
+                    "angle of w from the x1 axis (degrees)",
+                ),
                 Panel::over_log_time("two-layer D: mean signal at the fakes", "|mean grad_x D|"),
-                Panel::over_log_time("two-layer D: its direction", "angle (degrees)"),
+                Panel::over_log_time("two-layer D: its direction", "angle of the signal from the x1 axis (degrees)"),
             ],
             ..Default::default()
         };

@@ -134,7 +134,10 @@ impl Frequency {
 }
 
 /// The features' shades, dark to light as the frequency grows (see where they are drawn).
-const RAMP: [&str; 6] = ["#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39"];
+/// Six stops of plasma (0 to 0.75): distinct in lightness, so they stay apart
+/// under colour blindness, and dark enough to read on white (viridis's light
+/// green end was too faint, its dark purple and blue too close for a deuteranope).
+const RAMP: [&str; 6] = ["#0d0887", "#5302a3", "#8b0aa5", "#b83289", "#db5c68", "#f48849"];
 
 impl Kind for Frequency {
     fn seeds(&self) -> Vec<u64> {
@@ -332,7 +335,13 @@ impl Kind for Frequency {
                 body.series.push(Series::line(name, 0, Source::Theory, net.color(), tx, ty));
                 if net == Net::Linear {
                     let skip = crate::stats::leading_zero_times(&times);
-                    for k in 0..self.counts.len() {
+                    // The rarest, a middle and the most frequent feature: six
+                    // curves of one ramp were too close to tell apart (also for
+                    // colour-blind readers) and filled the legend.
+                    let last = self.counts.len() - 1;
+                    let mut shown = vec![0, (last + 1) / 2, last];
+                    shown.dedup();
+                    for &k in &shown {
                         // An ordered quantity: a ramp (viridis, without its
                         // near-black and pale ends), apart from the nets'
                         // colours in the left panel. The theory lies on the
@@ -356,7 +365,7 @@ impl Kind for Frequency {
                                 y,
                             )
                             .legend_label("theory (linear model)")
-                            .in_legend(k + 1 == self.counts.len()),
+                            .in_legend(k == last),
                         );
                     }
                 }

@@ -155,6 +155,14 @@ const TRAINED_ON_MODE: &str =
 const NULL_ON_MODE: &str = "cross-entropy minus another seed's cross-entropy, fraction on a mode at the end, per seed";
 /// The signal's growth (end over step 1), cross-entropy minus hinge, per seed.
 const PAIRED_GROWTH: &str = "cross-entropy minus hinge, |grad_x D| at the end over step 1, per seed (paired)";
+/// The fixed-sample picture's prediction in place of hinge: cross-entropy's
+/// growth against a frozen signal (growth 1), per seed.
+const FROZEN_GROWTH: &str = "cross-entropy's |grad_x D| growth minus a frozen signal's (1), per seed";
+/// Each loss's signal growth (end over step 1), per seed: whether the
+/// fixed-sample freeze carries over is a per-seed question too.
+fn growth_samples(loss: Loss) -> String {
+    format!("{}: |grad_x D| at the end over its value at step 1, per seed", loss.name())
+}
 /// The counterfactual: cross-entropy in place of hinge (seed k's
 /// cross-entropy against seed k+1's), where the loss does not differ.
 const NULL_GROWTH: &str =
@@ -194,9 +202,11 @@ impl Kind for Gan {
         }
         out.series.push("real modes".into());
         if self.compares_losses() {
-            out.samples =
-                [PAIRED_ON_MODE, TRAINED_ON_MODE, NULL_ON_MODE, PAIRED_GROWTH, NULL_GROWTH].map(String::from).to_vec();
+            out.samples = [PAIRED_ON_MODE, TRAINED_ON_MODE, NULL_ON_MODE, PAIRED_GROWTH, NULL_GROWTH, FROZEN_GROWTH]
+                .map(String::from)
+                .to_vec();
         }
+        out.samples.extend(self.losses.iter().map(|&loss| growth_samples(loss)));
         out
     }
 
@@ -250,7 +260,8 @@ impl Kind for Gan {
                 Panel::new("the generator's signal, mean |grad_x D| at the fakes", "training step", "|grad_x D|")
                     .log_x()
                     .log_y(),
-                Panel::new("samples at the end (seed 0)", "x1", "x2"),
+                // Points in the plane: the ring prints as a ring.
+                Panel::new("samples at the end (seed 0)", "x1", "x2").equal_aspect(),
             ],
             ..Default::default()
         };
@@ -285,6 +296,7 @@ impl Kind for Gan {
             body.scalars.insert(final_on_mode(loss), mean(&last(&on_mode)));
             let first: Vec<f64> = on_mode.iter().map(|c| c[0]).collect();
             let growth: Vec<f64> = signal.iter().map(|c| c.last().unwrap() / c[skip]).collect();
+            body.samples.insert(growth_samples(loss), growth.clone());
             per_seed.insert(loss.name(), (first, last(&on_mode), growth));
             let every = last(&covered).iter().filter(|&&c| c as usize == modes).count();
             body.scalars.insert(all_modes(loss), every as f64 / seeds as f64);
@@ -302,6 +314,7 @@ impl Kind for Gan {
             body.samples.insert(NULL_ON_MODE.into(), minus(&ce.1, &next(&ce.1)));
             body.samples.insert(PAIRED_GROWTH.into(), minus(&ce.2, &hinge.2));
             body.samples.insert(NULL_GROWTH.into(), minus(&ce.2, &next(&ce.2)));
+            body.samples.insert(FROZEN_GROWTH.into(), ce.2.iter().map(|g| g - 1.0).collect());
         }
         let (cx, cy) = (0..modes).map(|k| self.centre(k)).map(|(x, y)| (x as f64, y as f64)).unzip();
         body.series.push(Series::points("real modes", 3, palette::BLACK, cx, cy));

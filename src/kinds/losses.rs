@@ -291,7 +291,7 @@ impl Kind for Losses {
             panels: vec![
                 Panel::over_log_time("training error", "fraction misclassified"),
                 Panel::over_log_time("mean margin (hinge stops at 1)", "mean margin y f(x)"),
-                Panel::over_log_time("weight norm (hinge: frozen; CE: grows)", "norm of all weights"),
+                Panel::over_log_time("weight norm (hinge frozen)", "norm of all weights"),
             ],
             ..Default::default()
         };
@@ -303,7 +303,12 @@ impl Kind for Losses {
             let color = color(m, loss);
             // The error panel is the sigmoid figure's, renamed.
             let errors = self.base(loss, model).assemble(std::slice::from_ref(log))?;
-            for mut s in errors.series {
+            // A net at zero error throughout (the balanced init with the right
+            // sign starts every margin positive) draws nothing a reader can
+            // see in (a): every such curve would lie on the axis, one over another.
+            let never_wrong =
+                errors.series.iter().filter(|s| s.source == Source::Measured).all(|s| s.y.iter().all(|&e| e == 0.0));
+            for mut s in errors.series.into_iter().filter(|_| !never_wrong) {
                 s.name = s.name.replacen(&model.name, &name, 1);
                 if s.source == Source::Measured {
                     s.color = color.into();
@@ -353,7 +358,8 @@ impl Kind for Losses {
                     Series::mean_over_seeds(format!("{name}: {quantity}"), panel, color, times.clone(), measured)
                         .skipping(skip)
                         .legend_label(&name)
-                        .in_legend(false),
+                        // Named in the legend by its error curve, unless that is not drawn.
+                        .in_legend(never_wrong && panel == 1),
                 );
                 let (theory_mean, _, _) = mean_min_max(theory);
                 body.series.push(

@@ -143,7 +143,7 @@ impl Kind for Modes {
         let mut body = FigureBody {
             panels: vec![
                 panel("aligned, balanced init: each mode on its own ODE"),
-                panel("random init: the same points, with the modes' ODE for reference"),
+                panel("random init; dashed: the aligned ODE, for reference"),
             ],
             ..Default::default()
         };

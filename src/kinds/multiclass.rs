@@ -350,10 +350,24 @@ impl Kind for Multiclass {
         let seeds = self.seeds();
         let target = self.target_margin.get();
         let power = self.norm_power();
+        // Panel (a) counts the points below a margin: 0 (the training error)
+        // for the two-layer net, whose plateau it shows; the target for the
+        // linear model, whose error from small logits is gone by the first
+        // logged time (a panel of zeros), while its margins take a while to
+        // reach the target.
+        let (below, below_title, below_label) = match self.net {
+            Net::TwoLayer => {
+                (0.0, "training error (dashed: each point's flow)".to_string(), "fraction misclassified".to_string())
+            }
+            Net::Linear => (
+                target,
+                format!("points below margin {target} (dashed: each point's flow)"),
+                format!("fraction of points with margin < {target}"),
+            ),
+        };
         let mut body = FigureBody {
             panels: vec![
-                Panel::over_log_time("training error (dashed: each point's flow)", "fraction misclassified")
-                    .y_range(0.0, 1.0),
+                Panel::over_log_time(below_title, below_label).y_range(0.0, 1.0),
                 Panel::over_log_time("mean margin, true logit minus the largest other", "margin"),
                 Panel::new(
                     format!("time to margin {target}, median over points and seeds"),
@@ -390,8 +404,11 @@ impl Kind for Multiclass {
             let mut point_flow_times: Vec<Vec<f64>> = vec![Vec::new(); n];
             for (e, &seed) in seeds.iter().enumerate() {
                 let measured = member_margins(e);
+                // A point counts as wrong at margin <= 0 (f = 0 included), and
+                // as short of the target below it.
+                let short = |v: f64| if below == 0.0 { v <= 0.0 } else { v < below };
                 errors
-                    .push(measured.iter().map(|m| m.iter().filter(|&&v| v <= 0.0).count() as f64 / n as f64).collect());
+                    .push(measured.iter().map(|m| m.iter().filter(|&&v| short(v)).count() as f64 / n as f64).collect());
                 means.push(measured.iter().map(|m| m.iter().sum::<f64>() / n as f64).collect::<Vec<f64>>());
                 let layers = self.init(k, seed);
                 let flows: Vec<Vec<f64>> = (0..n)
@@ -402,7 +419,7 @@ impl Kind for Multiclass {
                     .collect();
                 let per_time = |t: usize| flows.iter().map(|f| f[t]).collect::<Vec<f64>>();
                 let theory_error: Vec<f64> = (0..times.len())
-                    .map(|t| per_time(t).iter().filter(|&&v| v <= 0.0).count() as f64 / n as f64)
+                    .map(|t| per_time(t).iter().filter(|&&v| short(v)).count() as f64 / n as f64)
                     .collect();
                 for (a, b) in errors[e].iter().zip(&theory_error) {
                     gaps.push((a - b).abs() * n as f64);
@@ -518,8 +535,8 @@ impl Kind for Multiclass {
         ));
         // Guides of slope -1 and -2 through the largest K's median at s = 1 (where
         // t / N is the time in the flow's units), over the norms' range: which one
-        // the points follow is the norm claim; the model's own is drawn sky blue
-        // (black and grey mean the flows and the other guide).
+        // the points follow is the norm claim. Each power keeps its colour in
+        // both figures (1/s grey, 1/s^2 sky blue), so a colour never changes meaning.
         let (lo, hi) = norms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         let anchor = *measured_times.last().unwrap_or(&f64::NAN);
         for (name, p) in [("power 1 / s", 1), ("power 1 / s^2", 2)] {
@@ -528,7 +545,7 @@ impl Kind for Multiclass {
             } else {
                 (Vec::new(), Vec::new())
             };
-            let color = if p == power { palette::SKY_BLUE } else { palette::GREY };
+            let color = if p == 2 { palette::SKY_BLUE } else { palette::GREY };
             body.series.push(Series::line(name, 3, Source::Theory, color, xs, ys));
         }
         body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));

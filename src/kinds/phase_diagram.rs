@@ -86,7 +86,9 @@ const JOB_NAMES: [&str; 2] = ["grid", "trajectories"];
 const GRID: JobId = JobId(0);
 const TRAJECTORIES: JobId = JobId(1);
 
-const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::ORANGE, palette::PURPLE, palette::SKY_BLUE];
+/// c1 (on the boundary), c2 (a success: a blue, apart from the failure
+/// region's reds), c3 (a failure: orange, the failure family), and a fourth.
+const TRAJECTORY_COLORS: [&str; 4] = [palette::BLUE, palette::SKY_BLUE, palette::ORANGE, palette::GREEN];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -307,7 +309,9 @@ impl Kind for PhaseDiagram {
                 "y = u.x / |x| (first-layer projection)",
             )
             .x_range(z_range.0, z_range.1)
-            .y_range(g.y_min.min(0.0), y_max)],
+            .y_range(g.y_min.min(0.0), y_max)
+            // Both axes are weights: hyperbolas read true only at one scale.
+            .equal_aspect()],
             ..Default::default()
         };
         self.add_theory(&mut body);
@@ -349,7 +353,8 @@ impl Kind for PhaseDiagram {
             ("grid: success", palette::GREEN),
             ("grid: failure", palette::VERMILLION),
             ("grid: undecided", palette::GREY),
-            ("grid: seeds disagree", palette::BLACK),
+            // Not black: the marked starts are black.
+            ("grid: seeds disagree", palette::PURPLE),
         ];
         for ((name, color), (x, y)) in group_style.iter().zip(groups) {
             let legend = !x.is_empty();
@@ -393,7 +398,14 @@ impl Kind for PhaseDiagram {
             }
             let (x, y): (Vec<f64>, Vec<f64>) =
                 theory::phase_hyperbola_from(start.z, start.y, z_range, y_max, 200).into_iter().unzip();
-            body.series.push(Series::line(format!("{} (theory)", start.name), 0, Source::Theory, color, x, y));
+            // The start's theory hyperbola is a streamline through it, drawn
+            // like the others: grey dashes, through which the coloured trained
+            // path shows (in its own colour, or black, they hid it).
+            body.series.push(
+                Series::line(format!("{} (theory)", start.name), 0, Source::Theory, palette::GREY, x, y)
+                    .legend_label("streamlines (theory)")
+                    .in_legend(false),
+            );
         }
         // Discrete GD's own map of (z, y), from the same starts at the same rate,
         // read at the same logged steps: the drift the trained nets should show.

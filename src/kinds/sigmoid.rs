@@ -267,10 +267,8 @@ impl Kind for Sigmoid {
         let seeds = self.seeds();
         let panel =
             |title: &str| Panel::over_log_time(title, "training error (fraction misclassified)").y_range(0.0, 0.8);
-        let mut body = FigureBody {
-            panels: vec![panel("linear and aligned init: measured (solid) vs exact theory (dashed)")],
-            ..Default::default()
-        };
+        let mut body =
+            FigureBody { panels: vec![panel("linear and aligned init; dashed: exact theory")], ..Default::default() };
         if self.models.iter().any(|m| !m.has_theory()) {
             body.panels.push(panel("plain random Gaussian init (no exact theory)"));
         }

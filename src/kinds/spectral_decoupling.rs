@@ -111,10 +111,6 @@ const FIXED_POINT: &str = "linear, largest lambda: w_A at the end / m* (its fixe
 /// vermillion, sky blue): no yellow, which is too faint on white, and no pair
 /// whose translucent bands blend into a third colour of the list.
 const LAMBDA_COLORS: [&str; 4] = [palette::BLUE, palette::GREEN, palette::PURPLE, palette::ORANGE];
-/// The two-layer ratio (m_A+B - m_A) / m_A is drawn from the first logged time
-/// at which m_A reaches this fraction of its final value: before that it
-/// divides by a margin near zero and swings over any range.
-const DEFINED_FROM: f64 = 0.1;
 
 impl SpectralDecoupling {
     /// 0, then the penalties.
@@ -267,10 +263,7 @@ impl Kind for SpectralDecoupling {
                     format!("linear, p = {p}: B's strength (dashed: the flow)"),
                     "w_B / w_A (solid: measured, dashed: ODE)",
                 ),
-                Panel::over_log_time(
-                    format!("two-layer, p = {p}: what B adds, once m_A is a tenth grown"),
-                    "(m_A+B - m_A) / m_A",
-                ),
+                Panel::over_log_time(format!("two-layer: what B adds, from m_A at 10%"), "(m_A+B - m_A) / m_A"),
                 Panel::new("noisy B-only test points, end of training", "lambda", "B-only test accuracy"),
                 Panel::new("digits, clean held-out images, end of training", "lambda", "clean test accuracy"),
             ],
@@ -317,9 +310,7 @@ impl Kind for SpectralDecoupling {
                                 .legend_label(format!("lambda = {penalty}"));
                         body.scalars.insert(run.ratio_scalar(), line.y[line.y.len() - 1]);
                         let from = if model == Model::TwoLayer {
-                            let mean_a = |t: usize| strengths.iter().map(|c| c[t].1).sum::<f64>() / members as f64;
-                            let end = mean_a(times.len() - 1);
-                            (0..times.len()).find(|&t| mean_a(t) >= DEFINED_FROM * end).unwrap_or(0).max(skip)
+                            starvation::ratio_defined_from(&strengths, skip)
                         } else {
                             skip
                         };

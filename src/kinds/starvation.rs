@@ -144,6 +144,17 @@ fn control_accuracy_gain_samples(model: Model, p: f64) -> String {
     )
 }
 
+/// The first logged index (at least `skip`) from which the two-layer ratio
+/// (m_A+B - m_A) / m_A is drawn: where the mean over seeds of m_A has reached
+/// a tenth of its final value. Before that it divides by a margin near zero
+/// and swings over any range, squeezing the informative part of the panel.
+pub(crate) fn ratio_defined_from(strengths: &[Vec<(f64, f64)>], skip: usize) -> usize {
+    let steps = strengths.first().map_or(0, Vec::len);
+    let mean_a = |t: usize| strengths.iter().map(|c| c[t].1).sum::<f64>() / strengths.len() as f64;
+    let end = if steps == 0 { 0.0 } else { mean_a(steps - 1) };
+    (0..steps).find(|&t| mean_a(t) >= 0.1 * end).unwrap_or(0).max(skip)
+}
+
 fn gap_scalar(loss: Loss) -> String {
     format!("linear, {}: largest gap of w_B to the ODE for t >= 1 (% of w_A)", loss.name())
 }
@@ -387,7 +398,7 @@ impl Kind for Starvation {
             panels: vec![
                 Panel::over_log_time("linear, cross-entropy", "w_B / w_A (solid: measured, dashed: ODE)"),
                 Panel::over_log_time("linear, hinge", "w_B / w_A (solid: measured, dashed: ODE)"),
-                Panel::over_log_time("two-layer, cross-entropy", "what B adds: (m_A+B - m_A) / m_A"),
+                Panel::over_log_time("two-layer, CE: what B adds, from m_A at 10%", "(m_A+B - m_A) / m_A"),
                 Panel::new(
                     "noisy B-only test points",
                     "frequency p of the rare feature B",
@@ -448,7 +459,7 @@ impl Kind for Starvation {
                 let color = colors[j % colors.len()];
                 body.series.push(
                     Series::mean_over_seeds(format!("{short}, p = {p}"), panel, color, times.clone(), &curves)
-                        .skipping(skip)
+                        .skipping(if panel == 2 { ratio_defined_from(&strengths, skip) } else { skip })
                         .legend_label(format!("p = {p}"))
                         .in_legend(panel == 0)
                         .keep_band_if(per_p > 1),
