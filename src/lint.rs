@@ -32,9 +32,9 @@ use crate::render::{self, DrawnPanel};
 use crate::spec::{PublicationSpec, RenderSpec};
 
 /// Whether a figure with lint problems is refused (the run fails, as for
-/// `FigureBody::legend_problem`) or only reported. Off while the committed
-/// figures are being fixed; to be turned on once every figure passes.
-pub const REFUSE: bool = false;
+/// `FigureBody::legend_problem`) or only reported. On: every committed figure
+/// passes, and a new problem must be fixed, not committed.
+pub const REFUSE: bool = true;
 
 /// A series is hidden where its marks lie within this many pixels of the
 /// PNG (300 dpi: 0.36 pt) of a later series' centre line or marker centre:

@@ -72,12 +72,15 @@ fn gain_theory_scalar(model: &Model) -> String {
 }
 
 /// Each (model, loss) its own colour, the same in every panel.
+/// One colour per (model, loss), four hues apart: under the black theory
+/// dashes, blue against sky blue (or vermillion against orange) for the two
+/// models of one loss could not be told apart.
 fn color(model_index: usize, loss: Loss) -> &'static str {
     match (model_index % 2, loss) {
         (0, Loss::CrossEntropy) => palette::BLUE,
         (0, Loss::Hinge) => palette::VERMILLION,
-        (_, Loss::CrossEntropy) => palette::SKY_BLUE,
-        (_, Loss::Hinge) => palette::ORANGE,
+        (_, Loss::CrossEntropy) => palette::GREEN,
+        (_, Loss::Hinge) => palette::PURPLE,
     }
 }
 
