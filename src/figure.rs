@@ -585,8 +585,9 @@ pub mod palette {
             1 => BLUE,
             2 => ORANGE,
             3 => GREEN,
-            4 => VERMILLION,
-            5 => PURPLE,
+            // Not vermillion: beside depth 2's orange, two oranges.
+            4 => PURPLE,
+            5 => VERMILLION,
             6 => SKY_BLUE,
             _ => BLACK,
         }

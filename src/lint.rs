@@ -19,7 +19,8 @@
 //! 7. [`Rule::Gallery`]: a table row of the gallery (figures/README.md) with
 //!    another number of cells than its header.
 //!
-//! Whether problems refuse a run is one switch, [`REFUSE`].
+//! Whether problems refuse a run is `pipeline::Options::refuse_lint` (always
+//! on from the command line).
 
 use std::fmt;
 
@@ -30,11 +31,6 @@ use crate::figure::{FigureData, Panel, Series, Source, Style};
 use crate::publication::{self, Layout};
 use crate::render::{self, DrawnPanel};
 use crate::spec::{PublicationSpec, RenderSpec};
-
-/// Whether a figure with lint problems is refused (the run fails, as for
-/// `FigureBody::legend_problem`) or only reported. On: every committed figure
-/// passes, and a new problem must be fixed, not committed.
-pub const REFUSE: bool = true;
 
 /// A series is hidden where its marks lie within this many pixels of the
 /// PNG (300 dpi: 0.36 pt) of a later series' centre line or marker centre:

@@ -38,6 +38,11 @@ pub struct Options {
     /// error naming it: the figures are assembled from the cache alone, as
     /// after a cluster computed the shards (`slurm.rs`).
     pub train: bool,
+    /// Refuse a figure with lint problems (`lint`), as `figure_body` refuses a
+    /// misleading legend; off, they are only reported. On for every run of
+    /// the command line; the library's tests turn it off where their small
+    /// configs draw curves on one another (the lint has its own tests).
+    pub refuse_lint: bool,
 }
 
 /// What a run reports while it works, in order. The library prints nothing:
@@ -108,7 +113,8 @@ pub struct FigureReport {
     /// Trainings that produced NaN or infinity (also in the figure's data).
     pub divergences: Vec<Divergence>,
     /// What a reader would trip over in the figure as drawn (`lint`); with
-    /// `lint::REFUSE` on, a figure with any is refused instead.
+    /// `Options::refuse_lint`, a figure with any is refused instead, unless
+    /// its training diverged.
     pub lint: Vec<lint::Problem>,
 }
 
@@ -623,11 +629,13 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             claims: claims.clone(),
         };
         let svg = render::svg(&data, &fig.render).with_context(|| format!("rendering figure {:?}", fig.id()))?;
-        // A referee's checks on what the reader will see, at the figure's sizes: reported,
-        // or refusing the figure as `figure_body` refuses a misleading legend (`lint::REFUSE`).
+        // A referee's checks on what the reader will see, at the figure's sizes: refusing
+        // the figure as `figure_body` refuses a misleading legend (`Options::refuse_lint`). A figure
+        // whose training diverged is written with its problems reported: what is left of
+        // it cannot all be drawn, and the divergence is what the run reports first.
         let lint = lint::figure(&data, &fig.render, &fig.publication)
             .with_context(|| format!("linting figure {:?}", fig.id()))?;
-        if lint::REFUSE && !lint.is_empty() {
+        if opts.refuse_lint && !lint.is_empty() && data.body.divergences.is_empty() {
             let lines: Vec<String> = lint.iter().map(|p| format!("\n  {p}")).collect();
             bail!("figure {:?} fails the figure lint:{}", fig.id(), lines.concat());
         }

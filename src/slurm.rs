@@ -503,6 +503,7 @@ pub fn run_task(
         force: assignment.force,
         threads,
         train: true,
+        refuse_lint: true,
     };
     let trained = pipeline::train_shards(&figures, &planned, &todo, &cache, &opts, report)?;
     if pipeline::interrupted() {

@@ -527,3 +527,18 @@ fn a_run_reports_each_figures_lint_problems() {
     // The problems of the figure as built, in its report: what `figures` prints.
     assert_eq!(run.reports[0].lint, lint::figure(data, &fig.render, &fig.publication).unwrap());
 }
+
+#[test]
+fn a_figure_with_lint_problems_is_refused() {
+    // The small gan-ring figure (a few hundred steps) draws its two losses'
+    // curves on one another: reported with the refusal off, refused with it on.
+    let paper = common::small_kinds_paper();
+    let tmp = tempfile::tempdir().unwrap();
+    let options = pipeline::Options { only: vec!["gan-ring".into()], ..common::options(tmp.path(), 2) };
+    let (run, _) = common::run_with_events(&paper, &options);
+    assert!(!run.reports[0].lint.is_empty(), "the small gan-ring figure has lint problems to refuse");
+    let refusing = pipeline::Options { refuse_lint: true, ..options };
+    let err = pipeline::run(&paper, &refusing, &|_| {}).err().expect("refused");
+    let shown = format!("{err:#}");
+    assert!(shown.contains("figure \"gan-ring\" fails the figure lint") && shown.contains("hidden series"), "{shown}");
+}

@@ -293,7 +293,8 @@ impl Kind for Chain {
         let traj_panel = body.panels.len();
         body.panels.push(
             Panel::over_log_time(
-                format!("margin over time at s = {} (solid: measured, dashed: ODE)", self.trajectory_norm.get()),
+                // The trajectories are the first init's.
+                format!("margin over time, s = {}, {}; dashed: ODE", self.trajectory_norm.get(), self.inits[0].name),
                 "margin z = f(x)",
             )
             .log_y(),
@@ -341,10 +342,12 @@ impl Kind for Chain {
                         .legend_label(depth_label(depth))
                         .in_legend(legend),
                 );
+                // Black dashes through each depth's coloured points: one
+                // legend entry for every ODE (its depth is its points' colour).
                 body.series.push(
-                    Series::line(theory_name(&init.name, depth), init_index, Source::Theory, color, tx, ty)
-                        .legend_label(format!("{}, ODE", depth_label(depth)))
-                        .in_legend(legend),
+                    Series::theory(theory_name(&init.name, depth), init_index, tx, ty)
+                        .legend_label(ODE_LABEL)
+                        .in_legend(false),
                 );
             }
             if init_index == 0 {
@@ -394,9 +397,8 @@ impl Kind for Chain {
             let depth_panel =
                 |title: &str, y_label: &str| Panel::new(title, "depth L (number of weight layers)", y_label);
             let s = self.trajectory_norm.get();
-            body.panels.push(depth_panel(&format!("plateau: t* to reach margin {target} at s = {s}"), "t*"));
-            body.panels
-                .push(depth_panel("sharpness: decades of t from 10% to 90% of the target", "rise width (decades)"));
+            body.panels.push(depth_panel(&format!("plateau: t* to margin {target}, s = {s}"), "t*"));
+            body.panels.push(depth_panel("sharpness: the 10%-90% rise", "rise width (decades of t)"));
             // A depth that never reached the target has no point to draw (its scalars are NaN).
             let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
                 depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()

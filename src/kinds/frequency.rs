@@ -134,10 +134,11 @@ impl Frequency {
 }
 
 /// The features' shades, dark to light as the frequency grows (see where they are drawn).
-/// Six stops of plasma (0 to 0.75): distinct in lightness, so they stay apart
-/// under colour blindness, and dark enough to read on white (viridis's light
-/// green end was too faint, its dark purple and blue too close for a deuteranope).
-const RAMP: [&str; 6] = ["#0d0887", "#5302a3", "#8b0aa5", "#b83289", "#db5c68", "#f48849"];
+/// The shown features' colours, rarest first: plasma at 0, 0.5 and 0.75, apart
+/// in lightness so they stay distinct under colour blindness, and dark enough to
+/// read on white (a six-stop viridis ramp was too faint at its green end and too
+/// close at its purple end for a deuteranope).
+const SHOWN_COLORS: [&str; 3] = ["#0d0887", "#b83289", "#f48849"];
 
 impl Kind for Frequency {
     fn seeds(&self) -> Vec<u64> {
@@ -150,9 +151,6 @@ impl Kind for Frequency {
             p.push("counts: expected at least two features".into());
         }
         // One shade of the ramp per feature (the legend rule refuses one shade for two).
-        if self.counts.len() > RAMP.len() {
-            p.push(format!("counts: expected at most {} features, one shade each", RAMP.len()));
-        }
         if self.counts.iter().any(|c| c.get() < 2) {
             p.push("counts: every feature needs at least 2 points (one of each label)".into());
         }
@@ -339,15 +337,14 @@ impl Kind for Frequency {
                     // curves of one ramp were too close to tell apart (also for
                     // colour-blind readers) and filled the legend.
                     let last = self.counts.len() - 1;
-                    let mut shown = vec![0, (last + 1) / 2, last];
+                    let mut shown = vec![0, last.div_ceil(2), last];
                     shown.dedup();
-                    for &k in &shown {
-                        // An ordered quantity: a ramp (viridis, without its
-                        // near-black and pale ends), apart from the nets'
+                    for (position, &k) in shown.iter().enumerate() {
+                        // An ordered quantity: a ramp, apart from the nets'
                         // colours in the left panel. The theory lies on the
                         // curves, so it is drawn in thin grey dashes: black
                         // ones, as wide as the curves, hid them but for the gaps.
-                        let color = RAMP[k * (RAMP.len() - 1) / (self.counts.len() - 1).max(1)];
+                        let color = SHOWN_COLORS[position];
                         let name = format!("feature {} (p = {:.3})", k + 1, freqs[k]);
                         body.series.push(
                             Series::mean_over_seeds(name, 1, color, times.clone(), &curves[k])

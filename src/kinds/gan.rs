@@ -163,6 +163,9 @@ const FROZEN_GROWTH: &str = "cross-entropy's |grad_x D| growth minus a frozen si
 fn growth_samples(loss: Loss) -> String {
     format!("{}: |grad_x D| at the end over its value at step 1, per seed", loss.name())
 }
+/// The fixed-sample picture's prediction for hinge, a frozen signal (growth
+/// 1 on every seed), in place of hinge's measured growth.
+const FROZEN_SIGNAL: &str = "a frozen signal (growth 1, the fixed-sample picture's hinge), per seed";
 /// The counterfactual: cross-entropy in place of hinge (seed k's
 /// cross-entropy against seed k+1's), where the loss does not differ.
 const NULL_GROWTH: &str =
@@ -207,6 +210,7 @@ impl Kind for Gan {
                 .to_vec();
         }
         out.samples.extend(self.losses.iter().map(|&loss| growth_samples(loss)));
+        out.samples.push(FROZEN_SIGNAL.into());
         out
     }
 
@@ -297,6 +301,7 @@ impl Kind for Gan {
             let first: Vec<f64> = on_mode.iter().map(|c| c[0]).collect();
             let growth: Vec<f64> = signal.iter().map(|c| c.last().unwrap() / c[skip]).collect();
             body.samples.insert(growth_samples(loss), growth.clone());
+            body.samples.insert(FROZEN_SIGNAL.into(), vec![1.0; growth.len()]);
             per_seed.insert(loss.name(), (first, last(&on_mode), growth));
             let every = last(&covered).iter().filter(|&&c| c as usize == modes).count();
             body.scalars.insert(all_modes(loss), every as f64 / seeds as f64);

@@ -245,8 +245,11 @@ impl Kind for Losses {
         let mut out = Outputs::default();
         for m in &self.models {
             for loss in LOSSES {
-                out.series.push(run_name(m, loss));
-                out.series.push(format!("{} (theory)", run_name(m, loss)));
+                // The balanced init's error is zero throughout: not drawn (see `assemble`).
+                if !matches!(m.init, Init::Balanced { .. }) {
+                    out.series.push(run_name(m, loss));
+                    out.series.push(format!("{} (theory)", run_name(m, loss)));
+                }
                 out.scalars.push(format!("{}: largest gap to theory (points)", run_name(m, loss)));
             }
             out.scalars.extend([ratio_scalar(m), ratio_theory_scalar(m), gain_scalar(m), gain_theory_scalar(m)]);
@@ -306,11 +309,11 @@ impl Kind for Losses {
             let color = color(m, loss);
             // The error panel is the sigmoid figure's, renamed.
             let errors = self.base(loss, model).assemble(std::slice::from_ref(log))?;
-            // A net at zero error throughout (the balanced init with the right
-            // sign starts every margin positive) draws nothing a reader can
-            // see in (a): every such curve would lie on the axis, one over another.
-            let never_wrong =
-                errors.series.iter().filter(|s| s.source == Source::Measured).all(|s| s.y.iter().all(|&e| e == 0.0));
+            // The balanced init starts every point correct (right sign), and
+            // descent only raises an aligned mode's margin: its error is zero
+            // throughout, and its curves in (a) would lie on the axis, one over
+            // another. Known from the config, so the kind declares no such series.
+            let never_wrong = matches!(model.init, Init::Balanced { .. });
             for mut s in errors.series.into_iter().filter(|_| !never_wrong) {
                 s.name = s.name.replacen(&model.name, &name, 1);
                 if s.source == Source::Measured {

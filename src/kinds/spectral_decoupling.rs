@@ -263,7 +263,7 @@ impl Kind for SpectralDecoupling {
                     format!("linear, p = {p}: B's strength (dashed: the flow)"),
                     "w_B / w_A (solid: measured, dashed: ODE)",
                 ),
-                Panel::over_log_time(format!("two-layer: what B adds, from m_A at 10%"), "(m_A+B - m_A) / m_A"),
+                Panel::over_log_time("two-layer: what B adds, from m_A at 10%", "(m_A+B - m_A) / m_A"),
                 Panel::new("noisy B-only test points, end of training", "lambda", "B-only test accuracy"),
                 Panel::new("digits, clean held-out images, end of training", "lambda", "clean test accuracy"),
             ],
