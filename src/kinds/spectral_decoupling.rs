@@ -96,6 +96,14 @@ impl Run {
 fn gain_scalar(what: &str) -> String {
     format!("{what}: test accuracy, largest lambda minus none")
 }
+/// `gain_scalar` per seed (the runs of one model share their seeds: paired).
+fn gain_samples(what: &str) -> String {
+    format!("{what}: test accuracy, largest lambda minus none, per seed")
+}
+/// `control_gain_scalar` per seed.
+fn control_gain_samples(what: &str) -> String {
+    format!("{what}: test accuracy, control minus none, per seed")
+}
 /// What the control (trained without A, or without the shortcut, and without
 /// the penalty) gains over the unpenalized net: the counterfactual of an arm
 /// that does bring B (or the digit) back.
@@ -191,6 +199,7 @@ impl Kind for SpectralDecoupling {
         out.scalars.extend([GAP.to_string(), FIXED_POINT.to_string()]);
         out.scalars.extend(["linear", "two-layer", "digits"].map(gain_scalar));
         out.scalars.extend(["linear", "two-layer", "digits"].map(control_gain_scalar));
+        out.samples.extend(["two-layer", "digits"].into_iter().flat_map(|w| [gain_samples(w), control_gain_samples(w)]));
         out
     }
 
@@ -273,10 +282,13 @@ impl Kind for SpectralDecoupling {
         // Per model (linear, two-layer, digits): the accuracy at the end for each lambda, and the control's.
         let mut ends: [Vec<f64>; 3] = Default::default();
         let mut controls = [f64::NAN; 3];
+        // The same per seed (every run of a model shares its seeds: paired).
+        let mut ends_per_seed: [Vec<Vec<f64>>; 3] = Default::default();
+        let mut controls_per_seed: [Vec<f64>; 3] = Default::default();
         for (&run, log) in runs.iter().zip(logs) {
             let times = log.times();
             let skip = crate::stats::leading_zero_times(&times);
-            let (slot, accuracy) = match run {
+            let (slot, per_seed) = match run {
                 Run::Synthetic { model, control, penalty } => {
                     let members = self.member_seeds(run).len();
                     let (_, weights) =
@@ -286,7 +298,7 @@ impl Kind for SpectralDecoupling {
                             as f64
                             / test.len() as f64
                     };
-                    let accuracy = (0..members).map(accuracy_of).sum::<f64>() / members as f64;
+                    let per_seed: Vec<f64> = (0..members).map(accuracy_of).collect();
                     if !control {
                         let strengths: Vec<Vec<(f64, f64)>> = (0..members)
                             .map(|e| {
@@ -347,19 +359,25 @@ impl Kind for SpectralDecoupling {
                             }
                         }
                     }
-                    (usize::from(model == Model::TwoLayer), accuracy)
+                    (usize::from(model == Model::TwoLayer), per_seed)
                 }
                 Run::Digits { .. } => {
                     // The curves over time are the digits figure's subject: only the end is drawn here.
                     let curves = digits::clean_accuracy(log, self.member_seeds(run).len())?;
-                    let end = curves.iter().map(|c| c[c.len() - 1]).sum::<f64>() / curves.len() as f64;
-                    (2, end)
+                    (2, curves.iter().map(|c| c[c.len() - 1]).collect())
                 }
             };
+            let accuracy = per_seed.iter().sum::<f64>() / per_seed.len() as f64;
             body.scalars.insert(run.accuracy_scalar(), accuracy);
             match run {
-                Run::Synthetic { control: true, .. } | Run::Digits { control: true, .. } => controls[slot] = accuracy,
-                _ => ends[slot].push(accuracy),
+                Run::Synthetic { control: true, .. } | Run::Digits { control: true, .. } => {
+                    controls[slot] = accuracy;
+                    controls_per_seed[slot] = per_seed;
+                }
+                _ => {
+                    ends[slot].push(accuracy);
+                    ends_per_seed[slot].push(per_seed);
+                }
             }
         }
         body.scalars.insert(GAP.into(), crate::stats::largest_gap(&gaps));
@@ -374,6 +392,13 @@ impl Kind for SpectralDecoupling {
             let end = &ends[slot];
             body.scalars.insert(gain_scalar(what), end[end.len() - 1] - end[0]);
             body.scalars.insert(control_gain_scalar(what), controls[slot] - end[0]);
+            // Per seed, where there are seeds (the linear model has one run).
+            if slot > 0 {
+                let (none, largest) = (&ends_per_seed[slot][0], &ends_per_seed[slot][end.len() - 1]);
+                let minus = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a - b).collect() };
+                body.samples.insert(gain_samples(what), minus(largest, none));
+                body.samples.insert(control_gain_samples(what), minus(&controls_per_seed[slot], none));
+            }
             body.series.push(Series::line(
                 format!("{what}, end"),
                 panel,

@@ -115,6 +115,10 @@ fn runs() -> Vec<Run> {
 fn ratio_scalar(run: Run, p: f64) -> String {
     format!("{}, p = {p}: B / A strength at the end", run.name())
 }
+/// `ratio_scalar` per seed (the two-layer net's runs, which have seeds).
+fn ratio_samples(run: Run, p: f64) -> String {
+    format!("{}, p = {p}: B / A strength at the end, per seed", run.name())
+}
 fn accuracy_scalar(run: Run, p: f64) -> String {
     format!("{}, p = {p}: B-only test accuracy", run.name())
 }
@@ -324,6 +328,9 @@ impl Kind for Starvation {
             for f in &self.frequencies {
                 out.scalars.push(ratio_scalar(run, f.get()));
                 out.scalars.push(accuracy_scalar(run, f.get()));
+                if run.model == Model::TwoLayer && run.loss == Loss::CrossEntropy {
+                    out.samples.push(ratio_samples(run, f.get()));
+                }
             }
         }
         for f in &self.frequencies {
@@ -438,6 +445,10 @@ impl Kind for Starvation {
                 let curves: Vec<Vec<f64>> = strengths.iter().map(|c| c.iter().map(|(b, a)| b / a).collect()).collect();
                 let (mean, _, _) = mean_min_max(&curves);
                 body.scalars.insert(ratio_scalar(run, p), *mean.last().unwrap_or(&f64::NAN));
+                if run.model == Model::TwoLayer && run.loss == Loss::CrossEntropy {
+                    let ends = curves.iter().filter_map(|c| c.last().copied()).filter(|v| v.is_finite());
+                    body.samples.insert(ratio_samples(run, p), ends.collect());
+                }
                 // B's own final strength, for the comparison with the control.
                 run_finals.push(
                     strengths.iter().map(|c| c.last().map_or(f64::NAN, |s| s.0)).sum::<f64>() / strengths.len() as f64,
