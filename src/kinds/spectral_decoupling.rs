@@ -199,7 +199,8 @@ impl Kind for SpectralDecoupling {
         out.scalars.extend([GAP.to_string(), FIXED_POINT.to_string()]);
         out.scalars.extend(["linear", "two-layer", "digits"].map(gain_scalar));
         out.scalars.extend(["linear", "two-layer", "digits"].map(control_gain_scalar));
-        out.samples.extend(["two-layer", "digits"].into_iter().flat_map(|w| [gain_samples(w), control_gain_samples(w)]));
+        out.samples
+            .extend(["two-layer", "digits"].into_iter().flat_map(|w| [gain_samples(w), control_gain_samples(w)]));
         out
     }
 
