@@ -163,7 +163,7 @@ impl Kind for Digits {
 
     fn prepare_job(&self, job: &Job) -> Result<TrainInput> {
         let q = self.shortcut_fractions.get(job.id.0).with_context(|| format!("digits has no job {:?}", job.id))?.get();
-        self.training_input(q, self.shortcut_value.get(), &job.seeds)
+        self.training_input(q, self.shortcut_value.get(), true, &job.seeds)
     }
 
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
@@ -274,7 +274,12 @@ pub(crate) fn clean_accuracy(log: &TrainLog, seeds: usize) -> Result<Vec<Vec<f64
 impl Digits {
     /// One ensemble, a member per seed: the shortcut at `value` in a fraction
     /// `q` of the training images, the clean test images as probe points.
-    pub(crate) fn training_input(&self, q: f64, value: f64, seeds: &[u64]) -> Result<TrainInput> {
+    /// The training set with the shortcut (value `value`) in a fraction `q` of
+    /// the images. `informative`: the shortcut's corner encodes the label; off,
+    /// each marked image gets one corner or the other by a coin of its own (the
+    /// same pixels at the same value, independent of the label: what the input's
+    /// scale alone does).
+    pub(crate) fn training_input(&self, q: f64, value: f64, informative: bool, seeds: &[u64]) -> Result<TrainInput> {
         let images = self.load()?;
         let (train_idx, test_idx) = self.split(images.y.len());
         let members = seeds.len();
@@ -293,10 +298,15 @@ impl Digits {
             for &i in &order[..with_shortcut] {
                 marked[i] = true;
             }
+            let mut coin = rng::stream("digits/shortcut-uninformative", seed);
             for (j, &i) in train_idx.iter().enumerate() {
                 let mut pixels = images.x[i];
                 if marked[j] {
-                    let class = usize::from(images.y[i] < 0.0);
+                    let class = if informative {
+                        usize::from(images.y[i] < 0.0)
+                    } else {
+                        usize::from(rng::sign(&mut coin) < 0.0)
+                    };
                     for p in SHORTCUT[class] {
                         pixels[p] = value as f32;
                     }

@@ -46,11 +46,14 @@ pub struct ShortcutStrength {
     pub seed_count: Count,
 }
 
-/// The runs in job order: the control (no shortcut), then one per value.
+/// The runs in job order: the control (no shortcut), one per value, then one
+/// per value with the same pixels independent of the label: the arm that
+/// separates what the shortcut's information does from what its scale does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Run {
     Control,
     Shortcut(f64),
+    Uninformative(f64),
 }
 
 impl Run {
@@ -58,6 +61,7 @@ impl Run {
         match self {
             Run::Control => "control (no shortcut)".into(),
             Run::Shortcut(v) => format!("shortcut x{v}"),
+            Run::Uninformative(v) => format!("label-independent pixels x{v}"),
         }
     }
 
@@ -77,12 +81,27 @@ const NULL_SAMPLES: &str = "clean test accuracy, weakest shortcut minus another 
 /// The trend across intensities: each seed's least-squares slope of its final
 /// clean accuracy on log2 v.
 const TREND_SAMPLES: &str = "slope of the clean test accuracy on log2 v, per seed";
+/// The right panel's second line: the label-independent arm at the end.
+const UNINFORMATIVE_END: &str = "label-independent pixels: clean test accuracy at the end";
+/// Per seed, at the strongest value: the label-independent arm minus the
+/// shortcut (paired: one init per seed): what the label's information costs
+/// beyond the pixels' scale.
+const INFORMATION_COST_SAMPLES: &str =
+    "clean test accuracy at the strongest value, label-independent minus label-encoding pixels, per seed";
+/// The counterfactual: the label-independent arm in place of the shortcut
+/// (seed k's against seed k+1's), where no information can act.
+const NULL_INFORMATION_SAMPLES: &str =
+    "clean test accuracy at the strongest value, label-independent minus another seed's label-independent, per seed";
 const NULL_TREND_SAMPLES: &str =
     "slope of the clean test accuracy on log2 v permuted (a pairing that carries no trend), per seed";
 
 impl ShortcutStrength {
     fn runs(&self) -> Vec<Run> {
-        std::iter::once(Run::Control).chain(self.shortcut_values.iter().map(|v| Run::Shortcut(v.get()))).collect()
+        let values = || self.shortcut_values.iter().map(|v| v.get());
+        std::iter::once(Run::Control)
+            .chain(values().map(Run::Shortcut))
+            .chain(values().map(Run::Uninformative))
+            .collect()
     }
 
     /// The digits experiment this one is a sweep of (its data, split, net and schedule).
@@ -129,12 +148,25 @@ impl Kind for ShortcutStrength {
     fn outputs(&self) -> Outputs {
         let runs = self.runs();
         let mut series: Vec<String> = runs.iter().map(|r| r.name()).collect();
-        series.extend(["clean test accuracy at the end".to_string(), CONTROL_LEVEL.to_string()]);
+        // The label-independent runs are drawn at the end only (right panel).
+        series.retain(|s| !s.starts_with("label-independent"));
+        series.extend([
+            "clean test accuracy at the end".to_string(),
+            CONTROL_LEVEL.to_string(),
+            UNINFORMATIVE_END.to_string(),
+        ]);
         let mut scalars: Vec<String> = runs.iter().map(|r| r.final_scalar()).collect();
         scalars.extend([WEAKEST_MINUS_STRONGEST.to_string(), CONTROL_MINUS_STRONGEST.to_string()]);
-        let samples = [WEAKEST_MINUS_STRONGEST_SAMPLES, NULL_SAMPLES, TREND_SAMPLES, NULL_TREND_SAMPLES]
-            .map(String::from)
-            .to_vec();
+        let samples = [
+            WEAKEST_MINUS_STRONGEST_SAMPLES,
+            NULL_SAMPLES,
+            TREND_SAMPLES,
+            NULL_TREND_SAMPLES,
+            INFORMATION_COST_SAMPLES,
+            NULL_INFORMATION_SAMPLES,
+        ]
+        .map(String::from)
+        .to_vec();
         Outputs { series, scalars, samples }
     }
 
@@ -143,22 +175,23 @@ impl Kind for ShortcutStrength {
         Job::numbered(self.runs().into_iter().map(|run| {
             let (q, v) = match run {
                 Run::Control => (0.0, json!(null)),
-                Run::Shortcut(v) => (self.shortcut_fraction.get(), json!(v)),
+                Run::Shortcut(v) | Run::Uninformative(v) => (self.shortcut_fraction.get(), json!(v)),
             };
+            let mut fields = vec![
+                ("data", json!(null)),
+                ("shortcut_fraction", json!(null)),
+                ("shortcut_values", json!(null)),
+                ("q", json!(q)),
+                ("value", v),
+            ];
+            if matches!(run, Run::Uninformative(_)) {
+                fields.push(("informative", json!(false)));
+            }
             Job {
                 id: JobId(0),
                 name: run.name(),
                 // The path is where the file is, the hash what it is.
-                config: job_config(
-                    self,
-                    &[
-                        ("data", json!(null)),
-                        ("shortcut_fraction", json!(null)),
-                        ("shortcut_values", json!(null)),
-                        ("q", json!(q)),
-                        ("value", v),
-                    ],
-                ),
+                config: job_config(self, &fields),
                 seeds: seeds.clone(),
                 member_seeds: seeds.clone(),
             }
@@ -169,9 +202,9 @@ impl Kind for ShortcutStrength {
         let run = *self.runs().get(job.id.0).with_context(|| format!("shortcut_strength has no job {:?}", job.id))?;
         let (q, v) = match run {
             Run::Control => (0.0, 0.0),
-            Run::Shortcut(v) => (self.shortcut_fraction.get(), v),
+            Run::Shortcut(v) | Run::Uninformative(v) => (self.shortcut_fraction.get(), v),
         };
-        self.base().training_input(q, v, &job.seeds)
+        self.base().training_input(q, v, !matches!(run, Run::Uninformative(_)), &job.seeds)
     }
 
     fn assemble(&self, logs: &[TrainLog]) -> Result<FigureBody> {
@@ -185,11 +218,22 @@ impl Kind for ShortcutStrength {
         // The runs take the digits figure's colours (black for the control);
         // the right panel's line, a different quantity, takes one they leave free.
         let mut finals_per_seed = vec![Vec::new(); seeds.len()];
+        let mut uninformative_per_seed = vec![Vec::new(); seeds.len()];
         let mut control_final = f64::NAN;
+        let drawn = runs.iter().filter(|r| !matches!(r, Run::Uninformative(_))).count();
         for (j, (run, log)) in runs.iter().zip(logs).enumerate() {
+            if let Run::Uninformative(_) = run {
+                let curves = digits::clean_accuracy(log, seeds.len())?;
+                let ends: Vec<f64> = curves.iter().map(|c| c[c.len() - 1]).collect();
+                body.scalars.insert(run.final_scalar(), ends.iter().sum::<f64>() / ends.len() as f64);
+                for (per_seed, end) in uninformative_per_seed.iter_mut().zip(ends) {
+                    per_seed.push(end);
+                }
+                continue;
+            }
             let color = digits::COLORS[j % digits::COLORS.len()];
             let (line, finals) = digits::accuracy_over_time(run.name(), color, log, seeds.len())?;
-            let line = line.keep_band_if(digits::band_shown(j, runs.len() - 1));
+            let line = line.keep_band_if(digits::band_shown(j, drawn - 1));
             let last = line.y[line.y.len() - 1];
             body.scalars.insert(run.final_scalar(), last);
             body.series.push(line);
@@ -200,6 +244,7 @@ impl Kind for ShortcutStrength {
                         per_seed.push(end);
                     }
                 }
+                Run::Uninformative(_) => unreachable!("drawn at the end only, above"),
             }
         }
         let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
@@ -224,10 +269,22 @@ impl Kind for ShortcutStrength {
             digits::END_OF_TRAINING,
             1,
             digits::END_OF_TRAINING_COLOR,
-            values,
+            values.clone(),
             &finals_per_seed,
         );
         let (weakest, strongest) = (finals.y[0], finals.y[finals.y.len() - 1]);
+        let at_strongest: Vec<f64> = uninformative_per_seed.iter().map(|u| u[last]).collect();
+        let next: Vec<f64> = at_strongest.iter().cycle().skip(1).take(seeds.len()).copied().collect();
+        body.samples.insert(
+            INFORMATION_COST_SAMPLES.into(),
+            at_strongest.iter().zip(&finals_per_seed).map(|(u, f)| u - f[last]).collect(),
+        );
+        body.samples
+            .insert(NULL_INFORMATION_SAMPLES.into(), at_strongest.iter().zip(&next).map(|(u, n)| u - n).collect());
+        body.series.push(
+            Series::mean_over_seeds(UNINFORMATIVE_END, 1, palette::GREY, values, &uninformative_per_seed)
+                .legend_label("label-independent pixels, at the end"),
+        );
         // The control as a level across the right panel, to read the shortcut runs against.
         let span = vec![finals.x[0], finals.x[finals.x.len() - 1]];
         body.series.push(

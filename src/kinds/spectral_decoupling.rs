@@ -250,7 +250,7 @@ impl Kind for SpectralDecoupling {
             }
             Run::Digits { control, .. } => {
                 let q = if control { 0.0 } else { self.digits.shortcut_fractions[1].get() };
-                self.digits.training_input(q, self.digits.shortcut_value.get(), &job.seeds)?
+                self.digits.training_input(q, self.digits.shortcut_value.get(), true, &job.seeds)?
             }
         };
         input.cfg.output_penalty = run.penalty();
