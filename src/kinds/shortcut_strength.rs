@@ -282,7 +282,7 @@ impl Kind for ShortcutStrength {
         body.samples
             .insert(NULL_INFORMATION_SAMPLES.into(), at_strongest.iter().zip(&next).map(|(u, n)| u - n).collect());
         body.series.push(
-            Series::mean_over_seeds(UNINFORMATIVE_END, 1, palette::GREY, values, &uninformative_per_seed)
+            Series::mean_over_seeds(UNINFORMATIVE_END, 1, palette::VERMILLION, values, &uninformative_per_seed)
                 .legend_label("label-independent pixels, at the end"),
         );
         // The control as a level across the right panel, to read the shortcut runs against.
@@ -294,7 +294,8 @@ impl Kind for ShortcutStrength {
         );
         body.scalars.insert(WEAKEST_MINUS_STRONGEST.into(), weakest - strongest);
         body.scalars.insert(CONTROL_MINUS_STRONGEST.into(), control_final - strongest);
-        body.series.push(finals);
+        // Beside the label-independent arm, name what this line is.
+        body.series.push(finals.legend_label("label-encoding shortcut, at the end"));
         Ok(body)
     }
 }
