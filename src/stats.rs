@@ -61,6 +61,13 @@ pub fn loglog_slope(x: &[f64], y: &[f64]) -> f64 {
     slope(&lx, &ly)
 }
 
+/// Each seed's value paired with the next seed's (the last with the first):
+/// a null arm for a paired difference, two runs of one arm that no treatment
+/// separates.
+pub fn next_seed(values: &[f64]) -> Vec<f64> {
+    values.iter().cycle().skip(1).take(values.len()).copied().collect()
+}
+
 /// The least-squares slope of y on x.
 pub fn slope(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;

@@ -193,7 +193,8 @@ impl Kind for Digits {
         }
         let qs: Vec<f64> = self.shortcut_fractions.iter().map(|q| q.get()).collect();
         let drops: Vec<f64> = finals_per_seed.iter().map(|f| f[0] - f[last]).collect();
-        let next_control: Vec<f64> = finals_per_seed.iter().cycle().skip(1).take(seeds.len()).map(|f| f[0]).collect();
+        let controls: Vec<f64> = finals_per_seed.iter().map(|f| f[0]).collect();
+        let next_control = crate::stats::next_seed(&controls);
         body.samples.insert(DROP_SAMPLES.into(), drops);
         body.samples.insert(
             NULL_DROP_SAMPLES.into(),

@@ -147,9 +147,9 @@ impl Kind for ShortcutStrength {
 
     fn outputs(&self) -> Outputs {
         let runs = self.runs();
-        let mut series: Vec<String> = runs.iter().map(|r| r.name()).collect();
         // The label-independent runs are drawn at the end only (right panel).
-        series.retain(|s| !s.starts_with("label-independent"));
+        let mut series: Vec<String> =
+            runs.iter().filter(|r| !matches!(r, Run::Uninformative(_))).map(|r| r.name()).collect();
         series.extend([
             "clean test accuracy at the end".to_string(),
             CONTROL_LEVEL.to_string(),
@@ -249,7 +249,8 @@ impl Kind for ShortcutStrength {
         }
         let values: Vec<f64> = self.shortcut_values.iter().map(|v| v.get()).collect();
         let last = values.len() - 1;
-        let next_weakest: Vec<f64> = finals_per_seed.iter().cycle().skip(1).take(seeds.len()).map(|f| f[0]).collect();
+        let weakest_per_seed: Vec<f64> = finals_per_seed.iter().map(|f| f[0]).collect();
+        let next_weakest = crate::stats::next_seed(&weakest_per_seed);
         body.samples
             .insert(WEAKEST_MINUS_STRONGEST_SAMPLES.into(), finals_per_seed.iter().map(|f| f[0] - f[last]).collect());
         body.samples
@@ -274,7 +275,7 @@ impl Kind for ShortcutStrength {
         );
         let (weakest, strongest) = (finals.y[0], finals.y[finals.y.len() - 1]);
         let at_strongest: Vec<f64> = uninformative_per_seed.iter().map(|u| u[last]).collect();
-        let next: Vec<f64> = at_strongest.iter().cycle().skip(1).take(seeds.len()).copied().collect();
+        let next = crate::stats::next_seed(&at_strongest);
         body.samples.insert(
             INFORMATION_COST_SAMPLES.into(),
             at_strongest.iter().zip(&finals_per_seed).map(|(u, f)| u - f[last]).collect(),

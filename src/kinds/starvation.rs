@@ -524,18 +524,21 @@ impl Kind for Starvation {
                     let ((starved_b, starved_acc), (control_b, control_acc)) =
                         (&per_seed[find(false)][j], &per_seed[find(true)][j]);
                     // Seed k's control against seed k+1's (cyclically): two runs of one arm.
-                    let next = |v: &[f64]| -> Vec<f64> { v.iter().cycle().skip(1).take(v.len()).copied().collect() };
                     let pairs = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
                         a.iter().zip(b).map(|(&a, &b)| f(a, b)).filter(|v| v.is_finite()).collect()
                     };
                     let ratio: fn(f64, f64) -> f64 = |a, b| a / b;
                     let minus: fn(f64, f64) -> f64 = |a, b| a - b;
                     body.samples.insert(versus_control_samples(model, p), pairs(starved_b, control_b, ratio));
-                    body.samples
-                        .insert(control_versus_control_samples(model, p), pairs(control_b, &next(control_b), ratio));
+                    body.samples.insert(
+                        control_versus_control_samples(model, p),
+                        pairs(control_b, &crate::stats::next_seed(control_b), ratio),
+                    );
                     body.samples.insert(accuracy_gain_samples(model, p), pairs(control_acc, starved_acc, minus));
-                    body.samples
-                        .insert(control_accuracy_gain_samples(model, p), pairs(control_acc, &next(control_acc), minus));
+                    body.samples.insert(
+                        control_accuracy_gain_samples(model, p),
+                        pairs(control_acc, &crate::stats::next_seed(control_acc), minus),
+                    );
                 }
             }
         }
