@@ -155,9 +155,6 @@ const TRAINED_ON_MODE: &str =
 const NULL_ON_MODE: &str = "cross-entropy minus another seed's cross-entropy, fraction on a mode at the end, per seed";
 /// The signal's growth (end over step 1), cross-entropy minus hinge, per seed.
 const PAIRED_GROWTH: &str = "cross-entropy minus hinge, |grad_x D| at the end over step 1, per seed (paired)";
-/// The fixed-sample picture's prediction in place of hinge: cross-entropy's
-/// growth against a frozen signal (growth 1), per seed.
-const FROZEN_GROWTH: &str = "cross-entropy's |grad_x D| growth minus a frozen signal's (1), per seed";
 /// Each loss's signal growth (end over step 1), per seed: whether the
 /// fixed-sample freeze carries over is a per-seed question too.
 fn growth_samples(loss: Loss) -> String {
@@ -205,9 +202,8 @@ impl Kind for Gan {
         }
         out.series.push("real modes".into());
         if self.compares_losses() {
-            out.samples = [PAIRED_ON_MODE, TRAINED_ON_MODE, NULL_ON_MODE, PAIRED_GROWTH, NULL_GROWTH, FROZEN_GROWTH]
-                .map(String::from)
-                .to_vec();
+            out.samples =
+                [PAIRED_ON_MODE, TRAINED_ON_MODE, NULL_ON_MODE, PAIRED_GROWTH, NULL_GROWTH].map(String::from).to_vec();
         }
         out.samples.extend(self.losses.iter().map(|&loss| growth_samples(loss)));
         out.samples.push(FROZEN_SIGNAL.into());
@@ -313,13 +309,11 @@ impl Kind for Gan {
         if self.compares_losses() {
             let (hinge, ce) = (&per_seed["hinge"], &per_seed["cross-entropy"]);
             let minus = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a - b).collect() };
-            let next = |v: &[f64]| -> Vec<f64> { v.iter().cycle().skip(1).take(v.len()).copied().collect() };
             body.samples.insert(PAIRED_ON_MODE.into(), minus(&hinge.1, &ce.1));
             body.samples.insert(TRAINED_ON_MODE.into(), minus(&hinge.1, &hinge.0));
-            body.samples.insert(NULL_ON_MODE.into(), minus(&ce.1, &next(&ce.1)));
+            body.samples.insert(NULL_ON_MODE.into(), minus(&ce.1, &crate::stats::next_seed(&ce.1)));
             body.samples.insert(PAIRED_GROWTH.into(), minus(&ce.2, &hinge.2));
-            body.samples.insert(NULL_GROWTH.into(), minus(&ce.2, &next(&ce.2)));
-            body.samples.insert(FROZEN_GROWTH.into(), ce.2.iter().map(|g| g - 1.0).collect());
+            body.samples.insert(NULL_GROWTH.into(), minus(&ce.2, &crate::stats::next_seed(&ce.2)));
         }
         let (cx, cy) = (0..modes).map(|k| self.centre(k)).map(|(x, y)| (x as f64, y as f64)).unzip();
         body.series.push(Series::points("real modes", 3, palette::BLACK, cx, cy));
