@@ -1,5 +1,5 @@
 //! `figures --check`: the regenerated figures against the committed ones.
-//! Compares the data and the claims, not the provenance (commit, dirty) that
+//! Compares the data and the claims, not the provenance (base commit, uncommitted changes) that
 //! changes with every commit, and finds committed figure files that no
 //! figure of the spec produces any more.
 

@@ -403,7 +403,17 @@ pub struct Provenance {
     /// SHA-256 over the keys of the figure's jobs (config, seeds, code).
     pub key: String,
     pub code_fingerprint: String,
+    /// The commit checked out when the figure was made (HEAD). With
+    /// uncommitted changes (the usual case: figures are made before they are
+    /// committed) the code that made it is this commit plus changes, which
+    /// `files` pins down; the commit that holds exactly that code and this
+    /// data is the one that commits this file (what `cite` names).
+    /// (Named so in the JSON; read under its old name `commit` too.)
+    #[serde(rename = "base_commit", alias = "commit")]
     pub commit: String,
+    /// Whether tracked files differed from the base commit when the figure
+    /// was made (`uncommitted_changes` in the JSON, formerly `dirty`).
+    #[serde(rename = "uncommitted_changes", alias = "dirty")]
     pub dirty: bool,
     pub config: serde_json::Value,
     pub seeds: Vec<u64>,
