@@ -627,3 +627,138 @@ pub struct LegendEntry<'a> {
     pub label: String,
     pub band: Option<&'a Band>,
 }
+
+/// Marks around a subscript in display text (Unicode private use, so they
+/// cannot clash with a label's own characters); the SVG writers turn them
+/// into a lowered, smaller run (`render::subscripts`).
+pub const SUB_START: char = '\u{E000}';
+pub const SUB_END: char = '\u{E001}';
+
+/// Whole phrases of ASCII maths and what a reader should see instead.
+const MATHS: &[(&str, &str)] = &[
+    ("|grad_x D|", "‖∇ₓD‖"),
+    ("grad_x D", "∇ₓD"),
+    ("|w_hat|", "‖ŵ‖"),
+    ("w_hat", "ŵ"),
+    ("|w|", "‖w‖"),
+    ("|x|", "‖x‖"),
+    ("u.x", "u·x"),
+    (" in R^", " ∈ ℝ^"),
+    ("lr x step", "lr × step"),
+];
+
+/// Words that stand for Greek letters (whole words only: "sigmoid" stays).
+const GREEK: &[(&str, &str)] = &[("lambda", "λ"), ("sigma", "σ")];
+
+/// A label as a reader should see it: the data keeps its labels in plain
+/// ASCII (they are names that claims and scripts use), and the drawing shows
+/// them in mathematical notation: ‖w‖, ∇ₓD, λ, σ, s², ℝ², and a letter's
+/// subscript (w_B, m_A+B, K_ij) lowered and smaller.
+pub fn typeset(text: &str) -> String {
+    let mut s = text.to_string();
+    for (ascii, maths) in MATHS {
+        s = s.replace(ascii, maths);
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let word_char = |i: usize| chars.get(i).is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let word_start = i == 0 || !word_char(i - 1);
+        if word_start && c.is_alphabetic() {
+            if let Some((word, greek)) = GREEK.iter().find(|(w, _)| {
+                let n = w.chars().count();
+                chars[i..].iter().take(n).copied().eq(w.chars()) && !word_char(i + n)
+            }) {
+                out.push_str(greek);
+                i += word.chars().count();
+                continue;
+            }
+        }
+        // A superscript: ^2, ^-1.
+        if c == '^' && (chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) || chars.get(i + 1) == Some(&'-')) {
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j].is_ascii_digit() || (j == i + 1 && chars[j] == '-')) {
+                out.push(superscript(chars[j]));
+                j += 1;
+            }
+            i = j;
+            continue;
+        }
+        // A subscript: a one-letter symbol's `_` and the word after it
+        // (with `+B` as in m_A+B).
+        if c == '_' && i > 0 && chars[i - 1].is_alphabetic() && (i < 2 || !word_char(i - 2)) && word_char(i + 1) {
+            let mut j = i + 1;
+            while word_char(j) {
+                j += 1;
+            }
+            if chars.get(j) == Some(&'+') && chars.get(j + 1).is_some_and(|c| c.is_ascii_uppercase()) && !word_char(j + 2) {
+                j += 2;
+            }
+            out.push(SUB_START);
+            out.extend(&chars[i + 1..j]);
+            out.push(SUB_END);
+            i = j;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn superscript(c: char) -> char {
+    match c {
+        '-' => '⁻',
+        '0' => '⁰',
+        '1' => '¹',
+        '2' => '²',
+        '3' => '³',
+        d => ['⁴', '⁵', '⁶', '⁷', '⁸', '⁹'][d.to_digit(10).map_or(0, |v| v.saturating_sub(4)) as usize],
+    }
+}
+
+impl FigureData {
+    /// The figure with every text it draws typeset (`typeset`): titles,
+    /// caption, axis labels, legend texts and point labels.
+    pub fn typeset(&self) -> FigureData {
+        let mut fig = self.clone();
+        fig.title = typeset(&fig.title);
+        fig.caption = typeset(&fig.caption);
+        for p in &mut fig.body.panels {
+            p.title = typeset(&p.title);
+            p.x_label = typeset(&p.x_label);
+            p.y_label = typeset(&p.y_label);
+        }
+        for s in &mut fig.body.series {
+            let label = if s.legend_label.is_empty() { &s.name } else { &s.legend_label };
+            s.legend_label = typeset(label);
+            if let Some(b) = &mut s.band {
+                b.what = typeset(&b.what);
+            }
+            for l in s.labels.iter_mut().flatten() {
+                *l = typeset(l);
+            }
+        }
+        fig
+    }
+}
+
+#[cfg(test)]
+mod typeset_tests {
+    use super::*;
+
+    #[test]
+    fn ascii_maths_becomes_notation() {
+        let sub = |s: &str| format!("{SUB_START}{s}{SUB_END}");
+        assert_eq!(typeset("w_B / w_A"), format!("w{} / w{}", sub("B"), sub("A")));
+        assert_eq!(typeset("(m_A+B - m_A) / m_A"), format!("(m{} - m{}) / m{}", sub("A+B"), sub("A"), sub("A")));
+        assert_eq!(typeset("|grad_x D| at the fakes"), "‖∇ₓD‖ at the fakes");
+        assert_eq!(typeset("power 1 / s^2, N s^-1"), "power 1 / s², N s⁻¹");
+        assert_eq!(typeset("|x| = 1, x in R^2, lr 0.01"), "‖x‖ = 1, x ∈ ℝ², lr 0.01");
+        assert_eq!(typeset("lambda = 0.1, sigmoid, sigma"), "λ = 0.1, sigmoid, σ");
+        // Names that are not one-letter symbols, and plain text, stay.
+        assert_eq!(typeset("shortcut_fractions, lambdas, 4^x"), "shortcut_fractions, lambdas, 4^x");
+    }
+}

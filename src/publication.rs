@@ -110,7 +110,9 @@ pub fn text_width(text: &str, pt: f64) -> f64 {
     static FACE: OnceLock<ttf_parser::Face<'static>> = OnceLock::new();
     let face = FACE.get_or_init(|| ttf_parser::Face::parse(FONT_FILE, 0).expect("the shipped font parses"));
     let per_unit = pt / face.units_per_em() as f64;
+    // A subscript's marks take no room (its letters are counted at full size).
     text.chars()
+        .filter(|&c| c != crate::figure::SUB_START && c != crate::figure::SUB_END)
         .map(|c| {
             let glyph = face.glyph_index(c).unwrap_or(ttf_parser::GlyphId(0));
             face.glyph_hor_advance(glyph).unwrap_or(0) as f64 * per_unit
@@ -230,6 +232,7 @@ pub fn layout(fig: &FigureData, spec: &PublicationSpec) -> Result<Layout> {
 }
 
 fn draw(fig: &FigureData, spec: &PublicationSpec) -> Result<(String, Layout)> {
+    let fig = &fig.typeset();
     let width_pt = width_inches(spec.width) * 72.0;
     let panels = &fig.body.panels;
     let cols = columns(spec.width, panels.len());
@@ -388,7 +391,7 @@ fn draw(fig: &FigureData, spec: &PublicationSpec) -> Result<(String, Layout)> {
         draw_legend(&root, &entries, &labels, &legend_columns, legend_top_pt, width_pt / legend_cols as f64)?;
         root.present().map_err(draw_err)?;
     }
-    Ok((out, layout))
+    Ok((crate::render::subscripts(&out), layout))
 }
 
 fn draw_legend<DB: DrawingBackend>(

@@ -122,6 +122,7 @@ pub fn drawn_panels(fig: &FigureData, spec: &RenderSpec) -> Result<Vec<DrawnPane
 }
 
 fn draw(fig: &FigureData, spec: &RenderSpec) -> Result<(String, Vec<DrawnPanel>)> {
+    let fig = &fig.typeset();
     // `height` is the title's and the panels'; the caption and the claims
     // below take what they need, so a longer text never squeezes the panels.
     let (width, plots_height) = (spec.width.get(), spec.height.get());
@@ -212,7 +213,53 @@ fn draw(fig: &FigureData, spec: &RenderSpec) -> Result<(String, Vec<DrawnPanel>)
             .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
-    Ok((embed_metadata(&out, fig), drawn))
+    Ok((embed_metadata(&subscripts(&out), fig), drawn))
+}
+
+/// Turns the subscript marks of typeset labels (`figure::typeset`) in the
+/// SVG's text into lowered runs at 70% of the text's size: a nested `tspan`
+/// shifted down by `dy`, then one shifted back up for what follows (every
+/// SVG reader, usvg included, understands `dy` on a `tspan`).
+pub(crate) fn subscripts(svg: &str) -> String {
+    use crate::figure::{SUB_END, SUB_START};
+    if !svg.contains(SUB_START) {
+        return svg.to_string();
+    }
+    let mut out = String::with_capacity(svg.len() + 256);
+    let mut rest = svg;
+    while let Some(open) = rest.find("<text") {
+        let Some(tag_end) = rest[open..].find('>').map(|e| open + e + 1) else { break };
+        let Some(close) = rest[tag_end..].find("</text>").map(|e| tag_end + e) else { break };
+        out.push_str(&rest[..tag_end]);
+        let content = &rest[tag_end..close];
+        if content.contains(SUB_START) {
+            // plotters writes the size as font-size="N" on the element.
+            let size = rest[open..tag_end]
+                .split("font-size=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(12.0);
+            let (small, shift) = (0.7 * size, 0.25 * size);
+            let mut open_runs = 0;
+            for c in content.chars() {
+                match c {
+                    SUB_START => out.push_str(&format!("<tspan dy=\"{shift:.2}\" font-size=\"{small:.2}\">")),
+                    SUB_END => {
+                        out.push_str(&format!("</tspan><tspan dy=\"{:.2}\">", -shift));
+                        open_runs += 1;
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push_str(&"</tspan>".repeat(open_runs));
+        } else {
+            out.push_str(content);
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

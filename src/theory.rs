@@ -352,9 +352,11 @@ pub fn decoupled_margin(loss: Loss, penalty: f64) -> f64 {
 }
 
 /// The balanced chain's closed-form velocity of z = f = s w^L (all layers
-/// equal to w): dz/dt = L s^{2/L} z^{2-2/L} push(z) / n.
-pub fn balanced_chain_velocity(depth: u32, s: f64, z: f64, loss: Loss, n: f64) -> f64 {
-    let l = depth as f64;
+/// equal to w): dz/dt = L s^{2/L} z^{2-2/L} push(z) / n. The formula is
+/// defined for every real L >= 1 (a chain exists only at whole L): the depth
+/// figure draws it continued between the depths it trains.
+pub fn balanced_chain_velocity(depth: f64, s: f64, z: f64, loss: Loss, n: f64) -> f64 {
+    let l = depth;
     l * s.powf(2.0 / l) * z.powf(2.0 - 2.0 / l) * push(loss, z) / n
 }
 

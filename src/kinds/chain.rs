@@ -143,6 +143,27 @@ impl Chain {
         let w = start.weight(s, depth) as f32 as f64;
         theory::Mode { norm: s as f32 as f64, weights: vec![w; depth as usize] }
     }
+
+    /// The balanced chain's ODE at a real depth L (`theory::balanced_chain_velocity`)
+    /// from the init's margin s w^L: the time t* it reaches the target margin, and
+    /// its 10%-90% rise in decades of t, from RK4 on 4000 times up to `t_max`
+    /// (geometric from t_max / 10^6, so that the early rise is resolved).
+    fn continued_ode(&self, start: Start, s: f64, l: f64, t_max: f64) -> (f64, f64) {
+        let z0 = match start {
+            Start::Weight(eps) => s * eps.get().powf(l),
+            Start::Margin(z0) => z0.get(),
+        };
+        let times: Vec<f64> = (0..4000).map(|k| t_max * 10f64.powf(-6.0 + 6.0 * k as f64 / 3999.0)).collect();
+        let velocity = |z: &[f64]| vec![theory::balanced_chain_velocity(l, s, z[0], self.loss, 1.0)];
+        let z: Vec<f64> = theory::integrate(&[z0], &times, self.theory_dt.get(), 0.01, velocity).iter().map(|z| z[0]).collect();
+        let target = self.target_margin.get();
+        let at = |level: f64| crossing_time(&times, &z, level);
+        let rise = match (at(0.1 * target), at(0.9 * target)) {
+            (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
+            _ => f64::NAN,
+        };
+        (at(target).unwrap_or(f64::NAN), rise)
+    }
 }
 
 impl Kind for Chain {
@@ -403,12 +424,26 @@ impl Kind for Chain {
             let column = |f: fn(&(u64, f64, f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
                 depth_points.iter().map(|p| (p.0 as f64, f(p))).filter(|(_, v)| v.is_finite()).unzip()
             };
+            // The ODE between the depths too: its formula holds for every real L, so a line
+            // through the trained depths means something (a chain exists only at whole L).
+            let (first, last) = (self.depths[0].get() as f64, self.depths[self.depths.len() - 1].get() as f64);
+            let t_max = logs.first().and_then(|l| l.times().last().copied()).unwrap_or(1.0);
+            let continued: Vec<(f64, f64, f64)> = (0..=((last - first) * 20.0).round() as usize)
+                .map(|k| {
+                    let l = first + k as f64 / 20.0;
+                    let (t_star, rise) = self.continued_ode(self.inits[0].start, s, l, t_max);
+                    (l, t_star, rise)
+                })
+                .collect();
+            let curve = |f: fn(&(f64, f64, f64)) -> f64| -> (Vec<f64>, Vec<f64>) {
+                continued.iter().map(|p| (p.0, f(p))).filter(|(_, v)| v.is_finite()).unzip()
+            };
             // Black: these points are no one depth, and the ODE is black dashed throughout.
             for (panel, name, source, (xs, y)) in [
                 (traj_panel + 1, "t* measured", Source::Measured, column(|p| p.1)),
-                (traj_panel + 1, "t* ODE", Source::Theory, column(|p| p.2)),
+                (traj_panel + 1, "t* ODE", Source::Theory, curve(|p| p.1)),
                 (traj_panel + 2, "rise width measured", Source::Measured, column(|p| p.3)),
-                (traj_panel + 2, "rise width ODE", Source::Theory, column(|p| p.4)),
+                (traj_panel + 2, "rise width ODE", Source::Theory, curve(|p| p.2)),
             ] {
                 body.series.push(match source {
                     Source::Measured => Series::points(name, panel, palette::BLACK, xs, y).legend_label("measured"),

@@ -255,7 +255,7 @@ impl Kind for Frequency {
                 Panel::new(
                     format!("time for a feature's points to reach mean margin {target}"),
                     "frequency p_k = n_k / N",
-                    "learning time (points: measured, dashed: theory)",
+                    "learning time (dots, solid: measured; dashed: theory)",
                 )
                 .log_x()
                 .log_y(),
@@ -316,7 +316,20 @@ impl Kind for Frequency {
             // A feature never learned has no point to draw (its scalar is NaN).
             let (px, py): (Vec<f64>, Vec<f64>) =
                 freqs.iter().zip(&learn_times).filter(|(_, t)| t.is_finite()).map(|(f, t)| (*f, *t)).unzip();
-            body.series.push(Series::points(net.name(), 0, net.color(), px, py));
+            if net == Net::Random {
+                // No theory and seeds that differ: the mean over seeds with its
+                // spread, each seed's learning times along the frequencies.
+                let per_seed: Vec<Vec<f64>> = (0..members)
+                    .map(|e| curves.iter().map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN)).collect())
+                    .collect();
+                if per_seed.iter().flatten().all(|t| t.is_finite()) {
+                    body.series.push(Series::mean_over_seeds(net.name(), 0, net.color(), freqs.clone(), &per_seed));
+                } else {
+                    body.series.push(Series::points(net.name(), 0, net.color(), px, py));
+                }
+            } else {
+                body.series.push(Series::points(net.name(), 0, net.color(), px, py));
+            }
             if net.has_theory() {
                 let theory = self.theory_margins(net, &times);
                 let theory_times: Vec<f64> = (0..self.counts.len())

@@ -70,6 +70,7 @@ impl Run {
     }
 }
 
+const TRAINED_INTENSITIES: &str = "the intensities trained, both arms";
 const CONTROL_LEVEL: &str = "control (no shortcut) at the end";
 const WEAKEST_MINUS_STRONGEST: &str = "clean test accuracy, weakest minus strongest shortcut";
 const CONTROL_MINUS_STRONGEST: &str = "clean test accuracy, control minus strongest shortcut";
@@ -154,6 +155,7 @@ impl Kind for ShortcutStrength {
             "clean test accuracy at the end".to_string(),
             CONTROL_LEVEL.to_string(),
             UNINFORMATIVE_END.to_string(),
+            TRAINED_INTENSITIES.to_string(),
         ]);
         let mut scalars: Vec<String> = runs.iter().map(|r| r.final_scalar()).collect();
         scalars.extend([WEAKEST_MINUS_STRONGEST.to_string(), CONTROL_MINUS_STRONGEST.to_string()]);
@@ -296,7 +298,22 @@ impl Kind for ShortcutStrength {
         body.scalars.insert(WEAKEST_MINUS_STRONGEST.into(), weakest - strongest);
         body.scalars.insert(CONTROL_MINUS_STRONGEST.into(), control_final - strongest);
         // Beside the label-independent arm, name what this line is.
+        let (xs, encoding_means, independent_means) = (
+            finals.x.clone(),
+            finals.y.clone(),
+            body.series.iter().find(|s| s.name == UNINFORMATIVE_END).map(|s| s.y.clone()).unwrap_or_default(),
+        );
         body.series.push(finals.legend_label("label-encoding shortcut, at the end"));
+        // The intensities trained, on both arms: the lines between them are only a guide.
+        let mut trained = (xs.clone(), encoding_means);
+        trained.0.extend(&xs);
+        trained.1.extend(independent_means);
+        body.series.push(
+            Series::points(TRAINED_INTENSITIES, 1, palette::BLACK, trained.0, trained.1)
+                .legend_label("the intensities trained (mean over seeds)"),
+        );
+        // v doubles from one run to the next: equal steps on a log axis.
+        body.panels[1] = body.panels[1].clone().log_x();
         Ok(body)
     }
 }
