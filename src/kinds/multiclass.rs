@@ -55,7 +55,7 @@ use serde_json::json;
 use super::sigmoid::{self, OrthogonalData};
 use super::{job_config, Job, JobId, Kind};
 use crate::engine::{EnsembleData, EnsembleWeights, TrainConfig, TrainInput, TrainLog};
-use crate::figure::{palette, FigureBody, Panel, Series, Source, Style};
+use crate::figure::{palette, FigureBody, Panel, Series, Source};
 use crate::rng::{self, random_layers, RngExt};
 use crate::stats::{crossing_time, loglog_slope, mean_min_max};
 use crate::theory;
@@ -231,6 +231,11 @@ impl Multiclass {
         }
     }
 
+    /// Panel (c)'s mark of K's median time on each point's flow.
+    fn flow_mark_series(k: usize) -> String {
+        format!("{}: on each point's flow", k_name(k))
+    }
+
     /// The time to the target margin from the closed form's start, in the flow's units.
     fn closed_form_time(&self, k: usize) -> f64 {
         let target = self.target_margin.get();
@@ -271,6 +276,7 @@ impl Kind for Multiclass {
                 format!("{}: mean margin", k_name(k)),
                 format!("{} (theory): mean margin", k_name(k)),
                 format!("{}: time against the norm", k_name(k)),
+                Self::flow_mark_series(k),
             ]);
             out.scalars.extend([
                 self.time_scalar(k),
@@ -283,7 +289,6 @@ impl Kind for Multiclass {
         }
         out.series.extend([
             "time to the target margin".to_string(),
-            "on each point's flow".to_string(),
             self.closed_form_series().to_string(),
             "power 1 / s".to_string(),
             "power 1 / s^2".to_string(),
@@ -522,9 +527,16 @@ impl Kind for Multiclass {
             kx.iter().zip(ts).filter(|(_, t)| t.is_finite()).map(|(&k, &t)| (k, t)).unzip()
         };
         let (reached_k, reached_t) = finite(&measured_times);
+        // Each K's value on the flow as a short black dash across its K, under the
+        // measured dot: both stay visible where they agree (a dot on a dot hid one).
+        for (&k, &t) in ks.iter().zip(&flow_times).filter(|(_, t)| t.is_finite()) {
+            let half = 0.04 * (kx[kx.len() - 1] - kx[0]).max(1.0);
+            body.series.push(
+                Series::theory(Self::flow_mark_series(k), 2, vec![k as f64 - half, k as f64 + half], vec![t, t])
+                    .legend_label(FLOW_LABEL),
+            );
+        }
         body.series.push(Series::points("time to the target margin", 2, palette::PURPLE, reached_k, reached_t));
-        let (flow_k, flow_t) = finite(&flow_times);
-        body.series.push(Series::theory("on each point's flow", 2, flow_k, flow_t).styled(Style::Points));
         body.series.push(Series::line(
             self.closed_form_series(),
             2,
