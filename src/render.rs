@@ -440,10 +440,20 @@ where
     if look.axis_labels {
         mesh.x_desc(&panel.x_label).y_desc(&panel.y_label);
     }
+    // A log axis of a few decades gets a label every half decade (1, 3.2, 10):
+    // at one per decade it would show only two or three numbers.
+    let count = |n: usize, log: bool, (lo, hi): (f64, f64)| {
+        let half_decades = (2.0 * (hi - lo).abs()).floor() as usize + 1;
+        if log && (hi - lo).abs() <= 4.5 {
+            n.max(half_decades)
+        } else {
+            n
+        }
+    };
     mesh.x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .x_labels(look.ticks.0)
-        .y_labels(look.ticks.1)
+        .x_labels(count(look.ticks.0, xl, xr))
+        .y_labels(count(look.ticks.1, yl, yr))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .label_style((FONT, look.tick_font))
