@@ -637,6 +637,7 @@ pub const SUB_END: char = '\u{E001}';
 /// Whole phrases of ASCII maths and what a reader should see instead.
 const MATHS: &[(&str, &str)] = &[
     ("|grad_x D|", "‖∇ₓD‖"),
+    ("|mean grad_x D|", "‖mean ∇ₓD‖"),
     ("grad_x D", "∇ₓD"),
     ("|w_hat|", "‖ŵ‖"),
     ("w_hat", "ŵ"),
@@ -693,7 +694,10 @@ pub fn typeset(text: &str) -> String {
             while word_char(j) {
                 j += 1;
             }
-            if chars.get(j) == Some(&'+') && chars.get(j + 1).is_some_and(|c| c.is_ascii_uppercase()) && !word_char(j + 2) {
+            if chars.get(j) == Some(&'+')
+                && chars.get(j + 1).is_some_and(|c| c.is_ascii_uppercase())
+                && !word_char(j + 2)
+            {
                 j += 2;
             }
             out.push(SUB_START);

@@ -155,7 +155,8 @@ impl Chain {
         };
         let times: Vec<f64> = (0..4000).map(|k| t_max * 10f64.powf(-6.0 + 6.0 * k as f64 / 3999.0)).collect();
         let velocity = |z: &[f64]| vec![theory::balanced_chain_velocity(l, s, z[0], self.loss, 1.0)];
-        let z: Vec<f64> = theory::integrate(&[z0], &times, self.theory_dt.get(), 0.01, velocity).iter().map(|z| z[0]).collect();
+        let z: Vec<f64> =
+            theory::integrate(&[z0], &times, self.theory_dt.get(), 0.01, velocity).iter().map(|z| z[0]).collect();
         let target = self.target_margin.get();
         let at = |level: f64| crossing_time(&times, &z, level);
         let rise = match (at(0.1 * target), at(0.9 * target)) {

@@ -78,33 +78,43 @@ const NULL_TREND_SAMPLES: &str =
     "slope of the clean test accuracy on q permuted (a pairing that carries no trend), per seed";
 
 /// The images of the two classes: pixels scaled to 0..1 and labels +-1.
-struct Images {
-    x: Vec<[f32; PIXELS]>,
-    y: Vec<f32>,
+pub(crate) struct Images {
+    pub x: Vec<[f32; PIXELS]>,
+    pub y: Vec<f32>,
+}
+
+/// The images of digits `classes` in the data file (checked against its
+/// SHA-256): the first class labelled +1, the second -1.
+pub(crate) fn load(data: &std::path::Path, sha256: &str, classes: [u8; 2]) -> Result<Images> {
+    let all = datasets::uci_digits(data, sha256)?;
+    let mut images = Images { x: Vec::new(), y: Vec::new() };
+    for (x, digit) in all.x.iter().zip(&all.digit) {
+        if let Some(class) = classes.iter().position(|c| c == digit) {
+            images.x.push(*x);
+            images.y.push(if class == 0 { 1.0 } else { -1.0 });
+        }
+    }
+    ensure!(!images.y.is_empty(), "{}: no image of the digits {:?}", data.display(), classes);
+    Ok(images)
+}
+
+/// Indices of the training and test images among `count`: a seeded shuffle, then split.
+pub(crate) fn split(count: usize, test_fraction: f64, split_seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut r = rng::stream("digits/split", split_seed);
+    let mut order: Vec<usize> = (0..count).collect();
+    order.shuffle(&mut r);
+    let test = (test_fraction * count as f64).round() as usize;
+    let train = order.split_off(test);
+    (train, order)
 }
 
 impl Digits {
     fn load(&self) -> Result<Images> {
-        let all = datasets::uci_digits(&self.data, &self.data_sha256)?;
-        let mut images = Images { x: Vec::new(), y: Vec::new() };
-        for (x, digit) in all.x.iter().zip(&all.digit) {
-            if let Some(class) = self.classes.iter().position(|c| c == digit) {
-                images.x.push(*x);
-                images.y.push(if class == 0 { 1.0 } else { -1.0 });
-            }
-        }
-        ensure!(!images.y.is_empty(), "{}: no image of the digits {:?}", self.data.display(), self.classes);
-        Ok(images)
+        load(&self.data, &self.data_sha256, self.classes)
     }
 
-    /// Indices of the training and test images: a seeded shuffle, then split.
     fn split(&self, count: usize) -> (Vec<usize>, Vec<usize>) {
-        let mut r = rng::stream("digits/split", self.split_seed);
-        let mut order: Vec<usize> = (0..count).collect();
-        order.shuffle(&mut r);
-        let test = (self.test_fraction.get() * count as f64).round() as usize;
-        let train = order.split_off(test);
-        (train, order)
+        split(count, self.test_fraction.get(), self.split_seed)
     }
 }
 

@@ -173,6 +173,7 @@ registry! {
     discriminator: Discriminator,
     multiclass: Multiclass,
     gan: Gan,
+    colored_digits: ColoredDigits,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.
