@@ -94,6 +94,10 @@ impl Run {
         }
     }
 
+    fn is_penalized(self) -> bool {
+        matches!(self, Run::Coloured { penalty } if penalty > 0.0)
+    }
+
     fn final_scalar(self) -> String {
         format!("{}: flipped-colour test accuracy at the end", self.name())
     }
@@ -121,6 +125,16 @@ impl ColoredDigits {
         runs.extend(self.penalties.iter().map(|p| Run::Coloured { penalty: p.get() }));
         runs.push(Run::Grayscale);
         runs
+    }
+
+    /// The runs drawn over time: the plain one, the control and the largest
+    /// lambda (from the step the penalty is on). Nearer lambdas lie on top of
+    /// one another there; every run is at the end, against lambda.
+    fn drawn_over_time(&self, run: Run) -> bool {
+        match run {
+            Run::Coloured { penalty } => penalty == 0.0 || self.penalties.last().is_some_and(|p| p.get() == penalty),
+            Run::Grayscale => true,
+        }
     }
 
     fn run(&self, id: JobId) -> Result<Run> {
@@ -271,7 +285,7 @@ impl Kind for ColoredDigits {
 
     fn outputs(&self) -> Outputs {
         let runs = self.runs();
-        let mut series: Vec<String> = runs.iter().map(|r| r.name()).collect();
+        let mut series: Vec<String> = runs.iter().filter(|r| self.drawn_over_time(**r)).map(|r| r.name()).collect();
         series.extend([AT_THE_END, SHAPE_CEILING, COLOUR_FLOOR, CONTROL_LEVEL].map(String::from));
         let mut samples: Vec<String> = runs
             .iter()
@@ -344,7 +358,13 @@ impl Kind for ColoredDigits {
             let color = if *run == Run::Grayscale { palette::BLACK } else { COLORS[j % COLORS.len()] };
             let (line, finals) = digits::accuracy_over_time(run.name(), color, log, seeds)?;
             body.scalars.insert(run.final_scalar(), line.y[line.y.len() - 1]);
-            body.series.push(line);
+            if self.drawn_over_time(*run) {
+                // A penalized run is the plain run until the penalty is on: drawn from then.
+                let before = log.log_steps.iter().filter(|&&s| s < self.penalty_from).count();
+                let skipped = log.log_steps.len() - line.x.len();
+                let warm_up = if run.is_penalized() { before.saturating_sub(skipped) } else { 0 };
+                body.series.push(line.skipping(warm_up));
+            }
             ends.push(finals);
         }
         let (plain, control) = (&ends[0], &ends[runs.len() - 1]);
@@ -359,7 +379,7 @@ impl Kind for ColoredDigits {
         let lambdas: Vec<f64> = [0.0].into_iter().chain(self.penalties.iter().map(|p| p.get())).collect();
         let per_seed: Vec<Vec<f64>> =
             (0..seeds).map(|k| ends[..lambdas.len()].iter().map(|end| end[k]).collect()).collect();
-        body.series.push(Series::mean_over_seeds(AT_THE_END, 1, palette::BLUE, lambdas.clone(), &per_seed));
+        body.series.push(Series::mean_over_seeds(AT_THE_END, 1, palette::ORANGE, lambdas.clone(), &per_seed));
         let span = vec![lambdas[0], lambdas[lambdas.len() - 1]];
         let control_mean = control.iter().sum::<f64>() / control.len() as f64;
         body.series.push(
