@@ -234,20 +234,25 @@ fn train_with_warm_up(input: &TrainInput, from: u64) -> Result<TrainLog> {
     // The second log's step 0 is the first's last: kept once, and only if it was asked for.
     let keep_from = all.contains(&from);
     let cut = if keep_from { first.log_steps.len() } else { first.log_steps.len() - 1 };
+    // Rows of the first log up to the cut, then the second's after its step 0
+    // (a log without probe points has no probe rows at all).
+    let joined = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        a[..cut.min(a.len())].iter().chain(b.iter().skip(1)).cloned().collect()
+    };
     let mut log = TrainLog {
         learning_rate: first.learning_rate,
-        log_steps: first.log_steps[..cut].to_vec(),
-        margins: first.margins[..cut].to_vec(),
-        probe_margins: first.probe_margins[..cut].to_vec(),
-        weight_norms: first.weight_norms[..cut].to_vec(),
+        log_steps: first.log_steps[..cut]
+            .iter()
+            .copied()
+            .chain(second.log_steps[1..].iter().map(|s| s + from))
+            .collect(),
+        margins: joined(&first.margins, &second.margins),
+        probe_margins: joined(&first.probe_margins, &second.probe_margins),
+        weight_norms: joined(&first.weight_norms, &second.weight_norms),
         weights: Vec::new(),
         diverged_at: first.diverged_at.clone(),
         samples: Vec::new(),
     };
-    log.log_steps.extend(second.log_steps[1..].iter().map(|s| s + from));
-    log.margins.extend_from_slice(&second.margins[1..]);
-    log.probe_margins.extend_from_slice(&second.probe_margins[1..]);
-    log.weight_norms.extend_from_slice(&second.weight_norms[1..]);
     for (d, later) in log.diverged_at.iter_mut().zip(&second.diverged_at) {
         *d = d.or(later.map(|s| s + from));
     }
@@ -379,7 +384,10 @@ impl Kind for ColoredDigits {
         let lambdas: Vec<f64> = [0.0].into_iter().chain(self.penalties.iter().map(|p| p.get())).collect();
         let per_seed: Vec<Vec<f64>> =
             (0..seeds).map(|k| ends[..lambdas.len()].iter().map(|end| end[k]).collect()).collect();
-        body.series.push(Series::mean_over_seeds(AT_THE_END, 1, palette::ORANGE, lambdas.clone(), &per_seed));
+        body.series.push(
+            Series::mean_over_seeds(AT_THE_END, 1, palette::ORANGE, lambdas.clone(), &per_seed)
+                .legend_label("plain (at 0) and penalized, at the end, against lambda"),
+        );
         let span = vec![lambdas[0], lambdas[lambdas.len() - 1]];
         let control_mean = control.iter().sum::<f64>() / control.len() as f64;
         body.series.push(
@@ -395,5 +403,62 @@ impl Kind for ColoredDigits {
                 .legend_label(COLOUR_FLOOR),
         );
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TrainInput;
+
+    /// A small random training: 2 members, 12 points in R^6, a 6-4-3-1 net.
+    fn input(penalty: f64) -> TrainInput {
+        let shapes = vec![(4, 6), (3, 4), (1, 3)];
+        let layers = (0..2u64).map(|seed| random_layers("test/warm-up", seed, &shapes, 1.0)).fold(
+            vec![Vec::new(); 3],
+            |mut all, member| {
+                for (l, w) in member.into_iter().enumerate() {
+                    all[l].extend(w);
+                }
+                all
+            },
+        );
+        let mut r = rng::stream("test/warm-up-data", 0);
+        let x: Vec<f32> = (0..2 * 12 * 6).map(|_| rng::normal(&mut r) as f32).collect();
+        let y: Vec<f32> = (0..2 * 12).map(|_| rng::sign(&mut r) as f32).collect();
+        let mut cfg = TrainConfig::logged(Loss::CrossEntropy, 0.1, 200, 15);
+        cfg.output_penalty = penalty;
+        TrainInput {
+            init: EnsembleWeights { members: 2, shapes, layers },
+            data: EnsembleData { members: 2, points: 12, dim: 6, x, y },
+            cfg,
+        }
+    }
+
+    #[test]
+    fn a_warm_up_without_penalty_is_the_plain_run_bit_for_bit() {
+        // Gradient descent's state is its weights: resumed from them, the run goes on as if never stopped,
+        // whether the switch falls on a logged step or between two.
+        let plain = crate::engine::train(&input(0.0).init, &input(0.0).data, &input(0.0).cfg).unwrap();
+        for from in [37, plain.log_steps[5]] {
+            let resumed = train_with_warm_up(&input(0.0), from).unwrap();
+            assert_eq!(resumed.log_steps, plain.log_steps);
+            assert_eq!(resumed.margins, plain.margins, "switch at step {from}");
+            assert_eq!(resumed.weight_norms, plain.weight_norms);
+        }
+    }
+
+    #[test]
+    fn the_penalty_acts_only_from_its_step() {
+        let plain = crate::engine::train(&input(0.0).init, &input(0.0).data, &input(0.0).cfg).unwrap();
+        let from = 50;
+        let warmed = train_with_warm_up(&input(0.5), from).unwrap();
+        for (k, &step) in plain.log_steps.iter().enumerate() {
+            if step <= from {
+                assert_eq!(warmed.margins[k], plain.margins[k], "step {step}, before the penalty");
+            } else {
+                assert_ne!(warmed.margins[k], plain.margins[k], "step {step}, with the penalty");
+            }
+        }
     }
 }
