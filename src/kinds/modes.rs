@@ -216,7 +216,7 @@ impl Kind for Modes {
         let (_, modes) = base.init(&base.models[0], seeds[0], &labels);
         let theory: Vec<Vec<f64>> =
             modes.iter().map(|m| m.margins_at(&times, self.loss, n as f64, self.theory_dt.get())).collect();
-        let panel = |title: &str| Panel::over_log_time(title, "margin y f(x) of the point");
+        let panel = |title: &str| Panel::over_log_time(title, "margin y f(x)");
         let mut body = FigureBody {
             panels: vec![
                 panel("aligned, balanced init: each mode on its own ODE"),
