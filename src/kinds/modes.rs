@@ -111,8 +111,21 @@ const RANDOM_COUPLING_MEAN: &str =
 const RANDOM_COUPLING_SAME: &str = "random: normalized tangent-kernel off-diagonal at the end, pairs of one label";
 const RANDOM_COUPLING_OPPOSITE: &str =
     "random: normalized tangent-kernel off-diagonal at the end, pairs of opposite labels";
+/// The overlap of the last hidden layer's outputs h = h_{L-1}(x), the
+/// output weights' gradient: cos(h_i, h_j), mean over pairs i < j, averaged
+/// over the logged times after t = 0, per seed. On orthogonal inputs and two
+/// layers, K_ij / sqrt(K_ii K_jj) = cos(h_i, h_j) sqrt(rho_i rho_j) exactly,
+/// with rho_i = |h_i|^2 / K_ii the output layer's share of K_ii.
+const RANDOM_FEATURES: &str =
+    "random: overlap of the hidden features cos(h_i, h_j), mean over pairs and logged times, per seed";
+const RANDOM_FEATURES_MEAN: &str =
+    "random: overlap of the hidden features cos(h_i, h_j), mean over pairs and logged times, mean over seeds";
+/// rho_i = |h_i|^2 / K_ii, mean over points and seeds, at t = 0 and at the end.
+const RANDOM_SHARE_START: &str = "random: the output layer's share of K_ii, mean over points, at the init";
+const RANDOM_SHARE_END: &str = "random: the output layer's share of K_ii, mean over points, at the end";
+const FEATURES_COLOR: &str = palette::GREY;
 /// The five points' colours; sky blue is the aligned coupling's in panel (c)
-/// and black the random one's.
+/// black the random one's, grey the random net's feature overlap.
 const POINT_COLORS: [&str; 5] = [palette::BLUE, palette::ORANGE, palette::GREEN, palette::VERMILLION, palette::PURPLE];
 const ALIGNED_COUPLING_COLOR: &str = palette::SKY_BLUE;
 const RANDOM_COUPLING_COLOR: &str = palette::BLACK;
@@ -182,12 +195,16 @@ impl Kind for Modes {
                 RANDOM_COUPLING_MEAN.into(),
                 RANDOM_COUPLING_SAME.into(),
                 RANDOM_COUPLING_OPPOSITE.into(),
+                RANDOM_FEATURES_MEAN.into(),
+                RANDOM_SHARE_START.into(),
+                RANDOM_SHARE_END.into(),
             ],
             samples: vec![
                 RANDOM_ORDER.into(),
                 RANDOM_ORDER_PERMUTED.into(),
                 ALIGNED_COUPLING.into(),
                 RANDOM_COUPLING.into(),
+                RANDOM_FEATURES.into(),
             ],
         }
     }
@@ -219,16 +236,15 @@ impl Kind for Modes {
         let panel = |title: &str| Panel::over_log_time(title, "margin y f(x)");
         let mut body = FigureBody {
             panels: vec![
-                panel("aligned, balanced init: each mode on its own ODE"),
-                panel("random init; dashed: the aligned ODE, for reference"),
-                Panel::over_log_time(
-                    "coupling between modes, aligned vs random init",
-                    "|Kᵢⱼ| / √(Kᵢᵢ Kⱼⱼ), mean over pairs i ≠ j",
-                ),
+                panel("aligned init: each mode on its ODE"),
+                panel("random init; dashed: aligned ODE"),
+                Panel::over_log_time("coupling between modes", "mean over pairs i ≠ j"),
             ],
             ..Default::default()
         };
         // The inputs as the engine holds them (norms in f32).
+        // Panel (c)'s series, drawn after the margins (and listed after them).
+        let mut coupling = Vec::new();
         let inputs: Vec<Vec<f64>> =
             (0..n).map(|i| (0..n).map(|j| if i == j { norms[i] as f32 as f64 } else { 0.0 }).collect()).collect();
         for (panel, (log, name)) in logs.iter().zip([ALIGNED, RANDOM]).enumerate() {
@@ -282,45 +298,78 @@ impl Kind for Modes {
                 log.log_steps.len()
             );
             let mut largest: f64 = 0.0;
-            let mut per_seed: Vec<Vec<f64>> = Vec::with_capacity(seeds.len());
-            let (mut same, mut opposite) = (Vec::new(), Vec::new());
+            let (mut per_seed, mut features): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
+            let (mut same, mut opposite, mut share_start, mut share_end) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for k in 0..seeds.len() {
-                let mut curve = Vec::with_capacity(times.len() - skip);
+                let (mut curve, mut overlap) = (Vec::new(), Vec::new());
                 for (step, (_, weights)) in log.weights.iter().enumerate() {
-                    let c = Coupling::of(&tangent_kernel(weights, k, &inputs), &labels);
+                    let layers = layer_kernels(weights, k, &inputs);
+                    let total = sum_of(&layers);
+                    let c = Coupling::of(&total, &labels);
                     largest = largest.max(c.max);
                     if step >= skip {
                         curve.push(c.mean);
+                        overlap.push(Coupling::of(&layers[layers.len() - 1], &labels).mean);
+                    }
+                    let share =
+                        || mean(&(0..n).map(|i| layers[layers.len() - 1][i][i] / total[i][i]).collect::<Vec<_>>());
+                    if step == 0 {
+                        share_start.push(share());
                     }
                     if step + 1 == log.weights.len() {
                         same.push(c.same_label);
                         opposite.push(c.opposite_labels);
+                        share_end.push(share());
                     }
                 }
                 per_seed.push(curve);
+                features.push(overlap);
             }
             let averages: Vec<f64> = per_seed.iter().map(|c| mean(c)).collect();
+            let x = times[skip..].to_vec();
             if panel == 0 {
                 body.scalars.insert(ALIGNED_COUPLING_MAX.into(), largest);
                 body.samples.insert(ALIGNED_COUPLING.into(), averages);
+                // Exactly 0 throughout and the same for every seed: markers at
+                // every fourth logged time, which a line along the axis would hide.
+                let every = |v: &[f64]| v.iter().step_by(4).copied().collect::<Vec<f64>>();
+                coupling.push(
+                    Series::points(
+                        format!("coupling, {name}"),
+                        2,
+                        ALIGNED_COUPLING_COLOR,
+                        every(&x),
+                        every(&per_seed[0]),
+                    )
+                    .legend_label("aligned: |Kᵢⱼ| / √(Kᵢᵢ Kⱼⱼ), all 0"),
+                );
             } else {
                 body.scalars.insert(RANDOM_COUPLING_MAX.into(), largest);
                 body.scalars.insert(RANDOM_COUPLING_MEAN.into(), mean(&averages));
                 body.scalars.insert(RANDOM_COUPLING_SAME.into(), mean(&same));
                 body.scalars.insert(RANDOM_COUPLING_OPPOSITE.into(), mean(&opposite));
                 body.samples.insert(RANDOM_COUPLING.into(), averages);
+                let overlaps: Vec<f64> = features.iter().map(|c| mean(c)).collect();
+                body.scalars.insert(RANDOM_FEATURES_MEAN.into(), mean(&overlaps));
+                body.samples.insert(RANDOM_FEATURES.into(), overlaps);
+                body.scalars.insert(RANDOM_SHARE_START.into(), mean(&share_start));
+                body.scalars.insert(RANDOM_SHARE_END.into(), mean(&share_end));
+                coupling.push(
+                    Series::mean_over_seeds(
+                        format!("coupling, {name}"),
+                        2,
+                        RANDOM_COUPLING_COLOR,
+                        x.clone(),
+                        &per_seed,
+                    )
+                    .legend_label("random: |Kᵢⱼ| / √(Kᵢᵢ Kⱼⱼ)"),
+                );
+                coupling.push(
+                    Series::mean_over_seeds("hidden-feature overlap, random init", 2, FEATURES_COLOR, x, &features)
+                        .legend_label("random: cos(hᵢ, hⱼ), features"),
+                );
             }
-            let x = times[skip..].to_vec();
-            body.series.push(if panel == 0 {
-                // Exactly 0 throughout and the same for every seed: markers at
-                // every fourth logged time, which a line along the axis would hide.
-                let every = |v: &[f64]| v.iter().step_by(4).copied().collect::<Vec<f64>>();
-                Series::points(format!("coupling, {name}"), 2, ALIGNED_COUPLING_COLOR, every(&x), every(&per_seed[0]))
-                    .legend_label("aligned init: exactly 0")
-            } else {
-                Series::mean_over_seeds(format!("coupling, {name}"), 2, RANDOM_COUPLING_COLOR, x, &per_seed)
-                    .legend_label("random init")
-            });
             let shown = self.shown(&norms);
             for (rank, &i) in shown.iter().enumerate() {
                 let color = POINT_COLORS[rank];
@@ -344,6 +393,7 @@ impl Kind for Modes {
                 );
             }
         }
+        body.series.extend(coupling);
         Ok(body)
     }
 }
@@ -353,10 +403,27 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// The tangent kernel K_ij = grad_theta f(x_i) . grad_theta f(x_j) of member
-/// `member` on `inputs`, N x N, in f64 from the recorded f32 weights: per
-/// layer, the product of the two points' backward vectors' dot product and
-/// their layer inputs' dot product (see the module doc).
-pub(crate) fn tangent_kernel(weights: &EnsembleWeights, member: usize, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+/// `member` on `inputs`, N x N, in f64 from the recorded f32 weights.
+#[cfg(test)]
+fn tangent_kernel(weights: &EnsembleWeights, member: usize, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    sum_of(&layer_kernels(weights, member, inputs))
+}
+
+/// The sum of per-layer kernels.
+fn sum_of(layers: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
+    let mut total = layers[0].clone();
+    for layer in &layers[1..] {
+        for (row, add) in total.iter_mut().zip(layer) {
+            row.iter_mut().zip(add).for_each(|(t, a)| *t += a);
+        }
+    }
+    total
+}
+
+/// Each layer's part of the tangent kernel, [l][i][j]: the product of the two
+/// points' backward vectors' dot product and their layer inputs' dot product
+/// (see the module doc); the last is the output weights' part, h_i . h_j.
+fn layer_kernels(weights: &EnsembleWeights, member: usize, inputs: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
     let depth = weights.shapes.len();
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     // Per point: the input of every layer (h_0 = x, ..., h_{L-1}) and dF/da_l.
@@ -395,12 +462,16 @@ pub(crate) fn tangent_kernel(weights: &EnsembleWeights, member: usize, inputs: &
         })
         .collect();
     let n = inputs.len();
-    (0..n)
-        .map(|i| {
+    (0..depth)
+        .map(|l| {
             (0..n)
-                .map(|j| {
-                    let ((hi, di), (hj, dj)) = (&per_point[i], &per_point[j]);
-                    (0..depth).map(|l| dot(&di[l], &dj[l]) * dot(&hi[l], &hj[l])).sum()
+                .map(|i| {
+                    (0..n)
+                        .map(|j| {
+                            let ((hi, di), (hj, dj)) = (&per_point[i], &per_point[j]);
+                            dot(&di[l], &dj[l]) * dot(&hi[l], &hj[l])
+                        })
+                        .collect()
                 })
                 .collect()
         })
@@ -559,6 +630,8 @@ mod tests {
         };
         let layers = vec![diag([0.3, 1.2, 0.7, 2.0]), diag([0.5, 0.1, 1.1, 0.9]), vec![0.4, -0.8, 1.3, -0.2]];
         let w = EnsembleWeights { members: 1, shapes: vec![(n, n), (n, n), (1, n)], layers };
+        // Panel (c)'s series, drawn after the margins (and listed after them).
+        let mut coupling = Vec::new();
         let inputs: Vec<Vec<f64>> =
             (0..n).map(|i| (0..n).map(|j| if i == j { 0.5 + i as f64 } else { 0.0 }).collect()).collect();
         let k = tangent_kernel(&w, 0, &inputs);
