@@ -268,7 +268,10 @@ impl Kind for Modes {
                     let learned: Vec<f64> = (0..n)
                         .map(|i| {
                             let margins: Vec<f64> = log.margins.iter().map(|m| m[k * n + i] as f64).collect();
-                            crate::stats::crossing_time(&times, &margins, self.learned_margin.get()).unwrap_or(f64::NAN)
+                            // A point never learned ranks after every learned one
+                            // (never-learned points tie).
+                            crate::stats::crossing_time(&times, &margins, self.learned_margin.get())
+                                .unwrap_or(f64::INFINITY)
                         })
                         .collect();
                     if panel == 0 {
@@ -312,8 +315,17 @@ impl Kind for Modes {
                         curve.push(c.mean);
                         overlap.push(Coupling::of(&layers[layers.len() - 1], &labels).mean);
                     }
-                    let share =
-                        || mean(&(0..n).map(|i| layers[layers.len() - 1][i][i] / total[i][i]).collect::<Vec<_>>());
+                    // Over the points with a gradient (K_ii > 0; a point on
+                    // which every unit is dead has none).
+                    let share = || {
+                        let last = &layers[layers.len() - 1];
+                        mean(
+                            &(0..n)
+                                .filter(|&i| total[i][i] > 0.0)
+                                .map(|i| last[i][i] / total[i][i])
+                                .collect::<Vec<_>>(),
+                        )
+                    };
                     if step == 0 {
                         share_start.push(share());
                     }
@@ -630,8 +642,6 @@ mod tests {
         };
         let layers = vec![diag([0.3, 1.2, 0.7, 2.0]), diag([0.5, 0.1, 1.1, 0.9]), vec![0.4, -0.8, 1.3, -0.2]];
         let w = EnsembleWeights { members: 1, shapes: vec![(n, n), (n, n), (1, n)], layers };
-        // Panel (c)'s series, drawn after the margins (and listed after them).
-        let mut coupling = Vec::new();
         let inputs: Vec<Vec<f64>> =
             (0..n).map(|i| (0..n).map(|j| if i == j { 0.5 + i as f64 } else { 0.0 }).collect()).collect();
         let k = tangent_kernel(&w, 0, &inputs);
