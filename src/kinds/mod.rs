@@ -173,6 +173,7 @@ registry! {
     discriminator: Discriminator,
     multiclass: Multiclass,
     gan: Gan,
+    two_moons: TwoMoons,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.
