@@ -616,3 +616,64 @@ impl Kind for TwoMoons {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_net(seed: u64, width: usize) -> Net {
+        let mut r = rng::stream("two-moons/test-net", seed);
+        let w = (0..width).map(|_| [rng::normal(&mut r), rng::normal(&mut r), rng::normal(&mut r)]).collect();
+        let v = (0..width).map(|_| rng::normal(&mut r) / width as f64).collect();
+        Net { w, v, c: 1.0 }
+    }
+
+    /// The walk's zero against a dense scan of the same segment.
+    #[test]
+    fn the_first_zero_is_where_a_dense_scan_finds_the_sign_change() {
+        for seed in 0..20 {
+            let net = random_net(seed, 40);
+            let mut r = rng::stream("two-moons/test-point", seed);
+            let p = (rng::uniform(&mut r, -1.0, 2.0), rng::uniform(&mut r, -0.5, 1.0));
+            let angle = rng::uniform(&mut r, 0.0, 6.3);
+            let d = (angle.cos(), angle.sin());
+            let walked = net.first_zero(p, d, 1.0);
+            let positive = net.f(p.0, p.1) > 0.0;
+            let n = 200_000;
+            let scanned = (1..=n)
+                .map(|k| k as f64 / n as f64)
+                .find(|&s| (net.f(p.0 + s * d.0, p.1 + s * d.1) > 0.0) != positive);
+            match (walked, scanned) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "seed {seed}: walked {a}, scanned {b}"),
+                (None, None) => {}
+                other => panic!("seed {seed}: {other:?}"),
+            }
+        }
+    }
+
+    /// A point's distance from the grid's zeros against the nearest zero
+    /// over 3600 directions, each found by the walk.
+    #[test]
+    fn the_distance_from_the_grid_zeros_is_the_distance_from_the_boundary() {
+        let grid = Grid::new(0.04, 0.5);
+        for seed in 0..10 {
+            let net = random_net(seed, 40);
+            let b = grid.boundary(&net);
+            let mut r = rng::stream("two-moons/test-point", seed);
+            let (x, y) = (rng::uniform(&mut r, -1.0, 2.0), rng::uniform(&mut r, -0.5, 1.0));
+            let from_grid =
+                b.zeros.iter().map(|&(zx, zy)| (zx - x).hypot(zy - y)).fold(f64::INFINITY, f64::min).min(0.5);
+            let exact = (0..3600)
+                .filter_map(|k| {
+                    let a = k as f64 * std::f64::consts::TAU / 3600.0;
+                    net.first_zero((x, y), (a.cos(), a.sin()), 0.5)
+                })
+                .fold(0.5, f64::min);
+            // The zeros are at most a grid step apart along the boundary.
+            assert!(
+                from_grid >= exact - 1e-3 && from_grid <= exact + 0.04f64.powi(2) / (8.0 * exact.max(0.01)) + 1e-3,
+                "seed {seed}: grid {from_grid}, exact {exact}"
+            );
+        }
+    }
+}
