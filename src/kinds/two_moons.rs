@@ -640,9 +640,8 @@ mod tests {
             let walked = net.first_zero(p, d, 1.0);
             let positive = net.f(p.0, p.1) > 0.0;
             let n = 200_000;
-            let scanned = (1..=n)
-                .map(|k| k as f64 / n as f64)
-                .find(|&s| (net.f(p.0 + s * d.0, p.1 + s * d.1) > 0.0) != positive);
+            let scanned =
+                (1..=n).map(|k| k as f64 / n as f64).find(|&s| (net.f(p.0 + s * d.0, p.1 + s * d.1) > 0.0) != positive);
             match (walked, scanned) {
                 (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "seed {seed}: walked {a}, scanned {b}"),
                 (None, None) => {}
