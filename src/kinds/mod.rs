@@ -174,6 +174,7 @@ registry! {
     multiclass: Multiclass,
     gan: Gan,
     colored_digits: ColoredDigits,
+    two_moons: TwoMoons,
 }
 
 /// A job's config: the experiment's config as JSON with some fields replaced.
