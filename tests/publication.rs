@@ -131,8 +131,8 @@ fn pinned_bytes() {
     assert_eq!(
         (hash(&export.pdf).as_str(), hash(&export.png).as_str()),
         (
-            "eafe4dc995efe0c19e2b67682b2760355469e1b1386e2fa160ea80064a74639e",
-            "4f0a6f8d7893ae8a64cda2606dd94eea6ed3289b682bbc77f9231d3953230ac7"
+            "29fb9d92d48018c3b0638297a347b30b45c13a1c0994c89cd8c906b746b6c163",
+            "7dbd1ee9a20292820d047242ba7e1423319b5e933435545eb77e9d2ad66cb64f"
         ),
         "the publication bytes changed"
     );
