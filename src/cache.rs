@@ -9,6 +9,12 @@
 //! Writes go through `files::write_atomically`; a process killed midway
 //! leaves a `.partial-<pid>_<host>-*.tmp` file that never has an entry's name
 //! (`<key>.json`), so it is never read as one (see `files`).
+//!
+//! With a remote (`remote.rs`), a local miss is looked up there: an entry
+//! that comes back is verified like a local file (header, key, checksum)
+//! before it is kept locally and served; a damaged one is reported and
+//! recomputed. What this run computes is stored there too if the remote
+//! writes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,11 +25,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::files::{prepare_dir, write_atomically};
+use crate::remote::{Fetched, Remote};
 
 const MAGIC: &str = "learning-dynamics-cache v1";
 
 pub struct Cache {
     dir: PathBuf,
+    remote: Option<Remote>,
 }
 
 /// What a lookup found.
@@ -39,7 +47,18 @@ impl Cache {
     /// be written to, and removes what killed writers left behind.
     pub fn open(dir: &Path) -> Result<Cache> {
         prepare_dir(dir, "cache directory")?;
-        Ok(Cache { dir: dir.to_path_buf() })
+        Ok(Cache { dir: dir.to_path_buf(), remote: None })
+    }
+
+    /// The same cache, reading through to `remote` (and writing to it if it writes).
+    pub fn with_remote(self, remote: Option<Remote>) -> Cache {
+        Cache { remote, ..self }
+    }
+
+    /// What went wrong with the remote since the last call (unreachable, slow,
+    /// refusing writes, a damaged entry), for the run to report.
+    pub fn remote_problems(&self) -> Vec<String> {
+        self.remote.as_ref().map_or_else(Vec::new, Remote::take_problems)
     }
 
     pub fn path(&self, key: &str) -> PathBuf {
@@ -75,7 +94,24 @@ impl Cache {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Lookup<T> {
-        read_entry(&self.path(key), key)
+        let local = read_entry(&self.path(key), key);
+        let Some(remote) = &self.remote else { return local };
+        if matches!(local, Lookup::Hit(_)) {
+            return local;
+        }
+        match remote.fetch(key) {
+            Fetched::Found(bytes) => match decode(key, &bytes) {
+                Ok(value) => {
+                    // Kept locally as it came, verified: the next run needs no network.
+                    if let Err(e) = write_atomically(&self.path(key), &bytes) {
+                        remote.note(format!("{}: not kept locally: {e:#}", remote.url(key)));
+                    }
+                    Lookup::Hit(value)
+                }
+                Err(why) => Lookup::Damaged(format!("remote entry {}: {why}", remote.url(key))),
+            },
+            Fetched::Absent | Fetched::Failed => local,
+        }
     }
 
     /// Stores a value atomically: a reader sees the old state or the new
@@ -84,7 +120,11 @@ impl Cache {
         let body = serde_json::to_vec(value).context("cannot serialize a cache entry")?;
         let mut bytes = format!("{MAGIC} {key} {}\n", hex::encode(Sha256::digest(&body))).into_bytes();
         bytes.extend_from_slice(&body);
-        write_atomically(&self.path(key), &bytes)
+        write_atomically(&self.path(key), &bytes)?;
+        if let Some(remote) = &self.remote {
+            remote.store(key, &bytes);
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod preflight;
 pub mod provenance;
 pub mod publication;
 pub mod records;
+pub mod remote;
 pub mod render;
 pub mod rng;
 pub mod shapes;

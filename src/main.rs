@@ -74,6 +74,21 @@ enum Command {
         /// cluster computed the shards), failing with a list of the missing ones.
         #[arg(long, conflicts_with_all = ["force", "dry_run"])]
         assemble_only: bool,
+        /// A remote cache shared by machines with no common disk: an http(s)
+        /// URL of a directory that answers GET (and PUT, to write) of
+        /// <key>.json, e.g. nginx with WebDAV. A local miss is read from there,
+        /// verified by its checksum and kept locally; a damaged entry is
+        /// recomputed; a remote that is down or slow is reported and the run
+        /// trains what it lacks.
+        #[arg(long, value_name = "URL", env = "PAPER_FIGURES_REMOTE_CACHE")]
+        remote_cache: Option<String>,
+        /// Also store every result this run computes in the remote cache
+        /// (off by default: most users only read).
+        #[arg(long, requires = "remote_cache")]
+        remote_cache_write: bool,
+        /// Seconds each request to the remote cache may take, whole.
+        #[arg(long, value_name = "SECONDS", value_parser = whole_number, default_value_t = 60)]
+        remote_cache_timeout: usize,
         #[command(flatten)]
         slurm: SlurmArgs,
     },
@@ -381,7 +396,19 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Figures {
-            check, force, only, out, cache_dir: dir, jobs, json_events, assemble_only, slurm, ..
+            check,
+            force,
+            only,
+            out,
+            cache_dir: dir,
+            jobs,
+            json_events,
+            assemble_only,
+            slurm,
+            remote_cache,
+            remote_cache_write,
+            remote_cache_timeout,
+            ..
         } => {
             let threads = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = Options {
@@ -392,6 +419,11 @@ fn run() -> Result<ExitCode> {
                 threads,
                 train: !assemble_only,
                 refuse_lint: true,
+                remote_cache: remote_cache.map(|url| pipeline::RemoteCache {
+                    url,
+                    write: remote_cache_write,
+                    timeout: Duration::from_secs(remote_cache_timeout as u64),
+                }),
             };
             // Job lines line up under the longest names of this run's figures and jobs.
             let selected = pipeline::select(&paper, &opts.only)?;
@@ -439,6 +471,7 @@ impl Reporter {
             Event::DamagedCacheEntry { figure, job, why } => {
                 self.line(format!("warning: damaged cache entry for {figure} / {job}: {why}; recomputing"))
             }
+            Event::RemoteCacheProblem { why } => self.line(format!("warning: remote cache: {why}")),
             Event::TrainingStarts { shards, seconds, .. } => {
                 *self.done.lock().unwrap() = (0, shards);
                 if self.terminal {

@@ -43,6 +43,26 @@ pub struct Options {
     /// the command line; the library's tests turn it off where their small
     /// configs draw curves on one another (the lint has its own tests).
     pub refuse_lint: bool,
+    /// A remote cache to read through (and write to), shared by machines with
+    /// no common disk (`remote.rs`); none by default.
+    pub remote_cache: Option<RemoteCache>,
+}
+
+/// Where the remote cache is and how this run uses it.
+#[derive(Debug, Clone)]
+pub struct RemoteCache {
+    /// http:// or https://: the directory the entries live in.
+    pub url: String,
+    /// Store what this run computes there too (off: read only).
+    pub write: bool,
+    /// For each request as a whole.
+    pub timeout: Duration,
+}
+
+impl RemoteCache {
+    pub fn open(&self) -> Result<crate::remote::Remote> {
+        crate::remote::Remote::new(&self.url, self.write, self.timeout)
+    }
 }
 
 /// What a run reports while it works, in order. The library prints nothing:
@@ -53,6 +73,9 @@ pub struct Options {
 pub enum Event {
     /// A cache entry could not be read; its job is trained again.
     DamagedCacheEntry { figure: String, job: String, why: String },
+    /// The remote cache failed a request (down, slow, refusing a write); the
+    /// run goes on without it, training what it lacks.
+    RemoteCacheProblem { why: String },
     /// Training begins for the shards the cache did not have; `seconds`: their
     /// estimated compute (`estimate_seconds`), the total a progress bar fills.
     TrainingStarts { shards: usize, networks: usize, seconds: f64 },
@@ -531,7 +554,13 @@ impl std::error::Error for MissingShards {}
 /// reporting its progress to `report`.
 pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Result<Run> {
     let figures = select(paper, &opts.only)?;
-    let cache = Cache::open(&opts.cache_dir)?;
+    let remote = opts.remote_cache.as_ref().map(RemoteCache::open).transpose()?;
+    let cache = Cache::open(&opts.cache_dir)?.with_remote(remote);
+    let report_remote = || {
+        for why in cache.remote_problems() {
+            report(Event::RemoteCacheProblem { why });
+        }
+    };
     let planned = plan(&figures);
 
     // Cache lookups first, so the progress bar counts only real work.
@@ -555,6 +584,7 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
             }
         }
     }
+    report_remote();
     let todo: Vec<ShardAt> = (0..planned.len())
         .flat_map(|j| (0..planned[j].shards.len()).map(move |s| (j, s)))
         .filter(|&(j, s)| logs[j][s].is_none())
@@ -562,7 +592,9 @@ pub fn run(paper: &Paper, opts: &Options, report: &(dyn Fn(Event) + Sync)) -> Re
     if !opts.train && !todo.is_empty() {
         return Err(MissingShards(todo.iter().map(|&at| shard_name(&figures, &planned, at)).collect()).into());
     }
-    let computed = train_shards(&figures, &planned, &todo, &cache, opts, report)?;
+    let computed = train_shards(&figures, &planned, &todo, &cache, opts, report);
+    report_remote();
+    let computed = computed?;
     let mut times = vec![Duration::ZERO; planned.len()];
     let mut skipped = 0;
     for (&(j, s), result) in todo.iter().zip(computed) {

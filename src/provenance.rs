@@ -52,6 +52,8 @@ pub const AFTER_TRAINING: &[&str] = &[
     // Notes of each job's last run beside the cache, written after a job is trained and read
     // only to explain why a job runs and to estimate costs.
     "src/records.rs",
+    // Moves verified cache entries to and from a remote server; computes nothing.
+    "src/remote.rs",
     // `status` and `plan`: read the cache, the records and the committed figures; train nothing.
     "src/status.rs",
     // Assigns shards to the tasks of a Slurm array, submits and waits; the tasks train

@@ -504,6 +504,8 @@ pub fn run_task(
         threads,
         train: true,
         refuse_lint: true,
+        // The array's tasks share the cluster's cache directory.
+        remote_cache: None,
     };
     let trained = pipeline::train_shards(&figures, &planned, &todo, &cache, &opts, report)?;
     if pipeline::interrupted() {

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("provenance", 0),
     ("datasets", 0),
     ("suggest", 0),
+    ("remote", 0),
     ("theory", 1),
     ("figure", 1),
     ("cache", 1),

@@ -36,6 +36,7 @@ pub fn options(cache_dir: &Path, threads: usize) -> Options {
         // lint's refusal has its own test (tests/lint.rs), and the real
         // figures pass it in every `figures --check`.
         refuse_lint: false,
+        remote_cache: None,
     }
 }
 
