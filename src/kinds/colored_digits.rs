@@ -266,10 +266,7 @@ impl Kind for ColoredDigits {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
-            p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
-        }
+        let mut p = digits::data_problems(self.classes, self.test_fraction.get(), &self.data_sha256);
         if self.penalties.is_empty() || !self.penalties.windows(2).all(|w| w[0].get() < w[1].get()) {
             p.push("penalties: expected at least one lambda, increasing".into());
         }
@@ -278,9 +275,6 @@ impl Kind for ColoredDigits {
         }
         if self.penalty_from >= self.steps.get() {
             p.push("penalty_from: expected a step before the last".into());
-        }
-        if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
-            p.push("test_fraction: expected a value strictly between 0 and 1".into());
         }
         if self.seed_count.get() < 2 {
             p.push("seed_count: expected at least 2 (the claims decide on intervals over seeds)".into());

@@ -98,6 +98,21 @@ pub(crate) fn load(data: &std::path::Path, sha256: &str, classes: [u8; 2]) -> Re
     Ok(images)
 }
 
+/// The rules on a digits data selection, shared by the kinds that read the digits.
+pub(crate) fn data_problems(classes: [u8; 2], test_fraction: f64, data_sha256: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    if classes[0] == classes[1] || classes.iter().any(|&c| c > 9) {
+        p.push(format!("classes: expected two different digits 0..9, got {classes:?}"));
+    }
+    if !(0.0 < test_fraction && test_fraction < 1.0) {
+        p.push("test_fraction: expected a value strictly between 0 and 1".into());
+    }
+    if data_sha256.len() != 64 || !data_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        p.push("data_sha256: expected 64 hexadecimal digits".into());
+    }
+    p
+}
+
 /// Indices of the training and test images among `count`: a seeded shuffle, then split.
 pub(crate) fn split(count: usize, test_fraction: f64, split_seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut r = rng::stream("digits/split", split_seed);
@@ -124,10 +139,7 @@ impl Kind for Digits {
     }
 
     fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.classes[0] == self.classes[1] || self.classes.iter().any(|&c| c > 9) {
-            p.push(format!("classes: expected two different digits 0..9, got {:?}", self.classes));
-        }
+        let mut p = data_problems(self.classes, self.test_fraction.get(), &self.data_sha256);
         if self.shortcut_fractions.first().is_none_or(|q| q.get() != 0.0) {
             p.push("shortcut_fractions: expected 0 (the control) first".into());
         }
@@ -137,12 +149,6 @@ impl Kind for Digits {
         // One colour per run (the legend rule refuses a colour that means two things).
         if self.shortcut_fractions.len() > COLORS.len() {
             p.push(format!("shortcut_fractions: expected at most {} values, one colour each", COLORS.len()));
-        }
-        if !(0.0 < self.test_fraction.get() && self.test_fraction.get() < 1.0) {
-            p.push("test_fraction: expected a value strictly between 0 and 1".into());
-        }
-        if self.data_sha256.len() != 64 || !self.data_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-            p.push("data_sha256: expected 64 hexadecimal digits".into());
         }
         p
     }
