@@ -144,13 +144,26 @@ impl PhaseDiagram {
             Series::line("failure region (theory)", 0, Source::Theory, palette::VERMILLION, fx, fy).styled(Style::Area),
         );
 
-        let mut arrows = (Vec::new(), Vec::new());
+        let mut arrows: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
         let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
+        // Distance in the panel's proportions: the box's width and height count alike.
+        let (width, height) = (z_max - z_min, y_max - y_lo);
+        let apart = |a: (f64, f64), b: (f64, f64)| ((a.0 - b.0) / width).hypot((a.1 - b.1) / height);
         for (k, path) in paths.enumerate() {
+            // The arrow where it is farthest from the arrows placed so far, along the
+            // path's middle half (arrows of neighbouring streamlines drawn at their
+            // midpoints overlapped where the hyperbolas crowd together).
+            let heads: Vec<(f64, f64)> =
+                arrows.0.iter().zip(&arrows.1).skip(1).step_by(2).map(|(&x, &y)| (x, y)).collect();
+            let room = |p: (f64, f64)| heads.iter().map(|&h| apart(p, h)).fold(f64::INFINITY, f64::min);
+            let at = (path.len() / 4..=3 * path.len() / 4)
+                .step_by((path.len() / 20).max(1))
+                .max_by(|&a, &b| room(path[a]).total_cmp(&room(path[b])))
+                .unwrap_or(path.len() / 2)
+                .max(6);
             // Tail and head several samples apart, so the direction survives
             // rounding to whole pixels.
-            let mid = path.len() / 2;
-            for p in [path[mid - 6], path[mid]] {
+            for p in [path[at - 6], path[at]] {
                 arrows.0.push(p.0);
                 arrows.1.push(p.1);
             }
