@@ -83,7 +83,7 @@ fn balanced_chain_velocity_is_the_chain_rule_of_the_mode() {
             let mut next = mode.clone();
             next.rk4_step(Loss::CrossEntropy, 3.0, dt);
             let numeric = (next.margin() - z) / dt;
-            let closed = theory::balanced_chain_velocity(depth, s, z, Loss::CrossEntropy, 3.0);
+            let closed = theory::balanced_chain_velocity(depth as f64, s, z, Loss::CrossEntropy, 3.0);
             assert!(close(numeric, closed, 1e-5), "L = {depth}: {numeric} vs {closed}");
         }
     }

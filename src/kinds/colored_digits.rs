@@ -88,7 +88,7 @@ enum Run {
 impl Run {
     fn name(self) -> String {
         match self {
-            Run::Coloured { penalty } if penalty == 0.0 => "plain (no penalty)".into(),
+            Run::Coloured { penalty: 0.0 } => "plain (no penalty)".into(),
             Run::Coloured { penalty } => format!("penalty lambda = {penalty}"),
             Run::Grayscale => "control: no colour (grayscale)".into(),
         }
