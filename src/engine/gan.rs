@@ -97,10 +97,10 @@ pub fn train(cfg: &GanConfig, seeds: &[u64], log_steps: &[u64]) -> Vec<GanRun> {
     runs.into_iter().flatten().collect()
 }
 
-/// Trains each seed in lanes of `L` on this thread's vector path, for the
-/// tests: any `L` gives the same bits.
-#[doc(hidden)]
-pub fn train_in_lanes(cfg: &GanConfig, seeds: &[u64], log_steps: &[u64], lanes: usize) -> Vec<GanRun> {
+/// Trains each seed in lanes of `lanes` on this thread's vector path, for
+/// the tests: any lane count gives the same bits.
+#[cfg(test)]
+fn train_in_lanes(cfg: &GanConfig, seeds: &[u64], log_steps: &[u64], lanes: usize) -> Vec<GanRun> {
     let mut out = Vec::new();
     for group in seeds.chunks(lanes) {
         match lanes {
