@@ -333,6 +333,7 @@ macro_rules! with_vector_paths {
         }
     };
 }
+pub(super) use with_vector_paths;
 
 with_vector_paths! {
     /// `steps` steps of one member, with the widest vector instructions the CPU has.
@@ -984,7 +985,7 @@ pub fn exp_for_tests(x: f32) -> f32 {
 /// both kernels, so that they give the same bits (and no libm's exp, which
 /// differs between C libraries and between their variants for different CPUs).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     {
         let x = x.clamp(-87.0, 88.0);
         let n = (x * std::f32::consts::LOG2_E + 0.5).floor();

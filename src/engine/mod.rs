@@ -9,6 +9,7 @@ use crate::values::Loss;
 
 mod batched;
 pub mod fused;
+pub mod gan;
 mod types;
 
 use batched::BatchedState;

@@ -48,7 +48,7 @@ struct Args {
     every_job: bool,
     /// The fused kernels' instruction set, at the widest: portable, avx2 or
     /// avx512 (default: the widest this CPU has). Every path gives the same
-    /// bits. Not the GAN's row: its seeds run on worker threads, on the widest.
+    /// bits (the GAN's row too: its lane groups run on the path of the thread that starts them).
     #[arg(long, value_parser = parse_path)]
     vector_path: Option<VectorPath>,
     /// Instead of the figures' workloads: the scaling curves, one synthetic
@@ -147,14 +147,14 @@ fn measure(args: &Args) -> Result<()> {
         let kind = fig.experiment.kind();
         let jobs = learning_dynamics::kinds::numbered_jobs(kind);
         if fig.experiment.name() == "gan" {
-            // Its own loop, not the engine's: timed whole, one job, per network-step (both networks).
+            // Not the classifier engine: timed whole, one job, per network-step (both networks).
             let job = &jobs[0];
             let start = std::time::Instant::now();
             let log = kind.train(job, 0..job.members())?;
             let steps = *log.log_steps.last().unwrap_or(&1) as f64;
             let per = start.elapsed().as_secs_f64() / (steps * job.members() as f64);
             println!(
-                "{:<16} {:<40} {:>5} {:>11}  (its own loop: generator and discriminator, plain f32)",
+                "{:<16} {:<40} {:>5} {:>11}  (engine::gan: generator and discriminator, lanes across seeds)",
                 fig.id(),
                 job.name,
                 job.members(),
