@@ -510,8 +510,14 @@ pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> 
                     None if !log.exists() => "it never started (cancelled while pending?)".to_string(),
                     None => "Slurm no longer knows how it ended".to_string(),
                 };
+                // A task that failed by itself said why last: "No space left on device", a bad key.
+                let said = match ends.iter().find(|e| e.task == t) {
+                    Some(e) if e.state == "FAILED" => last_line(&log).map(|l| format!("; its log ends: {l}")),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let log = if log.exists() {
-                    format!("log: {}", log.display())
+                    format!("log: {}{said}", log.display())
                 } else {
                     format!("no log at {}", log.display())
                 };
@@ -519,6 +525,14 @@ pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> 
             })
         })
         .collect()
+}
+
+/// The last non-empty line of a file, cut to 300 characters.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(300).collect())
 }
 
 /// `paper-figures shard-task`: trains task `task`'s shards of the assignment
