@@ -236,6 +236,8 @@ pub struct TaskEnd {
     pub exit_code: String,
     /// The node(s) it ran on (`NodeList`), empty when it never started.
     pub nodes: String,
+    /// Its time limit as Slurm prints it (`00:01:00`), empty when unknown.
+    pub time_limit: String,
 }
 
 impl TaskEnd {
@@ -263,7 +265,10 @@ impl TaskEnd {
                 on.replacen(" on ", " ", 1),
                 node_state.map(|s| format!(", now {s}")).unwrap_or_default()
             ),
-            "TIMEOUT" => format!("ran past its time limit{on} (TIMEOUT{killed}): raise --time-limit"),
+            "TIMEOUT" => format!(
+                "ran past its time limit{}{on} (TIMEOUT{killed}): raise --time-limit",
+                if self.time_limit.is_empty() { String::new() } else { format!(" of {}", self.time_limit) }
+            ),
             "OUT_OF_MEMORY" => {
                 format!("ran out of memory{on} (OUT_OF_MEMORY): ask for more with --sbatch-arg=--mem=...")
             }
@@ -286,14 +291,14 @@ impl TaskEnd {
 /// controller (`scontrol show job`, which keeps finished jobs for
 /// MinJobAge); empty when neither knows the array any more.
 pub fn task_ends(job: &str) -> Vec<TaskEnd> {
-    let from_sacct = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode,NodeList"]);
+    let from_sacct = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode,NodeList,Timelimit"]);
     match from_sacct.map(|out| parse_sacct(&out)) {
         Ok(ends) if !ends.is_empty() => ends,
         _ => slurm("scontrol", &["show", "job", job, "-o"]).map(|out| parse_scontrol(&out)).unwrap_or_default(),
     }
 }
 
-/// `sacct -n -P -X -o JobID,State,ExitCode,NodeList` lines: `12_3|FAILED|1:0|node2`.
+/// `sacct -n -P -X -o JobID,State,ExitCode,NodeList,Timelimit` lines: `12_3|FAILED|1:0|node2|01:00:00`.
 pub fn parse_sacct(out: &str) -> Vec<TaskEnd> {
     out.lines()
         .filter_map(|line| {
@@ -301,9 +306,10 @@ pub fn parse_sacct(out: &str) -> Vec<TaskEnd> {
             let (id, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
             let task = id.split_once('_')?.1.parse().ok()?;
             let nodes = fields.next().unwrap_or("").to_string();
+            let time_limit = fields.next().unwrap_or("").to_string();
             // "CANCELLED by 0" -> "CANCELLED"
             let state = state.split_whitespace().next()?.to_string();
-            Some(TaskEnd { task, state, exit_code: exit.to_string(), nodes })
+            Some(TaskEnd { task, state, exit_code: exit.to_string(), nodes, time_limit })
         })
         .collect()
 }
@@ -321,6 +327,7 @@ pub fn parse_scontrol(out: &str) -> Vec<TaskEnd> {
                 state: field("JobState")?.to_string(),
                 exit_code: field("ExitCode").unwrap_or("?").to_string(),
                 nodes: field("NodeList").unwrap_or("").to_string(),
+                time_limit: field("TimeLimit").unwrap_or("").to_string(),
             })
         })
         .collect()
@@ -604,14 +611,29 @@ mod tests {
         let sacct = "12_0|COMPLETED|0:0\n12_1|FAILED|3:0\n12_2|CANCELLED by 0|0:15\n12|RUNNING|0:0\n";
         let ends = parse_sacct(sacct);
         assert_eq!(ends.len(), 3, "the array's own line is not a task");
-        assert_eq!(ends[1], TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into(), nodes: String::new() });
+        assert_eq!(
+            ends[1],
+            TaskEnd {
+                task: 1,
+                state: "FAILED".into(),
+                exit_code: "3:0".into(),
+                nodes: String::new(),
+                time_limit: String::new()
+            }
+        );
         assert_eq!(ends[2].state, "CANCELLED");
         // As Slurm 22.05 prints them (one line per task, the pending rest as a range).
         let scontrol = "JobId=7 ArrayJobId=6 ArrayTaskId=1 JobName=x JobState=FAILED Reason=NonZeroExitCode \
                         ExitCode=3:0\nJobId=6 ArrayJobId=6 ArrayTaskId=2-3 JobState=PENDING ExitCode=0:0\n";
         assert_eq!(
             parse_scontrol(scontrol),
-            vec![TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into(), nodes: String::new() }]
+            vec![TaskEnd {
+                task: 1,
+                state: "FAILED".into(),
+                exit_code: "3:0".into(),
+                nodes: String::new(),
+                time_limit: String::new()
+            }]
         );
     }
 
@@ -622,6 +644,7 @@ mod tests {
             state: state.into(),
             exit_code: exit.into(),
             nodes: "node2".into(),
+            time_limit: "00:01:00".into(),
         };
         let lost = end("NODE_FAIL", "0:0").why(Some("DOWN+NOT_RESPONDING, \"Not responding\""));
         assert!(lost.starts_with("lost with its node node2 (NODE_FAIL"), "{lost}");
@@ -629,7 +652,7 @@ mod tests {
         assert!(end("FAILED", "0:9").why(None).contains("killed on node2 (FAILED, killed by SIGKILL"));
         assert!(end("TIMEOUT", "0:15")
             .why(None)
-            .contains("time limit on node2 (TIMEOUT, killed by SIGTERM): raise --time-limit"));
+            .contains("time limit of 00:01:00 on node2 (TIMEOUT, killed by SIGTERM): raise --time-limit"));
         assert!(end("FAILED", "3:0").why(None).contains("exit status 3"));
         let node = "NodeName=node2 Arch=x86_64 CoresPerSocket=1 State=DOWN+NOT_RESPONDING ThreadsPerCore=1 \
                     Reason=Not responding [slurm@2026-12-05T10:50:00]";
