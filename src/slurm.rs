@@ -234,29 +234,82 @@ pub struct TaskEnd {
     /// Slurm's word: COMPLETED, FAILED, TIMEOUT, PREEMPTED, CANCELLED, OUT_OF_MEMORY, ...
     pub state: String,
     pub exit_code: String,
+    /// The node(s) it ran on (`NodeList`), empty when it never started.
+    pub nodes: String,
+    /// Its time limit as Slurm prints it (`00:01:00`), empty when unknown.
+    pub time_limit: String,
+}
+
+impl TaskEnd {
+    /// Why the task ended without its shards, in words: its state, the
+    /// signal that killed it, a node that went down (`node_state`: the
+    /// node's state and reason now, from `scontrol show node`).
+    pub fn why(&self, node_state: Option<&str>) -> String {
+        let on = if self.nodes.is_empty() || self.nodes == "None" || self.nodes.starts_with('(') {
+            String::new()
+        } else {
+            format!(" on {}", self.nodes)
+        };
+        let signal = self.exit_code.split_once(':').and_then(|(_, s)| s.parse::<i32>().ok()).filter(|&s| s != 0);
+        let code = self.exit_code.split_once(':').and_then(|(c, _)| c.parse::<i32>().ok()).filter(|&c| c != 0);
+        let killed = match signal {
+            Some(9) => ", killed by SIGKILL".to_string(),
+            Some(15) => ", killed by SIGTERM".to_string(),
+            Some(s) => format!(", killed by signal {s}"),
+            None => String::new(),
+        };
+        match self.state.as_str() {
+            "NODE_FAIL" => format!(
+                "lost with its node{} (NODE_FAIL: the node stopped answering the controller and was set down{}; \
+                 the task died with it)",
+                on.replacen(" on ", " ", 1),
+                node_state.map(|s| format!(", now {s}")).unwrap_or_default()
+            ),
+            "TIMEOUT" => format!(
+                "ran past its time limit{}{on} (TIMEOUT{killed}): raise --time-limit",
+                if self.time_limit.is_empty() { String::new() } else { format!(" of {}", self.time_limit) }
+            ),
+            "OUT_OF_MEMORY" => {
+                format!("ran out of memory{on} (OUT_OF_MEMORY): ask for more with --sbatch-arg=--mem=...")
+            }
+            "PREEMPTED" => format!("preempted{on} (PREEMPTED)"),
+            "CANCELLED" => format!("cancelled{on} (CANCELLED{killed}: scancel, or an administrator)"),
+            "BOOT_FAIL" => format!("its node{on} failed to boot (BOOT_FAIL)"),
+            "DEADLINE" => format!("missed its deadline{on} (DEADLINE)"),
+            "FAILED" if signal.is_some() => format!("killed{on} (FAILED{killed}, exit {})", self.exit_code),
+            "FAILED" => format!(
+                "failed{on} (FAILED, exit status {}): its log says why",
+                code.map(|c| c.to_string()).unwrap_or_else(|| self.exit_code.clone())
+            ),
+            "COMPLETED" => format!("completed{on}, yet shards are missing (removed from the cache since?)"),
+            other => format!("{other}{on} (exit {}{killed})", self.exit_code),
+        }
+    }
 }
 
 /// Each task's end, from `sacct` where accounting is kept, else from the
 /// controller (`scontrol show job`, which keeps finished jobs for
 /// MinJobAge); empty when neither knows the array any more.
 pub fn task_ends(job: &str) -> Vec<TaskEnd> {
-    let from_sacct = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode"]);
+    let from_sacct = slurm("sacct", &["-j", job, "-n", "-P", "-X", "-o", "JobID,State,ExitCode,NodeList,Timelimit"]);
     match from_sacct.map(|out| parse_sacct(&out)) {
         Ok(ends) if !ends.is_empty() => ends,
         _ => slurm("scontrol", &["show", "job", job, "-o"]).map(|out| parse_scontrol(&out)).unwrap_or_default(),
     }
 }
 
-/// `sacct -n -P -X -o JobID,State,ExitCode` lines: `12_3|FAILED|1:0`.
+/// `sacct -n -P -X -o JobID,State,ExitCode,NodeList,Timelimit` lines: `12_3|FAILED|1:0|node2|01:00:00`.
 pub fn parse_sacct(out: &str) -> Vec<TaskEnd> {
     out.lines()
         .filter_map(|line| {
             let mut fields = line.split('|');
             let (id, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
             let task = id.split_once('_')?.1.parse().ok()?;
+            let nodes = fields.next().unwrap_or("").to_string();
+            let time_limit = fields.next().unwrap_or("").to_string();
             // "CANCELLED by 0" -> "CANCELLED"
             let state = state.split_whitespace().next()?.to_string();
-            Some(TaskEnd { task, state, exit_code: exit.to_string() })
+            Some(TaskEnd { task, state, exit_code: exit.to_string(), nodes, time_limit })
         })
         .collect()
 }
@@ -273,9 +326,29 @@ pub fn parse_scontrol(out: &str) -> Vec<TaskEnd> {
                 task: field("ArrayTaskId")?.parse().ok()?,
                 state: field("JobState")?.to_string(),
                 exit_code: field("ExitCode").unwrap_or("?").to_string(),
+                nodes: field("NodeList").unwrap_or("").to_string(),
+                time_limit: field("TimeLimit").unwrap_or("").to_string(),
             })
         })
         .collect()
+}
+
+/// A node's state and why, as `scontrol show node` says now:
+/// `DOWN+NOT_RESPONDING, "Not responding"`; `None` when it cannot be asked.
+pub fn node_state(node: &str) -> Option<String> {
+    slurm("scontrol", &["show", "node", node, "-o"]).ok().and_then(|out| parse_node_state(&out))
+}
+
+/// The state and reason of `scontrol -o show node` output (the reason runs to
+/// the end of the line but for its ` [user@time]` stamp).
+pub fn parse_node_state(out: &str) -> Option<String> {
+    let line = out.lines().next()?;
+    let state = line.split_whitespace().find_map(|w| w.strip_prefix("State="))?;
+    let reason = line.split_once(" Reason=").map(|(_, r)| r.split(" [").next().unwrap_or(r).trim());
+    Some(match reason {
+        Some(r) if !r.is_empty() && r != "(null)" => format!("{state}, \"{r}\""),
+        _ => state.to_string(),
+    })
 }
 
 /// While waiting: shards in the cache, of how many; tasks still queued or
@@ -439,12 +512,19 @@ pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> 
             (missing > 0).then(|| {
                 let log = prepared.log(t);
                 let end = match ends.iter().find(|e| e.task == t) {
-                    Some(e) => format!("{} (exit {})", e.state, e.exit_code),
+                    Some(e) if e.state == "NODE_FAIL" => e.why(node_state(&e.nodes).as_deref()),
+                    Some(e) => e.why(None),
                     None if !log.exists() => "it never started (cancelled while pending?)".to_string(),
                     None => "Slurm no longer knows how it ended".to_string(),
                 };
+                // A task that failed by itself said why last: "No space left on device", a bad key.
+                let said = match ends.iter().find(|e| e.task == t) {
+                    Some(e) if e.state == "FAILED" => last_line(&log).map(|l| format!("; its log ends: {l}")),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let log = if log.exists() {
-                    format!("log: {}", log.display())
+                    format!("log: {}{said}", log.display())
                 } else {
                     format!("no log at {}", log.display())
                 };
@@ -452,6 +532,14 @@ pub fn unfinished(job: &str, prepared: &Prepared, cache: &Cache) -> Vec<String> 
             })
         })
         .collect()
+}
+
+/// The last non-empty line of a file, cut to 300 characters.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(300).collect())
 }
 
 /// `paper-figures shard-task`: trains task `task`'s shards of the assignment
@@ -523,14 +611,52 @@ mod tests {
         let sacct = "12_0|COMPLETED|0:0\n12_1|FAILED|3:0\n12_2|CANCELLED by 0|0:15\n12|RUNNING|0:0\n";
         let ends = parse_sacct(sacct);
         assert_eq!(ends.len(), 3, "the array's own line is not a task");
-        assert_eq!(ends[1], TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into() });
+        assert_eq!(
+            ends[1],
+            TaskEnd {
+                task: 1,
+                state: "FAILED".into(),
+                exit_code: "3:0".into(),
+                nodes: String::new(),
+                time_limit: String::new()
+            }
+        );
         assert_eq!(ends[2].state, "CANCELLED");
         // As Slurm 22.05 prints them (one line per task, the pending rest as a range).
         let scontrol = "JobId=7 ArrayJobId=6 ArrayTaskId=1 JobName=x JobState=FAILED Reason=NonZeroExitCode \
                         ExitCode=3:0\nJobId=6 ArrayJobId=6 ArrayTaskId=2-3 JobState=PENDING ExitCode=0:0\n";
         assert_eq!(
             parse_scontrol(scontrol),
-            vec![TaskEnd { task: 1, state: "FAILED".into(), exit_code: "3:0".into() }]
+            vec![TaskEnd {
+                task: 1,
+                state: "FAILED".into(),
+                exit_code: "3:0".into(),
+                nodes: String::new(),
+                time_limit: String::new()
+            }]
         );
+    }
+
+    #[test]
+    fn a_lost_node_a_kill_and_a_time_limit_are_said_in_words() {
+        let end = |state: &str, exit: &str| TaskEnd {
+            task: 2,
+            state: state.into(),
+            exit_code: exit.into(),
+            nodes: "node2".into(),
+            time_limit: "00:01:00".into(),
+        };
+        let lost = end("NODE_FAIL", "0:0").why(Some("DOWN+NOT_RESPONDING, \"Not responding\""));
+        assert!(lost.starts_with("lost with its node node2 (NODE_FAIL"), "{lost}");
+        assert!(lost.contains("now DOWN+NOT_RESPONDING, \"Not responding\""), "{lost}");
+        assert!(end("FAILED", "0:9").why(None).contains("killed on node2 (FAILED, killed by SIGKILL"));
+        assert!(end("TIMEOUT", "0:15")
+            .why(None)
+            .contains("time limit of 00:01:00 on node2 (TIMEOUT, killed by SIGTERM): raise --time-limit"));
+        assert!(end("FAILED", "3:0").why(None).contains("exit status 3"));
+        let node = "NodeName=node2 Arch=x86_64 CoresPerSocket=1 State=DOWN+NOT_RESPONDING ThreadsPerCore=1 \
+                    Reason=Not responding [slurm@2026-12-05T10:50:00]";
+        assert_eq!(parse_node_state(node).as_deref(), Some("DOWN+NOT_RESPONDING, \"Not responding\""));
+        assert_eq!(parse_sacct("5_1|NODE_FAIL|0:0|node2\n")[0].nodes, "node2");
     }
 }

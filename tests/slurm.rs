@@ -3,7 +3,7 @@
 //! (`paper-figures shard-task`, as the script runs them) writing shards of the
 //! same jobs into one cache at once, two of them computing the same shards,
 //! after which the figures assembled from the cache alone are byte for byte
-//! those of a local run. The real Slurm runs in CI (`.ci/slurm-test`).
+//! those of a local run. The real Slurm runs in CI (`.ci/slurm-cluster-test`).
 
 mod common;
 
