@@ -52,6 +52,31 @@ USAGE:
 
 Every command accepts --help for its full options.";
 
+/// The variables the outer `cargo run` set for this program (its package's
+/// manifest, name, version), removed from a cargo it starts: a build script
+/// that reads one (ring's reads CARGO_MANIFEST_DIR) would otherwise see
+/// another environment than under `cargo test`, and cargo would build that
+/// crate and everything above it again at every switch between the two
+/// commands of the README.
+fn without_run_variables(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
@@ -71,7 +96,9 @@ fn main() -> ExitCode {
     let (binary, rest) = if args[0] == "bench" { ("bench", &args[1..]) } else { ("paper-figures", &args[..]) };
     // Build first, with cargo's own progress (a first build compiles about 250
     // crates: minutes, which a quiet build spent in silence); then run quietly.
-    match Command::new(&cargo).current_dir(root).args(["build", "--release", "--bin", binary]).status() {
+    let mut build = Command::new(&cargo);
+    build.current_dir(root).args(["build", "--release", "--bin", binary]);
+    match without_run_variables(&mut build).status() {
         Ok(s) if s.success() => {}
         Ok(s) => return ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8),
         Err(e) => {
@@ -80,6 +107,7 @@ fn main() -> ExitCode {
         }
     }
     let mut command = Command::new(cargo);
+    without_run_variables(&mut command);
     command.current_dir(root).args(["run", "--release", "--quiet", "--bin", binary, "--"]).args(rest);
     // Run from the repository root (paper.toml's data paths are relative to
     // it), but relative paths the user typed are taken from where they are.
