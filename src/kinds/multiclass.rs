@@ -161,6 +161,14 @@ impl Multiclass {
 
     /// The same fit with the norms paired to the points in a fixed random
     /// permutation: the counterfactual where a point's norm does not set its time.
+    fn exponent_samples(k: usize) -> String {
+        format!("K = {k}: power of the norm in the time to the target margin, per seed")
+    }
+
+    fn permuted_exponent_samples(k: usize) -> String {
+        format!("K = {k}: the same power with each seed's norms permuted, per seed")
+    }
+
     fn permuted_exponent_scalar(k: usize) -> String {
         format!("K = {k}: the same power with the norms permuted (a pairing that carries no law)")
     }
@@ -294,6 +302,11 @@ impl Kind for Multiclass {
             "power 1 / s^2".to_string(),
         ]);
         out.scalars.push(GAP.into());
+        out.samples = self
+            .ks()
+            .into_iter()
+            .flat_map(|k| [Self::exponent_samples(k), Self::permuted_exponent_samples(k)])
+            .collect();
         out
     }
 
@@ -499,6 +512,35 @@ impl Kind for Multiclass {
                 .unzip();
             let exponent = if s_all.len() < 3 { f64::NAN } else { loglog_slope(&s_all, &t_all) };
             body.scalars.insert(Self::exponent_scalar(k), exponent);
+            // The same fit in each seed alone (the claims decide on these, over seeds), and
+            // with each seed's norms in a permutation of its own: a pairing that carries no law.
+            let seeds = point_times.first().map_or(0, Vec::len);
+            let per_seed = |permute: bool| -> Vec<f64> {
+                (0..seeds)
+                    .map(|e| {
+                        let ss = if permute {
+                            crate::rng::permuted("multiclass/permuted-norms-per-seed", e as u64, &norms)
+                        } else {
+                            norms.clone()
+                        };
+                        let (s, t): (Vec<f64>, Vec<f64>) = ss
+                            .iter()
+                            .zip(&point_times)
+                            .map(|(&s, ts)| (s, ts[e]))
+                            .filter(|(_, t)| t.is_finite() && *t > 0.0)
+                            .unzip();
+                        if s.len() < 3 {
+                            f64::NAN
+                        } else {
+                            loglog_slope(&s, &t)
+                        }
+                    })
+                    // A seed in which fewer than 3 points got there has no fit: the interval's n says so.
+                    .filter(|v| v.is_finite())
+                    .collect()
+            };
+            body.samples.insert(Self::exponent_samples(k), per_seed(false));
+            body.samples.insert(Self::permuted_exponent_samples(k), per_seed(true));
             let permutation = crate::rng::permutation("multiclass/permuted-norms", 0, norms.len());
             let (s_perm, t_perm): (Vec<f64>, Vec<f64>) = point_times
                 .iter()
