@@ -60,10 +60,6 @@ impl Remote {
         format!("{}{key}.json", self.base)
     }
 
-    pub fn writes(&self) -> bool {
-        self.write
-    }
-
     /// The entry of `key`, if the server has one.
     pub fn fetch(&self, key: &str) -> Fetched {
         if self.gave_up.load(Ordering::Relaxed) {

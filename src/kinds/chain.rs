@@ -158,12 +158,16 @@ impl Chain {
         let z: Vec<f64> =
             theory::integrate(&[z0], &times, self.theory_dt.get(), 0.01, velocity).iter().map(|z| z[0]).collect();
         let target = self.target_margin.get();
-        let at = |level: f64| crossing_time(&times, &z, level);
-        let rise = match (at(0.1 * target), at(0.9 * target)) {
-            (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
-            _ => f64::NAN,
-        };
-        (at(target).unwrap_or(f64::NAN), rise)
+        (crossing_time(&times, &z, target).unwrap_or(f64::NAN), rise_decades(&times, &z, target))
+    }
+}
+
+/// The sharpness of a margin's escape: the decades of t it takes to rise from
+/// 10% to 90% of `target` (NaN if it never gets there or starts above 10%).
+fn rise_decades(times: &[f64], margins: &[f64], target: f64) -> f64 {
+    match (crossing_time(times, margins, 0.1 * target), crossing_time(times, margins, 0.9 * target)) {
+        (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
+        _ => f64::NAN,
     }
 }
 
@@ -399,13 +403,7 @@ impl Kind for Chain {
                 );
                 if depth_view {
                     let m = margins_of(traj);
-                    let rise = |series: &[f64]| -> f64 {
-                        match (crossing_time(&times, series, 0.1 * target), crossing_time(&times, series, 0.9 * target))
-                        {
-                            (Some(a), Some(b)) if a > 0.0 => (b / a).log10(),
-                            _ => f64::NAN,
-                        }
-                    };
+                    let rise = |series: &[f64]| rise_decades(&times, series, target);
                     let t_meas = measured[traj].unwrap_or(f64::NAN);
                     let t_theory = theory[traj].unwrap_or(f64::NAN);
                     body.scalars.insert(escape_scalar(depth), t_meas);

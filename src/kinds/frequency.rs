@@ -278,13 +278,12 @@ impl Kind for Frequency {
                         .collect()
                 })
                 .collect();
-            let learn_times: Vec<f64> = curves
-                .iter()
-                .map(|per_member| {
-                    let ts: Vec<f64> =
-                        per_member.iter().map(|c| crossing_time(&times, c, target).unwrap_or(f64::NAN)).collect();
-                    ts.iter().sum::<f64>() / ts.len() as f64
-                })
+            // Per member, per feature: when its points' mean margin reaches the target.
+            let member_times: Vec<Vec<f64>> = (0..members)
+                .map(|e| curves.iter().map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN)).collect())
+                .collect();
+            let learn_times: Vec<f64> = (0..self.counts.len())
+                .map(|k| member_times.iter().map(|ts| ts[k]).sum::<f64>() / members as f64)
                 .collect();
             for (k, t) in learn_times.iter().enumerate() {
                 body.scalars.insert(time_scalar(net, k), *t);
@@ -294,16 +293,13 @@ impl Kind for Frequency {
                 let per_seed = |permute: bool| -> Vec<f64> {
                     (0..members)
                         .map(|e| {
-                            let ts: Vec<f64> = curves
-                                .iter()
-                                .map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN))
-                                .collect();
+                            let ts = &member_times[e];
                             let fs = if permute {
                                 crate::rng::permuted("frequency/permuted-frequencies", e as u64, &freqs)
                             } else {
                                 freqs.clone()
                             };
-                            loglog_slope(&fs, &ts)
+                            loglog_slope(&fs, ts)
                         })
                         // A seed that never learned some feature has no slope: the interval's n says so.
                         .filter(|v| v.is_finite())
@@ -319,11 +315,8 @@ impl Kind for Frequency {
             if net == Net::Random {
                 // No theory and seeds that differ: the mean over seeds with its
                 // spread, each seed's learning times along the frequencies.
-                let per_seed: Vec<Vec<f64>> = (0..members)
-                    .map(|e| curves.iter().map(|c| crossing_time(&times, &c[e], target).unwrap_or(f64::NAN)).collect())
-                    .collect();
-                if per_seed.iter().flatten().all(|t| t.is_finite()) {
-                    body.series.push(Series::mean_over_seeds(net.name(), 0, net.color(), freqs.clone(), &per_seed));
+                if member_times.iter().flatten().all(|t| t.is_finite()) {
+                    body.series.push(Series::mean_over_seeds(net.name(), 0, net.color(), freqs.clone(), &member_times));
                 } else {
                     body.series.push(Series::points(net.name(), 0, net.color(), px, py));
                 }

@@ -145,6 +145,7 @@ impl PhaseDiagram {
         );
 
         let mut arrows: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        let mut heads: Vec<(f64, f64)> = Vec::new();
         let paths = theory::phase_streamlines((z_min, z_max), y_max).into_iter().filter(|p| p.len() >= 16);
         // Distance in the panel's proportions: the box's width and height count alike.
         let (width, height) = (z_max - z_min, y_max - y_lo);
@@ -153,8 +154,6 @@ impl PhaseDiagram {
             // The arrow where it is farthest from the arrows placed so far, along the
             // path's middle half (arrows of neighbouring streamlines drawn at their
             // midpoints overlapped where the hyperbolas crowd together).
-            let heads: Vec<(f64, f64)> =
-                arrows.0.iter().zip(&arrows.1).skip(1).step_by(2).map(|(&x, &y)| (x, y)).collect();
             let room = |p: (f64, f64)| heads.iter().map(|&h| apart(p, h)).fold(f64::INFINITY, f64::min);
             let at = (path.len() / 4..=3 * path.len() / 4)
                 .step_by((path.len() / 20).max(1))
@@ -167,6 +166,7 @@ impl PhaseDiagram {
                 arrows.0.push(p.0);
                 arrows.1.push(p.1);
             }
+            heads.push(path[at]);
             let name =
                 if k == 0 { "streamlines (theory)".to_string() } else { format!("streamline {} (theory)", k + 1) };
             let (x, y) = path.into_iter().unzip();
